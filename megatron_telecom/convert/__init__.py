@@ -1,0 +1,1 @@
+"""Hugging Face <-> Megatron weight mapping for the Llama/Mistral family."""

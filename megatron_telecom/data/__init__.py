@@ -1,0 +1,1 @@
+"""Data: tokenizers, sentence splitting, indexed-dataset writing, blends and corpus curation."""

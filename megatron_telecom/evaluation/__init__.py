@@ -1,0 +1,1 @@
+"""Evaluation: held-out perplexity and TeleQnA multiple-choice scoring."""

@@ -1,0 +1,1 @@
+"""Architecture presets -> megatron-core TransformerConfig + layer spec + GPTModel."""

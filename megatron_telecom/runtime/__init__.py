@@ -1,0 +1,1 @@
+"""Device and distributed bring-up: torchrun/SLURM environment, gloo/nccl, the CPU shim."""

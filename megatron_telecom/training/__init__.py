@@ -1,0 +1,1 @@
+"""Training: config tree and arguments, trainer loop, checkpointing, LR schedule, logging."""

@@ -1,0 +1,44 @@
+"""megatron-telecom: continual pretraining of Llama/Mistral into telecom LLMs on megatron-core."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec((Path(__file__).parent / "megatron_telecom" / "version.py").read_text(), version)
+
+setup(
+    name="megatron-telecom",
+    version=version["__version__"],
+    description="Continual pretraining of general LLMs into telecom LLMs on megatron-core",
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["megatron_telecom", "megatron_telecom.*"]),
+    include_package_data=True,
+    package_data={"megatron_telecom": ["data/resources/*"]},
+    install_requires=[
+        # torch is deliberately not pinned here: install the build you want first
+        # (CPU: torch==2.13.0; GPU: your cluster's CUDA build). megatron-core requires it.
+        "torch>=2.4",
+        "megatron-core>=0.15,<0.17",  # tested with 0.16.1 (newest for Python 3.11)
+        "psutil",  # dist_checkpointing's async writer hangs without it
+        "numpy",
+        "sentencepiece",
+        "nltk",
+        "transformers",
+        "safetensors",
+        "mistral-common",  # ships real Mistral SentencePiece models, used offline
+        "pyyaml",
+        "tensorboard",
+    ],
+    extras_require={
+        "data": ["datatrove==0.10.1", "python-docx", "pypdf", "orjson"],
+        "dev": ["pytest", "pytest-timeout", "ruff", "pyzipper"],
+        # GPU images only: installing TE on a CPU machine breaks `import megatron.core`.
+        "te": ["transformer-engine[pytorch]"],
+        "wandb": ["wandb"],
+    },
+    scripts=[],
+)
