@@ -1,0 +1,66 @@
+"""Human-readable summaries of an indexed dataset: counts, length histogram, decoded samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from megatron_telecom.data.indexed import IndexedDatasetIndex, read_document, read_index
+from megatron_telecom.data.tokenizers import Tokenizer, build_tokenizer
+
+
+def length_histogram(lengths: np.ndarray, bins: int = 10, width: int = 40) -> list[str]:
+    """Text histogram of document lengths on log2-spaced bins."""
+    if len(lengths) == 0:
+        return ["(no documents)"]
+    low, top = max(int(lengths.min()), 1), max(int(lengths.max()), 1)
+    edges = np.unique(np.geomspace(low, top + 1, num=bins + 1).astype(np.int64))
+    counts, edges = np.histogram(lengths, bins=edges)
+    peak = max(int(counts.max()), 1)
+    return [
+        f"{lo:>10,} - {hi - 1:>10,} | {'#' * round(width * c / peak):<{width}} {c:,}"
+        for lo, hi, c in zip(edges[:-1], edges[1:], counts)
+    ]
+
+
+def tokenizer_from_provenance(prefix: str | Path) -> Tokenizer | None:
+    """The tokenizer recorded in the dataset's provenance sidecar, if it is still on disk."""
+    sidecar = Path(f"{prefix}.json")
+    if not sidecar.is_file():
+        return None
+    info = json.loads(sidecar.read_text(encoding="utf-8")).get("tokenizer") or {}
+    if not info or not Path(info.get("tokenizer_model", "")).exists():
+        return None
+    return build_tokenizer(info["tokenizer_type"], info["tokenizer_model"])
+
+
+def describe_dataset(prefix: str | Path, tokenizer: Tokenizer | None, samples: int = 1,
+                     sample_chars: int = 400) -> str:
+    """Documents, sequences, tokens, length statistics and histogram, and decoded sample documents."""
+    index: IndexedDatasetIndex = read_index(prefix)
+    lengths = index.document_lengths()
+    lines = [
+        f"dataset    {prefix}",
+        f"dtype      {np.dtype(index.dtype).name}",
+        f"documents  {index.num_documents:,}",
+        f"sequences  {len(index.sequence_lengths):,}",
+        f"tokens     {index.num_tokens:,}",
+    ]
+    if len(lengths):
+        lines.append(
+            f"doc length min {lengths.min():,} / median {int(np.median(lengths)):,} / "
+            f"mean {lengths.mean():,.1f} / max {lengths.max():,} tokens"
+        )
+    lines += ["", "document length histogram (tokens):", *length_histogram(lengths)]
+    if tokenizer is None:
+        lines += ["", "(no tokenizer: pass --tokenizer-type/--tokenizer-model to decode samples)"]
+        return "\n".join(lines)
+    rng = np.random.default_rng(0)
+    picks = sorted(rng.choice(index.num_documents, size=min(samples, index.num_documents), replace=False))
+    for doc in picks:
+        ids = read_document(prefix, index, int(doc))
+        text = tokenizer.detokenize(ids.tolist()[: sample_chars])
+        lines += ["", f"--- document {doc} ({len(ids):,} tokens; first {min(len(ids), sample_chars)} decoded) ---", text]
+    return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""Tokenizers with Megatron-LM's `--tokenizer-type` names, matching megatron-core 0.16.1's ids.
+
+Megatron-LM 0.16.1's `tools/preprocess_data.py` builds its tokenizer with
+`megatron.core.tokenizers` (not the legacy `megatron.training.tokenizer`). There,
+`SentencePieceTokenizer`, `GPTSentencePieceTokenizer` and `Llama2Tokenizer` all map to the same
+SentencePiece wrapper: ids are `encode_as_ids(text)` with no BOS/EOS added, EOD is the model's
+`</s>` (eos) id and the vocabulary is the model's piece count. `HuggingFaceTokenizer` tokenizes
+without special tokens and uses the tokenizer's eos token as EOD. We reproduce exactly that
+(tests compare against megatron-core's own classes), but call the libraries' batch encoders
+directly, which is what makes preprocessing fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SENTENCEPIECE_TYPES = ("SentencePieceTokenizer", "GPTSentencePieceTokenizer", "Llama2Tokenizer")
+HUGGINGFACE_TYPES = ("HuggingFaceTokenizer",)
+TOKENIZER_TYPES = SENTENCEPIECE_TYPES + HUGGINGFACE_TYPES
+
+# Real SentencePiece models shipped inside the `mistral-common` wheel (usable offline).
+_BUNDLED_MODELS = {
+    "mistral-v1": "tokenizer.model.v1",  # 32,000 pieces (Mistral 7B v0.1/v0.2, Llama-2 sized)
+    "mistral-v3": "mistral_instruct_tokenizer_240323.model.v3",  # 32,768 pieces (Mistral 7B v0.3)
+}
+
+
+def bundled_tokenizer_model(name: str = "mistral-v1") -> Path:
+    """Path of a real SentencePiece model shipped by `mistral-common` (no download needed)."""
+    if name not in _BUNDLED_MODELS:
+        raise ValueError(f"unknown bundled tokenizer {name!r}; choose one of {sorted(_BUNDLED_MODELS)}")
+    import mistral_common
+
+    path = Path(mistral_common.__file__).parent / "data" / _BUNDLED_MODELS[name]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall mistral-common")
+    return path
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenizerIdentity:
+    """What identifies a tokenizer in provenance files: type, model file(s) and their hash."""
+
+    tokenizer_type: str
+    tokenizer_model: str
+    sha256: str
+    vocab_size: int
+    eod: int
+
+
+class SentencePieceTokenizer:
+    """SentencePiece model (Llama-2, Mistral); ids exactly as megatron-core's default wrapper."""
+
+    def __init__(self, model_path: Path, tokenizer_type: str = "SentencePieceTokenizer") -> None:
+        import sentencepiece
+
+        self.tokenizer_type = tokenizer_type
+        self.model_path = model_path
+        self._sp = sentencepiece.SentencePieceProcessor(model_file=str(model_path))
+        self.vocab_size: int = self._sp.get_piece_size()
+        self.eod: int = self._sp.eos_id()
+        self.bos: int | None = self._sp.bos_id() if self._sp.bos_id() >= 0 else None
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._sp.encode_as_ids(text)
+
+    def tokenize_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return self._sp.encode(list(texts), out_type=int)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self._sp.decode_ids([int(i) for i in ids])
+
+    def model_files(self) -> list[Path]:
+        return [self.model_path]
+
+
+class HuggingFaceTokenizer:
+    """Hugging Face tokenizer (tokenizer.json, e.g. Llama-3); ids without special tokens."""
+
+    def __init__(self, model_path: Path) -> None:
+        from transformers import AutoTokenizer
+
+        self.tokenizer_type = "HuggingFaceTokenizer"
+        self.model_path = model_path
+        try:
+            self._hf = AutoTokenizer.from_pretrained(str(model_path))
+        except Exception as exc:  # transformers raises many types for a bad folder
+            raise ValueError(
+                f"cannot load a Hugging Face tokenizer from {model_path}: {exc}. "
+                "Point --tokenizer-model at a folder holding tokenizer.json (+ tokenizer_config.json)."
+            ) from exc
+        self._backend = getattr(self._hf, "backend_tokenizer", None)
+        self.vocab_size: int = len(self._hf)
+        if self._hf.eos_token is None:
+            raise ValueError(f"the tokenizer in {model_path} has no eos_token, so no EOD id")
+        self.eod: int = self._hf.convert_tokens_to_ids(self._hf.eos_token)
+        self.bos: int | None = self._hf.bos_token_id
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenize_batch([text])[0]
+
+    def tokenize_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        if self._backend is None:  # slow (Python) tokenizer: megatron-core's exact path
+            return [self._hf.convert_tokens_to_ids(self._hf.tokenize(t)) for t in texts]
+        encodings = self._backend.encode_batch(list(texts), add_special_tokens=False)
+        return [e.ids for e in encodings]
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self._hf.decode([int(i) for i in ids])
+
+    def model_files(self) -> list[Path]:
+        folder = self.model_path if self.model_path.is_dir() else self.model_path.parent
+        return sorted(p for p in folder.iterdir() if p.name.startswith(("tokenizer", "special_tokens")))
+
+
+Tokenizer = SentencePieceTokenizer | HuggingFaceTokenizer
+
+
+def build_tokenizer(tokenizer_type: str, tokenizer_model: str | Path) -> Tokenizer:
+    """Build the tokenizer named by Megatron-LM's `--tokenizer-type` / `--tokenizer-model` flags."""
+    if tokenizer_model is None:
+        raise ValueError("--tokenizer-model is required (a SentencePiece .model file or a HF folder)")
+    path = Path(tokenizer_model)
+    if not path.exists():
+        raise ValueError(f"--tokenizer-model {path} does not exist")
+    if tokenizer_type in SENTENCEPIECE_TYPES:
+        if not path.is_file():
+            raise ValueError(f"--tokenizer-type {tokenizer_type} needs a .model file, got folder {path}")
+        return SentencePieceTokenizer(path, tokenizer_type)
+    if tokenizer_type in HUGGINGFACE_TYPES:
+        return HuggingFaceTokenizer(path.parent if path.name == "tokenizer.json" else path)
+    raise ValueError(f"unsupported --tokenizer-type {tokenizer_type!r}; choose one of {TOKENIZER_TYPES}")
+
+
+def tokenizer_identity(tokenizer: Tokenizer) -> TokenizerIdentity:
+    """Type, path, sha256 over the model file(s), vocabulary size and EOD id of a tokenizer."""
+    digest = hashlib.sha256()
+    for path in tokenizer.model_files():
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return TokenizerIdentity(
+        tokenizer_type=tokenizer.tokenizer_type,
+        tokenizer_model=str(Path(tokenizer.model_path).resolve()),
+        sha256=digest.hexdigest(),
+        vocab_size=tokenizer.vocab_size,
+        eod=tokenizer.eod,
+    )
