@@ -31,10 +31,11 @@ setup(
         "safetensors",
         "mistral-common",  # ships real Mistral SentencePiece models, used offline
         "pyyaml",
+        "orjson",  # fast JSON parsing in preprocessing
         "tensorboard",
     ],
     extras_require={
-        "data": ["datatrove==0.10.1", "python-docx", "pypdf", "orjson"],
+        "data": ["datatrove==0.10.1", "python-docx", "pypdf"],
         "dev": ["pytest", "pytest-timeout", "ruff", "pyzipper"],
         # GPU images only: installing TE on a CPU machine breaks `import megatron.core`.
         "te": ["transformer-engine[pytorch]"],

@@ -22,8 +22,9 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="keep newlines between sentences when splitting")
     group = parser.add_argument_group("tokenizer")
     group.add_argument("--tokenizer-type", required=True, choices=TOKENIZER_TYPES)
-    group.add_argument("--tokenizer-model", required=True,
-                       help="SentencePiece .model file, or a folder with tokenizer.json")
+    group.add_argument("--tokenizer-model",
+                       help="SentencePiece .model file, a folder with tokenizer.json, or bundled:mistral-v1")
+    group.add_argument("--vocab-size", type=int, help="vocabulary size for NullTokenizer")
     group.add_argument("--append-eod", action="store_true", help="append the EOD token to each document")
     group.add_argument("--lang", default="english", help="punkt language for --split-sentences")
     group = parser.add_argument_group("output data")
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = PreprocessConfig(
             input=args.input, output_prefix=args.output_prefix, tokenizer_type=args.tokenizer_type,
-            tokenizer_model=args.tokenizer_model, json_keys=tuple(args.json_keys),
+            tokenizer_model=args.tokenizer_model, vocab_size=args.vocab_size,
+            json_keys=tuple(args.json_keys),
             split_sentences=args.split_sentences, keep_newlines=args.keep_newlines, lang=args.lang,
             append_eod=args.append_eod, workers=args.workers, partitions=args.partitions,
             log_interval=args.log_interval, strict=args.strict,

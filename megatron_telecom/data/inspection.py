@@ -31,7 +31,9 @@ def tokenizer_from_provenance(prefix: str | Path) -> Tokenizer | None:
     if not sidecar.is_file():
         return None
     info = json.loads(sidecar.read_text(encoding="utf-8")).get("tokenizer") or {}
-    if not info or not Path(info.get("tokenizer_model", "")).exists():
+    if info.get("tokenizer_type") == "NullTokenizer":
+        return build_tokenizer("NullTokenizer", vocab_size=info["vocab_size"] - 1)
+    if not info.get("tokenizer_model") or not Path(info["tokenizer_model"]).exists():
         return None
     return build_tokenizer(info["tokenizer_type"], info["tokenizer_model"])
 

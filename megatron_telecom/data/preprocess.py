@@ -30,7 +30,6 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +60,9 @@ class PreprocessConfig:
     output_prefix: str
     """Datasets are written to {output_prefix}_{key}_{document|sentence}.bin/.idx/.json."""
     tokenizer_type: str
-    tokenizer_model: str
+    tokenizer_model: str | None = None
+    vocab_size: int | None = None
+    """Only for --tokenizer-type NullTokenizer."""
     json_keys: tuple[str, ...] = ("text",)
     split_sentences: bool = False
     keep_newlines: bool = False
@@ -244,7 +245,7 @@ class Encoder:
 
     def __init__(self, config: PreprocessConfig, tokenizer: Tokenizer | None = None) -> None:
         self.config = config
-        self.tokenizer = tokenizer or build_tokenizer(config.tokenizer_type, config.tokenizer_model)
+        self.tokenizer = tokenizer or build_tokenizer(config.tokenizer_type, config.tokenizer_model, vocab_size=config.vocab_size)
         self.dtype = optimal_dtype(self.tokenizer.vocab_size)
         self.splitter = (
             SentenceSplitter(lang=config.lang, keep_newlines=config.keep_newlines)
@@ -322,9 +323,8 @@ class Encoder:
             lengths_arr[ends] += 1
         else:
             lengths_arr = np.array(lengths, dtype=np.int32)
-        total = int(lengths_arr.sum(dtype=np.int64))
-        flat = chain.from_iterable(seq for doc in docs for seq in doc)
-        tokens = np.fromiter(flat, dtype=self.dtype, count=total)
+        arrays = [np.array(seq, dtype=self.dtype) for doc in docs for seq in doc]
+        tokens = np.concatenate(arrays) if arrays else np.empty(0, dtype=self.dtype)
         per_doc_counts = np.array([len(doc) for doc in docs], dtype=np.int64)
         return EncodedKey(tokens, lengths_arr, per_doc_counts)
 

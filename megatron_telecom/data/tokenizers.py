@@ -19,13 +19,16 @@ from pathlib import Path
 
 SENTENCEPIECE_TYPES = ("SentencePieceTokenizer", "GPTSentencePieceTokenizer", "Llama2Tokenizer")
 HUGGINGFACE_TYPES = ("HuggingFaceTokenizer",)
-TOKENIZER_TYPES = SENTENCEPIECE_TYPES + HUGGINGFACE_TYPES
+TOKENIZER_TYPES = SENTENCEPIECE_TYPES + HUGGINGFACE_TYPES + ("NullTokenizer",)
 
 # Real SentencePiece models shipped inside the `mistral-common` wheel (usable offline).
 _BUNDLED_MODELS = {
     "mistral-v1": "tokenizer.model.v1",  # 32,000 pieces (Mistral 7B v0.1/v0.2, Llama-2 sized)
     "mistral-v3": "mistral_instruct_tokenizer_240323.model.v3",  # 32,768 pieces (Mistral 7B v0.3)
 }
+
+
+BUNDLED_PREFIX = "bundled:"  # `--tokenizer-model bundled:mistral-v1` names a bundled model
 
 
 def bundled_tokenizer_model(name: str = "mistral-v1") -> Path:
@@ -116,14 +119,53 @@ class HuggingFaceTokenizer:
         return sorted(p for p in folder.iterdir() if p.name.startswith(("tokenizer", "special_tokens")))
 
 
-Tokenizer = SentencePieceTokenizer | HuggingFaceTokenizer
+class NullTokenizer:
+    """Megatron-LM's NullTokenizer: text is whitespace-separated ids; EOD is `vocab_size` (for tests
+    and benchmarks on synthetic token data)."""
+
+    tokenizer_type = "NullTokenizer"
+    model_path = ""
+    bos = None
+
+    def __init__(self, vocab_size: int) -> None:
+        if vocab_size is None or vocab_size < 1:
+            raise ValueError("--tokenizer-type NullTokenizer needs --vocab-size N (N >= 1)")
+        self.vocab_size = vocab_size + 1
+        self.eod = vocab_size
+
+    def tokenize(self, text: str) -> list[int]:
+        return [int(x) for x in text.split()]
+
+    def tokenize_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.tokenize(t) for t in texts]
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return " ".join(str(int(i)) for i in ids)
+
+    def model_files(self) -> list[Path]:
+        return []
 
 
-def build_tokenizer(tokenizer_type: str, tokenizer_model: str | Path) -> Tokenizer:
-    """Build the tokenizer named by Megatron-LM's `--tokenizer-type` / `--tokenizer-model` flags."""
+Tokenizer = SentencePieceTokenizer | HuggingFaceTokenizer | NullTokenizer
+
+
+def build_tokenizer(
+    tokenizer_type: str, tokenizer_model: str | Path | None = None, *, vocab_size: int | None = None
+) -> Tokenizer:
+    """Build the tokenizer named by Megatron-LM's `--tokenizer-type` / `--tokenizer-model` flags.
+
+    `--tokenizer-model bundled:mistral-v1` (or `bundled:mistral-v3`) selects a real SentencePiece
+    model shipped inside the mistral-common wheel, so examples and tests need no download.
+    `vocab_size` is Megatron-LM's `--vocab-size`, used only by `NullTokenizer`.
+    """
+    if tokenizer_type == "NullTokenizer":
+        return NullTokenizer(vocab_size)
     if tokenizer_model is None:
         raise ValueError("--tokenizer-model is required (a SentencePiece .model file or a HF folder)")
-    path = Path(tokenizer_model)
+    if str(tokenizer_model).startswith(BUNDLED_PREFIX):
+        path = bundled_tokenizer_model(str(tokenizer_model)[len(BUNDLED_PREFIX) :])
+    else:
+        path = Path(tokenizer_model)
     if not path.exists():
         raise ValueError(f"--tokenizer-model {path} does not exist")
     if tokenizer_type in SENTENCEPIECE_TYPES:
@@ -143,7 +185,7 @@ def tokenizer_identity(tokenizer: Tokenizer) -> TokenizerIdentity:
         digest.update(path.read_bytes())
     return TokenizerIdentity(
         tokenizer_type=tokenizer.tokenizer_type,
-        tokenizer_model=str(Path(tokenizer.model_path).resolve()),
+        tokenizer_model=str(Path(tokenizer.model_path).resolve()) if tokenizer.model_path else "",
         sha256=digest.hexdigest(),
         vocab_size=tokenizer.vocab_size,
         eod=tokenizer.eod,
