@@ -36,7 +36,6 @@ import numpy as np
 
 from megatron_telecom.atomic import atomic_write_json
 from megatron_telecom.data.indexed import IndexedDatasetWriter, optimal_dtype
-from megatron_telecom.data.sentence_splitter import SentenceSplitter
 from megatron_telecom.data.tokenizers import Tokenizer, build_tokenizer, tokenizer_identity
 from megatron_telecom.version import __version__
 
@@ -247,11 +246,11 @@ class Encoder:
         self.config = config
         self.tokenizer = tokenizer or build_tokenizer(config.tokenizer_type, config.tokenizer_model, vocab_size=config.vocab_size)
         self.dtype = optimal_dtype(self.tokenizer.vocab_size)
-        self.splitter = (
-            SentenceSplitter(lang=config.lang, keep_newlines=config.keep_newlines)
-            if config.split_sentences
-            else None
-        )
+        self.splitter = None
+        if config.split_sentences:  # nltk is imported only when needed
+            from megatron_telecom.data.sentence_splitter import SentenceSplitter
+
+            self.splitter = SentenceSplitter(lang=config.lang, keep_newlines=config.keep_newlines)
 
     def parse(self, line: bytes) -> tuple[dict[str, list[str]] | None, str, str]:
         """Texts per key of one line, or (None, reason, detail) for a bad record."""
