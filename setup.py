@@ -17,7 +17,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["megatron_telecom", "megatron_telecom.*"]),
     include_package_data=True,
-    package_data={"megatron_telecom": ["data/resources/*"]},
+    package_data={"megatron_telecom": ["data/curation/*.txt"]},
     install_requires=[
         # torch is deliberately not pinned here: install the build you want first
         # (CPU: torch==2.13.0; GPU: your cluster's CUDA build). megatron-core requires it.
@@ -35,7 +35,7 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "data": ["datatrove==0.10.1", "python-docx", "pypdf"],
+        "data": ["datatrove==0.10.1", "python-docx", "pypdf", "ftfy"],
         "dev": ["pytest", "pytest-timeout", "ruff", "pyzipper"],
         # GPU images only: installing TE on a CPU machine breaks `import megatron.core`.
         "te": ["transformer-engine[pytorch]"],
