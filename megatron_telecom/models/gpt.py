@@ -1,0 +1,408 @@
+"""Preset + options -> megatron-core TransformerConfig, layer spec and GPTModel.
+
+Backends are chosen here, once, before anything is built: the Transformer Engine spec (with
+FP8) when ``transformer_engine`` imports, megatron-core's local spec otherwise (CPU, CI).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from megatron_telecom.models.presets import ModelPreset
+
+if TYPE_CHECKING:  # megatron is imported lazily so the CPU shim can be installed first
+    from megatron.core.models.gpt import GPTModel
+    from megatron.core.transformer.spec_utils import ModuleSpec
+    from megatron.core.transformer.transformer_config import TransformerConfig
+
+__all__ = [
+    "Fp8Options",
+    "RecomputeOptions",
+    "build_gpt_model",
+    "build_gpt_model_chunks",
+    "build_transformer_config",
+    "get_layer_spec",
+    "pad_vocab_size",
+    "transformer_config_kwargs",
+    "transformer_engine_available",
+]
+
+FP8_FORMATS = ("e4m3", "hybrid")
+# megatron-core 0.16.1 Fp8Recipe minus "custom" (that one needs a user quantizer factory).
+FP8_RECIPES = ("delayed", "tensorwise", "mxfp8", "blockwise")
+FP8_AMAX_COMPUTE_ALGOS = ("max", "most_recent")
+RECOMPUTE_GRANULARITIES = ("full", "selective")
+RECOMPUTE_METHODS = ("uniform", "block")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fp8Options:
+    """FP8 training with Transformer Engine (Megatron-LM's --fp8-* flags)."""
+
+    fp8_format: Literal["e4m3", "hybrid"] | None = None
+    """--fp8-format: e4m3 everywhere, or hybrid (e4m3 forward, e5m2 gradients); None = off."""
+    fp8_recipe: Literal["delayed", "tensorwise", "mxfp8", "blockwise"] = "delayed"
+    """--fp8-recipe: scaling recipe (mxfp8 needs Blackwell, blockwise/tensorwise newer TE)."""
+    fp8_margin: int = 0
+    """--fp8-margin: scaling-factor margin (power of two)."""
+    fp8_amax_history_len: int = 1
+    """--fp8-amax-history-len: amax history window of the delayed recipe."""
+    fp8_amax_compute_algo: Literal["max", "most_recent"] = "most_recent"
+    """--fp8-amax-compute-algo: how the delayed recipe reduces the amax history."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecomputeOptions:
+    """Activation recomputation (Megatron-LM's --recompute-* flags)."""
+
+    recompute_granularity: Literal["full", "selective"] | None = None
+    """--recompute-granularity: full layers, or only the attention core (selective)."""
+    recompute_method: Literal["uniform", "block"] | None = None
+    """--recompute-method (full only): uniform groups of layers, or the first N layers per stage."""
+    recompute_num_layers: int | None = None
+    """--recompute-num-layers (full only): layers per group (uniform) or per stage (block)."""
+
+
+@functools.cache
+def transformer_engine_available() -> bool:
+    """True when ``import transformer_engine`` works (TE may also raise non-ImportErrors)."""
+    try:
+        import transformer_engine  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def pad_vocab_size(
+    vocab_size: int, *, make_vocab_size_divisible_by: int = 128, tensor_model_parallel_size: int = 1
+) -> int:
+    """Round the vocabulary up to a multiple of divisible_by * TP (Megatron-LM's padding)."""
+    if vocab_size < 1 or make_vocab_size_divisible_by < 1 or tensor_model_parallel_size < 1:
+        raise ValueError(
+            f"vocab size ({vocab_size}), --make-vocab-size-divisible-by "
+            f"({make_vocab_size_divisible_by}) and TP ({tensor_model_parallel_size}) must be >= 1"
+        )
+    multiple = make_vocab_size_divisible_by * tensor_model_parallel_size
+    return math.ceil(vocab_size / multiple) * multiple
+
+
+def _fp8_kwargs(fp8: Fp8Options | None) -> dict[str, Any]:
+    if fp8 is None or fp8.fp8_format is None:
+        return {}
+    if fp8.fp8_format not in FP8_FORMATS:
+        raise ValueError(f"--fp8-format {fp8.fp8_format!r}: choose one of {FP8_FORMATS}")
+    if fp8.fp8_recipe not in FP8_RECIPES:
+        raise ValueError(f"--fp8-recipe {fp8.fp8_recipe!r}: choose one of {FP8_RECIPES}")
+    if fp8.fp8_amax_compute_algo not in FP8_AMAX_COMPUTE_ALGOS:
+        raise ValueError(
+            f"--fp8-amax-compute-algo {fp8.fp8_amax_compute_algo!r}: "
+            f"choose one of {FP8_AMAX_COMPUTE_ALGOS}"
+        )
+    if fp8.fp8_amax_history_len < 1 or fp8.fp8_margin < 0:
+        raise ValueError("--fp8-amax-history-len must be >= 1 and --fp8-margin >= 0")
+    return {
+        "fp8": fp8.fp8_format,
+        "fp8_recipe": fp8.fp8_recipe,
+        "fp8_margin": fp8.fp8_margin,
+        "fp8_amax_history_len": fp8.fp8_amax_history_len,
+        "fp8_amax_compute_algo": fp8.fp8_amax_compute_algo,
+    }
+
+
+def _recompute_kwargs(recompute: RecomputeOptions | None, layers_per_stage: int) -> dict[str, Any]:
+    if recompute is None or recompute.recompute_granularity is None:
+        if recompute is not None and (recompute.recompute_method or recompute.recompute_num_layers):
+            raise ValueError("--recompute-method/--recompute-num-layers need --recompute-granularity")
+        return {}
+    granularity, method, num_layers = (
+        recompute.recompute_granularity,
+        recompute.recompute_method,
+        recompute.recompute_num_layers,
+    )
+    if granularity not in RECOMPUTE_GRANULARITIES:
+        raise ValueError(
+            f"--recompute-granularity {granularity!r}: choose one of {RECOMPUTE_GRANULARITIES}"
+        )
+    if granularity == "selective":
+        if method is not None or num_layers is not None:
+            raise ValueError(
+                "--recompute-granularity selective takes no --recompute-method/--recompute-num-layers"
+            )
+        return {"recompute_granularity": "selective"}
+    if method not in RECOMPUTE_METHODS:
+        raise ValueError(
+            f"--recompute-granularity full needs --recompute-method {'|'.join(RECOMPUTE_METHODS)}"
+        )
+    if num_layers is None or not 1 <= num_layers <= layers_per_stage:
+        raise ValueError(
+            f"--recompute-granularity full needs --recompute-num-layers between 1 and the "
+            f"layers per pipeline stage ({layers_per_stage}), got {num_layers}"
+        )
+    return {
+        "recompute_granularity": "full",
+        "recompute_method": method,
+        "recompute_num_layers": num_layers,
+    }
+
+
+def _parallel_kwargs(
+    preset: ModelPreset, tp: int, pp: int, vpp: int | None, sequence_parallel: bool
+) -> dict[str, Any]:
+    chunks = pp * (vpp or 1)
+    if preset.num_layers % chunks:
+        raise ValueError(
+            f"{preset.name}: {preset.num_layers} layers do not split into PP={pp} x VPP={vpp or 1} "
+            "equal chunks; change --pipeline-model-parallel-size or "
+            "--virtual-pipeline-model-parallel-size"
+        )
+    if preset.num_query_groups % tp or preset.num_attention_heads % tp:
+        raise ValueError(
+            f"{preset.name}: {preset.num_attention_heads} heads / {preset.num_query_groups} query "
+            f"groups do not split across TP={tp}; choose a TP dividing both"
+        )
+    if sequence_parallel and tp == 1:
+        raise ValueError("--sequence-parallel needs --tensor-model-parallel-size > 1")
+    kwargs: dict[str, Any] = {
+        "tensor_model_parallel_size": tp,
+        "pipeline_model_parallel_size": pp,
+        "virtual_pipeline_model_parallel_size": vpp,
+        "sequence_parallel": sequence_parallel,
+    }
+    if vpp is not None:
+        # megatron-core 0.16.1 computes wrong numbers for interleaved 1F1B at PP=2 with batched
+        # isend/irecv (no error raised); separate p2p ops are exact.
+        kwargs["batch_p2p_comm"] = False
+    return kwargs
+
+
+def transformer_config_kwargs(
+    preset: ModelPreset,
+    *,
+    tensor_model_parallel_size: int = 1,
+    pipeline_model_parallel_size: int = 1,
+    virtual_pipeline_model_parallel_size: int | None = None,
+    sequence_parallel: bool = False,
+    bf16: bool = False,
+    fp8: Fp8Options | None = None,
+    recompute: RecomputeOptions | None = None,
+    hidden_dropout: float = 0.0,
+    attention_dropout: float = 0.0,
+    use_cpu_initialization: bool = False,
+    fused_kernels: bool = False,
+) -> dict[str, Any]:
+    """The TransformerConfig fields for a preset and options; validates option values only.
+
+    ``fused_kernels`` turns on the TE/GPU fusions (bias-SwiGLU, RoPE, wgrad accumulation).
+    Capability checks (TE installed, CUDA present) live in ``build_transformer_config``.
+    """
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    layers_per_stage = preset.num_layers // pipeline_model_parallel_size
+    return {
+        "num_layers": preset.num_layers,
+        "hidden_size": preset.hidden_size,
+        "ffn_hidden_size": preset.ffn_hidden_size,
+        "num_attention_heads": preset.num_attention_heads,
+        "num_query_groups": preset.num_query_groups,
+        "kv_channels": preset.kv_channels,
+        "normalization": "RMSNorm",
+        "layernorm_epsilon": preset.norm_epsilon,
+        "gated_linear_unit": True,
+        "activation_func": F.silu,
+        "add_bias_linear": False,
+        "add_qkv_bias": False,
+        "hidden_dropout": hidden_dropout,
+        "attention_dropout": attention_dropout,
+        "init_method_std": preset.init_method_std,
+        "use_cpu_initialization": use_cpu_initialization,
+        "perform_initialization": True,
+        "bf16": bf16,
+        "params_dtype": dtype,
+        "pipeline_dtype": dtype,
+        "bias_activation_fusion": fused_kernels,
+        "bias_dropout_fusion": fused_kernels,
+        "apply_rope_fusion": fused_kernels,
+        "gradient_accumulation_fusion": fused_kernels,
+        "masked_softmax_fusion": False,
+        "persist_layer_norm": False,
+        **_parallel_kwargs(
+            preset,
+            tensor_model_parallel_size,
+            pipeline_model_parallel_size,
+            virtual_pipeline_model_parallel_size,
+            sequence_parallel,
+        ),
+        **_recompute_kwargs(recompute, layers_per_stage),
+        **_fp8_kwargs(fp8),
+    }
+
+
+def _resolve_use_te(use_transformer_engine: bool | None) -> bool:
+    if use_transformer_engine is None:
+        return transformer_engine_available() and torch.cuda.is_available()
+    if use_transformer_engine and not transformer_engine_available():
+        raise ValueError(
+            "Transformer Engine was requested but `import transformer_engine` fails: install "
+            "transformer-engine[pytorch] in a CUDA environment, or drop the TE/FP8 options"
+        )
+    return use_transformer_engine
+
+
+def build_transformer_config(
+    preset: ModelPreset,
+    *,
+    tensor_model_parallel_size: int = 1,
+    pipeline_model_parallel_size: int = 1,
+    virtual_pipeline_model_parallel_size: int | None = None,
+    sequence_parallel: bool = False,
+    bf16: bool = False,
+    fp8: Fp8Options | None = None,
+    recompute: RecomputeOptions | None = None,
+    hidden_dropout: float = 0.0,
+    attention_dropout: float = 0.0,
+    use_cpu_initialization: bool | None = None,
+    use_transformer_engine: bool | None = None,
+) -> TransformerConfig:
+    """Build the TransformerConfig for ``preset``, refusing options this machine cannot run.
+
+    ``use_transformer_engine=None`` picks TE when it imports and CUDA is present.
+    ``use_cpu_initialization=None`` initialises on CPU when CUDA is absent (it also makes TP=N
+    weights equal to TP=1's, which the CPU tests rely on).
+    """
+    use_te = _resolve_use_te(use_transformer_engine)
+    fp8_on = fp8 is not None and fp8.fp8_format is not None
+    if fp8_on and not (use_te and torch.cuda.is_available()):
+        raise ValueError(
+            "--fp8-format needs Transformer Engine on CUDA GPUs (Hopper or newer); this process "
+            f"has transformer_engine={'yes' if transformer_engine_available() else 'no'}, "
+            f"CUDA={'yes' if torch.cuda.is_available() else 'no'}: drop --fp8-format here"
+        )
+    if sequence_parallel and not (use_te and torch.cuda.is_available()):
+        raise ValueError(
+            "--sequence-parallel needs Transformer Engine norms on CUDA GPUs: megatron-core "
+            "0.16.1's local layer spec uses torch RMSNorm, which refuses sequence parallelism; "
+            "drop --sequence-parallel here"
+        )
+    if use_cpu_initialization is None:
+        use_cpu_initialization = not torch.cuda.is_available()
+    from megatron.core.transformer.transformer_config import TransformerConfig
+
+    kwargs = transformer_config_kwargs(
+        preset,
+        tensor_model_parallel_size=tensor_model_parallel_size,
+        pipeline_model_parallel_size=pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=virtual_pipeline_model_parallel_size,
+        sequence_parallel=sequence_parallel,
+        bf16=bf16,
+        fp8=fp8,
+        recompute=recompute,
+        hidden_dropout=hidden_dropout,
+        attention_dropout=attention_dropout,
+        use_cpu_initialization=use_cpu_initialization,
+        fused_kernels=use_te,
+    )
+    return TransformerConfig(**kwargs)
+
+
+def get_layer_spec(
+    config: TransformerConfig, *, use_transformer_engine: bool | None = None
+) -> ModuleSpec:
+    """The decoder layer spec: Transformer Engine's (fused, FP8-capable) or the local one."""
+    from megatron.core.models.gpt.gpt_layer_specs import (
+        get_gpt_layer_local_spec,
+        get_gpt_layer_with_transformer_engine_spec,
+    )
+
+    if _resolve_use_te(use_transformer_engine):
+        return get_gpt_layer_with_transformer_engine_spec()
+    if config.fp8 or config.sequence_parallel:
+        raise ValueError(
+            "FP8 and sequence parallel need the Transformer Engine layer spec; "
+            "transformer_engine is not usable here"
+        )
+    return get_gpt_layer_local_spec(normalization=config.normalization)
+
+
+def build_gpt_model(
+    preset: ModelPreset,
+    config: TransformerConfig,
+    *,
+    padded_vocab_size: int,
+    seq_length: int | None = None,
+    pre_process: bool | None = None,
+    post_process: bool | None = None,
+    vp_stage: int | None = None,
+    layer_spec: ModuleSpec | None = None,
+    use_transformer_engine: bool | None = None,
+) -> GPTModel:
+    """One GPTModel (or one pipeline chunk of it) on the current device; not DDP-wrapped.
+
+    ``pre_process``/``post_process`` default to whether this rank (and ``vp_stage``) holds the
+    first/last pipeline stage; megatron's parallel_state must be initialised.
+    """
+    from megatron.core import parallel_state
+    from megatron.core.models.gpt import GPTModel
+
+    seq_length = preset.seq_length if seq_length is None else seq_length
+    if seq_length > preset.max_position_embeddings:
+        raise ValueError(
+            f"--seq-length {seq_length} exceeds {preset.name}'s max_position_embeddings "
+            f"{preset.max_position_embeddings}"
+        )
+    ignore_virtual = vp_stage is None
+    if pre_process is None:
+        pre_process = parallel_state.is_pipeline_first_stage(ignore_virtual, vp_stage)
+    if post_process is None:
+        post_process = parallel_state.is_pipeline_last_stage(ignore_virtual, vp_stage)
+    if layer_spec is None:
+        layer_spec = get_layer_spec(config, use_transformer_engine=use_transformer_engine)
+    return GPTModel(
+        config=config,
+        transformer_layer_spec=layer_spec,
+        vocab_size=padded_vocab_size,
+        max_sequence_length=seq_length,
+        pre_process=pre_process,
+        post_process=post_process,
+        share_embeddings_and_output_weights=not preset.untie_embeddings_and_output_weights,
+        position_embedding_type="rope",
+        rotary_base=preset.rotary_base,
+        rope_scaling=preset.rope_scaling,
+        rope_scaling_factor=preset.rope_scaling_factor,
+        vp_stage=vp_stage,
+    )
+
+
+def build_gpt_model_chunks(
+    preset: ModelPreset,
+    config: TransformerConfig,
+    *,
+    padded_vocab_size: int,
+    seq_length: int | None = None,
+    use_transformer_engine: bool | None = None,
+) -> list[GPTModel]:
+    """This rank's model chunks: one per virtual pipeline stage (one without interleaving).
+
+    On GPUs the chunks are moved to the current device.
+    """
+    layer_spec = get_layer_spec(config, use_transformer_engine=use_transformer_engine)
+    vpp = config.virtual_pipeline_model_parallel_size
+    stages: list[int | None] = list(range(vpp)) if vpp is not None else [None]
+    chunks = [
+        build_gpt_model(
+            preset,
+            config,
+            padded_vocab_size=padded_vocab_size,
+            seq_length=seq_length,
+            vp_stage=stage,
+            layer_spec=layer_spec,
+        )
+        for stage in stages
+    ]
+    if torch.cuda.is_available():
+        chunks = [chunk.cuda(torch.cuda.current_device()) for chunk in chunks]
+    return chunks

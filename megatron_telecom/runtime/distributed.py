@@ -1,0 +1,287 @@
+"""Distributed bring-up: launcher detection (torchrun, SLURM), process group, megatron groups.
+
+The same call starts a 2-process CPU test under torchrun (gloo, CPU shim) and a multi-node
+SLURM job on GPUs (nccl, one process per GPU).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from megatron_telecom.runtime.cpu_shim import install_cpu_shim
+
+__all__ = [
+    "DistributedEnv",
+    "destroy_distributed",
+    "detect_distributed_env",
+    "expand_slurm_hostlist",
+    "get_device",
+    "initialize_distributed",
+    "set_random_seed",
+]
+
+DEFAULT_MASTER_PORT = 29500
+Launcher = Literal["torchrun", "slurm", "single"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistributedEnv:
+    """Where this process sits in the job, as read from the launcher's environment."""
+
+    rank: int
+    """Global rank of this process."""
+    world_size: int
+    """Number of processes in the job."""
+    local_rank: int
+    """Rank on this node (selects the GPU)."""
+    master_addr: str
+    """Host of rank 0, where the rendezvous store listens."""
+    master_port: int
+    """Port of the rendezvous store."""
+    launcher: Launcher
+    """Who started the process: torchrun, SLURM (srun) or nobody (single process)."""
+
+
+def _int_var(environ: Mapping[str, str], name: str) -> int:
+    value = environ[name]
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} must be an integer") from None
+
+
+def _expand_range_list(body: str, hostlist: str) -> list[str]:
+    """Expand "001-003,007" into ["001", "002", "003", "007"], keeping zero padding."""
+    out: list[str] = []
+    for part in body.split(","):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
+        if match is None:
+            raise ValueError(f"cannot parse range {part!r} in SLURM host list {hostlist!r}")
+        start, end = match.group(1), match.group(2) or match.group(1)
+        if int(end) < int(start):
+            raise ValueError(f"descending range {part!r} in SLURM host list {hostlist!r}")
+        width = len(start)
+        out.extend(str(i).zfill(width) for i in range(int(start), int(end) + 1))
+    return out
+
+
+def _split_top_level(hostlist: str) -> list[str]:
+    """Split on commas that are not inside brackets."""
+    items, depth, current = [], 0, []
+    for char in hostlist:
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced ']' in SLURM host list {hostlist!r}")
+        if char == "," and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if depth != 0:
+        raise ValueError(f"unbalanced '[' in SLURM host list {hostlist!r}")
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
+
+
+def expand_slurm_hostlist(hostlist: str) -> list[str]:
+    """Expand SLURM's compressed host list ("gpu[001-003,007],login1") like scontrol would.
+
+    Several bracket groups in one name ("rack[1-2]-node[01-02]") expand as a product.
+    """
+    hosts: list[str] = []
+    for item in _split_top_level(hostlist):
+        expanded = [""]
+        for literal, body in re.findall(r"([^\[\]]*)(?:\[([^\[\]]*)\])?", item):
+            choices = _expand_range_list(body, hostlist) if body else [""]
+            expanded = [prefix + literal + choice for prefix in expanded for choice in choices]
+        hosts.extend(expanded)
+    if not hosts:
+        raise ValueError(f"empty SLURM host list {hostlist!r}")
+    return hosts
+
+
+def _slurm_master_port(environ: Mapping[str, str]) -> int:
+    """MASTER_PORT when set, else a port derived from the job id so concurrent jobs differ."""
+    if "MASTER_PORT" in environ:
+        return _int_var(environ, "MASTER_PORT")
+    if "SLURM_JOB_ID" in environ:
+        return 10000 + _int_var(environ, "SLURM_JOB_ID") % 50000
+    return DEFAULT_MASTER_PORT
+
+
+def _detect_slurm(environ: Mapping[str, str]) -> DistributedEnv:
+    nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
+    if "MASTER_ADDR" in environ:
+        master_addr = environ["MASTER_ADDR"]
+    elif nodelist:
+        master_addr = expand_slurm_hostlist(nodelist)[0]
+    else:
+        raise ValueError(
+            "SLURM_PROCID is set but neither MASTER_ADDR nor SLURM_JOB_NODELIST/SLURM_NODELIST "
+            "is: launch with srun inside an allocation, or export MASTER_ADDR"
+        )
+    return DistributedEnv(
+        rank=_int_var(environ, "SLURM_PROCID"),
+        world_size=_int_var(environ, "SLURM_NTASKS") if "SLURM_NTASKS" in environ else 1,
+        local_rank=_int_var(environ, "SLURM_LOCALID") if "SLURM_LOCALID" in environ else 0,
+        master_addr=master_addr,
+        master_port=_slurm_master_port(environ),
+        launcher="slurm",
+    )
+
+
+def detect_distributed_env(environ: Mapping[str, str] | None = None) -> DistributedEnv:
+    """Read rank/world size/master from torchrun variables, else SLURM's, else single process."""
+    environ = os.environ if environ is None else environ
+    if "RANK" in environ and "WORLD_SIZE" in environ:
+        env = DistributedEnv(
+            rank=_int_var(environ, "RANK"),
+            world_size=_int_var(environ, "WORLD_SIZE"),
+            local_rank=_int_var(environ, "LOCAL_RANK") if "LOCAL_RANK" in environ else 0,
+            master_addr=environ.get("MASTER_ADDR", "127.0.0.1"),
+            master_port=_int_var(environ, "MASTER_PORT")
+            if "MASTER_PORT" in environ
+            else DEFAULT_MASTER_PORT,
+            launcher="torchrun",
+        )
+    elif "SLURM_PROCID" in environ:
+        env = _detect_slurm(environ)
+    else:
+        env = DistributedEnv(
+            rank=0,
+            world_size=1,
+            local_rank=0,
+            master_addr=environ.get("MASTER_ADDR", "127.0.0.1"),
+            master_port=_int_var(environ, "MASTER_PORT")
+            if "MASTER_PORT" in environ
+            else DEFAULT_MASTER_PORT,
+            launcher="single",
+        )
+    if not 0 <= env.rank < env.world_size:
+        raise ValueError(f"rank {env.rank} is outside world size {env.world_size}")
+    return env
+
+
+def get_device() -> torch.device:
+    """The device this process computes on: its GPU (cuda:LOCAL_RANK) or the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed python, numpy, torch and megatron's model-parallel RNG tracker (Megatron-LM's way).
+
+    Each pipeline stage gets seed + 100 * pp_rank; the tracker derives the TP-rank streams.
+    """
+    from megatron.core import parallel_state, tensor_parallel
+
+    seed = seed + 100 * parallel_state.get_pipeline_model_parallel_rank()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+
+
+def _check_parallel_sizes(world_size: int, tp: int, pp: int, vpp: int | None) -> None:
+    if tp < 1 or pp < 1:
+        raise ValueError(f"tensor/pipeline model parallel sizes must be >= 1, got TP={tp} PP={pp}")
+    if world_size % (tp * pp) != 0:
+        raise ValueError(
+            f"world size {world_size} is not divisible by TP*PP={tp}*{pp}: change "
+            "--tensor-model-parallel-size/--pipeline-model-parallel-size or the process count"
+        )
+    if vpp is not None and (vpp < 1 or pp == 1):
+        raise ValueError(
+            f"--virtual-pipeline-model-parallel-size={vpp} needs --pipeline-model-parallel-size "
+            "> 1 and a value >= 1 (interleaved 1F1B); drop it for PP=1"
+        )
+
+
+def _init_process_group(env: DistributedEnv, timeout_minutes: int) -> None:
+    use_cuda = torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
+    # env:// so that torchrun's agent store is reused; SLURM/single runs get the variables here.
+    os.environ.update(
+        RANK=str(env.rank),
+        WORLD_SIZE=str(env.world_size),
+        LOCAL_RANK=str(env.local_rank),
+        MASTER_ADDR=env.master_addr,
+        MASTER_PORT=str(env.master_port),
+    )
+    dist.init_process_group(
+        backend="nccl" if use_cuda else "gloo",
+        init_method="env://",
+        rank=env.rank,
+        world_size=env.world_size,
+        timeout=timedelta(minutes=timeout_minutes),
+    )
+
+
+def initialize_distributed(
+    *,
+    tensor_model_parallel_size: int = 1,
+    pipeline_model_parallel_size: int = 1,
+    virtual_pipeline_model_parallel_size: int | None = None,
+    seed: int = 1234,
+    timeout_minutes: int = 10,
+) -> DistributedEnv:
+    """Start torch.distributed (nccl on GPU, gloo + CPU shim on CPU) and megatron's groups.
+
+    Reuses an existing default process group. Seeds every RNG with ``set_random_seed(seed)``.
+    """
+    install_cpu_shim()  # no-op when CUDA is present
+    env = detect_distributed_env()
+    if dist.is_initialized():
+        env = DistributedEnv(
+            rank=dist.get_rank(),
+            world_size=dist.get_world_size(),
+            local_rank=env.local_rank,
+            master_addr=env.master_addr,
+            master_port=env.master_port,
+            launcher=env.launcher,
+        )
+    _check_parallel_sizes(
+        env.world_size,
+        tensor_model_parallel_size,
+        pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size,
+    )
+    if not dist.is_initialized():
+        _init_process_group(env, timeout_minutes)
+
+    from megatron.core import parallel_state
+
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    parallel_state.initialize_model_parallel(
+        tensor_model_parallel_size=tensor_model_parallel_size,
+        pipeline_model_parallel_size=pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=virtual_pipeline_model_parallel_size,
+        distributed_timeout_minutes=timeout_minutes,
+    )
+    set_random_seed(seed)
+    return env
+
+
+def destroy_distributed() -> None:
+    """Tear down megatron's groups and the default process group; safe when none exist."""
+    from megatron.core import parallel_state
+
+    parallel_state.destroy_model_parallel()
+    if dist.is_initialized():
+        dist.destroy_process_group()
