@@ -26,6 +26,13 @@ def _tokens() -> torch.Tensor:
     return torch.randint(0, VOCAB, (BATCH, SEQ + 1), generator=torch.Generator().manual_seed(3))
 
 
+def _lm_loss(model: torch.nn.Module) -> torch.Tensor:
+    """Per-token LM losses [b, s] of `model` (a GPTModel or one chunk) on the fixed tokens."""
+    tokens = _tokens()
+    position_ids = torch.arange(SEQ).unsqueeze(0).expand(BATCH, -1)
+    return model(tokens[:, :-1], position_ids, None, labels=tokens[:, 1:])
+
+
 def _tiny_loss(tensor_model_parallel_size: int) -> list[float]:
     """Per-token losses of a freshly initialised tiny model on fixed tokens."""
     from megatron_telecom.models.gpt import build_gpt_model_chunks, build_transformer_config
@@ -38,9 +45,7 @@ def _tiny_loss(tensor_model_parallel_size: int) -> list[float]:
         preset, tensor_model_parallel_size=tensor_model_parallel_size
     )
     (model,) = build_gpt_model_chunks(preset, config, padded_vocab_size=VOCAB, seq_length=SEQ)
-    tokens = _tokens()
-    position_ids = torch.arange(SEQ).unsqueeze(0).expand(BATCH, -1)
-    loss = model(tokens[:, :-1], position_ids, None, labels=tokens[:, 1:])  # [b, s]
+    loss = _lm_loss(model)
     loss.mean().backward()
     return loss.detach().flatten().tolist()
 
@@ -80,11 +85,9 @@ def _distopt_step_and_checkpoint(ckpt_dir: str) -> bool:
         [model],
     )
     config.finalize_model_grads_func = finalize_model_grads
-    tokens = _tokens()
-    position_ids = torch.arange(SEQ).unsqueeze(0).expand(BATCH, -1)
     model.zero_grad_buffer()
     optimizer.zero_grad()
-    model(tokens[:, :-1], position_ids, None, labels=tokens[:, 1:]).mean().backward()
+    _lm_loss(model).mean().backward()
     finalize_model_grads([model])
     assert optimizer.step()[0]
     state = {"model": module.sharded_state_dict()}
@@ -136,11 +139,9 @@ def _interleaved_chunks() -> dict:
         preset, pipeline_model_parallel_size=2, virtual_pipeline_model_parallel_size=2
     )
     chunks = build_gpt_model_chunks(preset, config, padded_vocab_size=VOCAB, seq_length=SEQ)
-    tokens = _tokens()
-    position_ids = torch.arange(SEQ).unsqueeze(0).expand(BATCH, -1)
 
     def forward_step(data_iterator, chunk):
-        output = chunk(tokens[:, :-1], position_ids, None, labels=tokens[:, 1:])
+        output = _lm_loss(chunk)
         return output, lambda out: (out.float().mean(), {"lm loss": out.float().mean().detach()})
 
     losses = get_forward_backward_func()(

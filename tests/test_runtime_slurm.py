@@ -1,7 +1,7 @@
 """Bring-up under a real SLURM launch: ``srun -n 2`` on a private one-node cluster.
 
-The cluster fixture is the one tests/test_curation_slurm.py defines (munged + slurmctld +
-slurmd under a temporary folder); it skips where the SLURM/munge binaries or root are missing.
+The cluster is conftest's `slurm_cluster` (munged + slurmctld + slurmd under a temporary
+folder); it skips where the SLURM/munge binaries or root are missing.
 """
 
 from __future__ import annotations
@@ -12,11 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
-curation_slurm = pytest.importorskip(
-    "test_curation_slurm", reason="the private SLURM cluster fixture lives in test_curation_slurm"
-)
-curation_slurm_cluster = curation_slurm.curation_slurm_cluster
 
 _CHILD = """
 import json, os, torch
@@ -35,8 +30,8 @@ destroy_distributed()
 
 
 @pytest.mark.slow
-def test_srun_two_tasks_bring_up_gloo_and_tp2(curation_slurm_cluster):
-    env = {**curation_slurm_cluster, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+def test_srun_two_tasks_bring_up_gloo_and_tp2(slurm_cluster):
+    env = {**slurm_cluster, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     command = ["srun", "-N1", "-n2", "--cpus-per-task=1", sys.executable, "-c", _CHILD]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -20,10 +20,12 @@ if TYPE_CHECKING:  # megatron is imported lazily so the CPU shim can be installe
     from megatron.core.models.gpt import GPTModel
     from megatron.core.transformer.spec_utils import ModuleSpec
     from megatron.core.transformer.transformer_config import TransformerConfig
+    from typing_extensions import Unpack
 
 __all__ = [
     "Fp8Options",
     "RecomputeOptions",
+    "TransformerOptions",
     "build_gpt_model",
     "build_gpt_model_chunks",
     "build_transformer_config",
@@ -253,20 +255,26 @@ def _resolve_use_te(use_transformer_engine: bool | None) -> bool:
     return use_transformer_engine
 
 
+class TransformerOptions(TypedDict, total=False):
+    """Options build_transformer_config passes on; defaults as in transformer_config_kwargs."""
+
+    tensor_model_parallel_size: int
+    pipeline_model_parallel_size: int
+    virtual_pipeline_model_parallel_size: int | None
+    sequence_parallel: bool
+    bf16: bool
+    fp8: Fp8Options | None
+    recompute: RecomputeOptions | None
+    hidden_dropout: float
+    attention_dropout: float
+
+
 def build_transformer_config(
     preset: ModelPreset,
     *,
-    tensor_model_parallel_size: int = 1,
-    pipeline_model_parallel_size: int = 1,
-    virtual_pipeline_model_parallel_size: int | None = None,
-    sequence_parallel: bool = False,
-    bf16: bool = False,
-    fp8: Fp8Options | None = None,
-    recompute: RecomputeOptions | None = None,
-    hidden_dropout: float = 0.0,
-    attention_dropout: float = 0.0,
     use_cpu_initialization: bool | None = None,
     use_transformer_engine: bool | None = None,
+    **options: Unpack[TransformerOptions],
 ) -> TransformerConfig:
     """Build the TransformerConfig for ``preset``, refusing options this machine cannot run.
 
@@ -275,14 +283,15 @@ def build_transformer_config(
     weights equal to TP=1's, which the CPU tests rely on).
     """
     use_te = _resolve_use_te(use_transformer_engine)
-    fp8_on = fp8 is not None and fp8.fp8_format is not None
-    if fp8_on and not (use_te and torch.cuda.is_available()):
+    te_on_cuda = use_te and torch.cuda.is_available()
+    fp8 = options.get("fp8")
+    if fp8 is not None and fp8.fp8_format is not None and not te_on_cuda:
         raise ValueError(
             "--fp8-format needs Transformer Engine on CUDA GPUs (Hopper or newer); this process "
             f"has transformer_engine={'yes' if transformer_engine_available() else 'no'}, "
             f"CUDA={'yes' if torch.cuda.is_available() else 'no'}: drop --fp8-format here"
         )
-    if sequence_parallel and not (use_te and torch.cuda.is_available()):
+    if options.get("sequence_parallel") and not te_on_cuda:
         raise ValueError(
             "--sequence-parallel needs Transformer Engine norms on CUDA GPUs: megatron-core "
             "0.16.1's local layer spec uses torch RMSNorm, which refuses sequence parallelism; "
@@ -293,18 +302,7 @@ def build_transformer_config(
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     kwargs = transformer_config_kwargs(
-        preset,
-        tensor_model_parallel_size=tensor_model_parallel_size,
-        pipeline_model_parallel_size=pipeline_model_parallel_size,
-        virtual_pipeline_model_parallel_size=virtual_pipeline_model_parallel_size,
-        sequence_parallel=sequence_parallel,
-        bf16=bf16,
-        fp8=fp8,
-        recompute=recompute,
-        hidden_dropout=hidden_dropout,
-        attention_dropout=attention_dropout,
-        use_cpu_initialization=use_cpu_initialization,
-        fused_kernels=use_te,
+        preset, use_cpu_initialization=use_cpu_initialization, fused_kernels=use_te, **options
     )
     return TransformerConfig(**kwargs)
 

@@ -6,7 +6,7 @@ is the runtime's business, not a preset's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = ["PRESETS", "ModelPreset", "get_preset"]
 
@@ -99,21 +99,13 @@ _LLAMA3_8B = ModelPreset(
     norm_epsilon=1e-5,
     hf_architecture="LlamaForCausalLM",
 )
-_LLAMA31_8B = ModelPreset(
+# Llama 3.1 8B is Llama 3 8B with a 128K context reached by RoPE frequency scaling.
+_LLAMA31_8B = replace(
+    _LLAMA3_8B,
     name="llama3.1-8b",
-    num_layers=32,
-    hidden_size=4096,
-    ffn_hidden_size=14336,
-    num_attention_heads=32,
-    num_query_groups=8,
-    vocab_size=128256,
-    seq_length=8192,
     max_position_embeddings=131072,
-    rotary_base=500000,
     rope_scaling=True,
     rope_scaling_factor=8.0,
-    norm_epsilon=1e-5,
-    hf_architecture="LlamaForCausalLM",
 )
 _MISTRAL_7B_V03 = ModelPreset(
     name="mistral-7b-v0.3",

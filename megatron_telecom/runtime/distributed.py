@@ -10,7 +10,7 @@ import os
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
@@ -52,7 +52,10 @@ class DistributedEnv:
     """Who started the process: torchrun, SLURM (srun) or nobody (single process)."""
 
 
-def _int_var(environ: Mapping[str, str], name: str) -> int:
+def _int_var(environ: Mapping[str, str], name: str, default: int | None = None) -> int:
+    """The integer environment variable `name`; `default` when unset (KeyError without one)."""
+    if default is not None and name not in environ:
+        return default
     value = environ[name]
     try:
         return int(value)
@@ -115,11 +118,9 @@ def expand_slurm_hostlist(hostlist: str) -> list[str]:
 
 def _slurm_master_port(environ: Mapping[str, str]) -> int:
     """MASTER_PORT when set, else a port derived from the job id so concurrent jobs differ."""
-    if "MASTER_PORT" in environ:
-        return _int_var(environ, "MASTER_PORT")
-    if "SLURM_JOB_ID" in environ:
+    if "MASTER_PORT" not in environ and "SLURM_JOB_ID" in environ:
         return 10000 + _int_var(environ, "SLURM_JOB_ID") % 50000
-    return DEFAULT_MASTER_PORT
+    return _int_var(environ, "MASTER_PORT", DEFAULT_MASTER_PORT)
 
 
 def _detect_slurm(environ: Mapping[str, str]) -> DistributedEnv:
@@ -135,8 +136,8 @@ def _detect_slurm(environ: Mapping[str, str]) -> DistributedEnv:
         )
     return DistributedEnv(
         rank=_int_var(environ, "SLURM_PROCID"),
-        world_size=_int_var(environ, "SLURM_NTASKS") if "SLURM_NTASKS" in environ else 1,
-        local_rank=_int_var(environ, "SLURM_LOCALID") if "SLURM_LOCALID" in environ else 0,
+        world_size=_int_var(environ, "SLURM_NTASKS", 1),
+        local_rank=_int_var(environ, "SLURM_LOCALID", 0),
         master_addr=master_addr,
         master_port=_slurm_master_port(environ),
         launcher="slurm",
@@ -150,11 +151,9 @@ def detect_distributed_env(environ: Mapping[str, str] | None = None) -> Distribu
         env = DistributedEnv(
             rank=_int_var(environ, "RANK"),
             world_size=_int_var(environ, "WORLD_SIZE"),
-            local_rank=_int_var(environ, "LOCAL_RANK") if "LOCAL_RANK" in environ else 0,
+            local_rank=_int_var(environ, "LOCAL_RANK", 0),
             master_addr=environ.get("MASTER_ADDR", "127.0.0.1"),
-            master_port=_int_var(environ, "MASTER_PORT")
-            if "MASTER_PORT" in environ
-            else DEFAULT_MASTER_PORT,
+            master_port=_int_var(environ, "MASTER_PORT", DEFAULT_MASTER_PORT),
             launcher="torchrun",
         )
     elif "SLURM_PROCID" in environ:
@@ -165,9 +164,7 @@ def detect_distributed_env(environ: Mapping[str, str] | None = None) -> Distribu
             world_size=1,
             local_rank=0,
             master_addr=environ.get("MASTER_ADDR", "127.0.0.1"),
-            master_port=_int_var(environ, "MASTER_PORT")
-            if "MASTER_PORT" in environ
-            else DEFAULT_MASTER_PORT,
+            master_port=_int_var(environ, "MASTER_PORT", DEFAULT_MASTER_PORT),
             launcher="single",
         )
     if not 0 <= env.rank < env.world_size:
@@ -247,14 +244,7 @@ def initialize_distributed(
     install_cpu_shim()  # no-op when CUDA is present
     env = detect_distributed_env()
     if dist.is_initialized():
-        env = DistributedEnv(
-            rank=dist.get_rank(),
-            world_size=dist.get_world_size(),
-            local_rank=env.local_rank,
-            master_addr=env.master_addr,
-            master_port=env.master_port,
-            launcher=env.launcher,
-        )
+        env = replace(env, rank=dist.get_rank(), world_size=dist.get_world_size())
     _check_parallel_sizes(
         env.world_size,
         tensor_model_parallel_size,

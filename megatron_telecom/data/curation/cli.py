@@ -16,6 +16,7 @@ from megatron_telecom.data.curation.config import (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The curate_corpus flags, grouped as the config tree is (reader, filters, dedup, executor)."""
     p = argparse.ArgumentParser(
         description="Raw telecom documents (RFC .txt, 3GPP .docx/.zip, PDF, JSONL) -> clean, "
         "telecom-filtered, deduplicated JSONL shards for tools/preprocess_data.py."
@@ -107,6 +108,7 @@ def config_from_args(args: argparse.Namespace) -> CurationConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run (or, with --report-only, only report on) a curation; bad flags exit with status 2."""
     from megatron_telecom.data.curation.pipeline import run_curation, write_curation_report
     from megatron_telecom.data.curation.report import format_report
 

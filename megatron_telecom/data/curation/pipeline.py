@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from datatrove.data import Document
 from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
 from datatrove.executor.base import PipelineExecutor
 from datatrove.pipeline.base import PipelineStep
@@ -45,7 +46,7 @@ START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 HASH_CONFIG = HashConfig(precision=64, hash_fc="sha1")
 
 
-def normalized_text(document) -> str:
+def normalized_text(document: Document) -> str:
     """What exact dedup hashes: lower-cased text with whitespace runs collapsed."""
     return " ".join(document.text.lower().split())
 
@@ -55,8 +56,11 @@ class Stage:
     """One datatrove executor's worth of work."""
 
     name: str
+    """Stage name: its logging folder under <work_dir>/logs and its SLURM job-name suffix."""
     pipeline: list[PipelineStep]
+    """The datatrove steps every task runs, in order."""
     tasks: int
+    """Tasks (datatrove ranks) the stage is split into."""
 
 
 def _input_readers(config: CurationConfig) -> list[PipelineStep]:
@@ -124,10 +128,35 @@ def filter_stage(config: CurationConfig, work: str) -> Stage:
     return Stage(name="filter", pipeline=steps, tasks=config.executor.tasks)
 
 
-def dedup_stages(config: CurationConfig, work: str) -> list[Stage]:
-    """datatrove's exact-dedup (3 steps) and MinHash (4 steps) stages, as enabled."""
-    dedup, tasks = config.dedup, config.executor.tasks
-    exact_config = ExactDedupConfig(content_getter=normalized_text, hash_config=HASH_CONFIG)
+def _filtered_reader(work: str) -> JsonlReader:
+    """Reads stage 1's survivors back; every later stage starts from the same shards."""
+    return JsonlReader(f"{work}/filtered")
+
+
+def _exact_config() -> ExactDedupConfig:
+    """One definition for the signature and filter steps, which must hash the same way."""
+    return ExactDedupConfig(content_getter=normalized_text, hash_config=HASH_CONFIG)
+
+
+def _exact_filter(config: CurationConfig, work: str, *, with_removed: bool) -> list[PipelineStep]:
+    if not config.dedup.exact:
+        return []
+    writer = _removed_writer(config, "exact_duplicate") if with_removed else None
+    return [ExactDedupFilter(f"{work}/exact/dups", _exact_config(), exclusion_writer=writer)]
+
+
+def _exact_stages(config: CurationConfig, work: str) -> list[Stage]:
+    signatures = ExactDedupSignature(f"{work}/exact/sigs", config=_exact_config())
+    find = ExactFindDedups(f"{work}/exact/sigs", f"{work}/exact/dups", _exact_config())
+    return [
+        Stage(name="exact_signatures", pipeline=[_filtered_reader(work), signatures],
+              tasks=config.executor.tasks),
+        Stage(name="exact_find", pipeline=[find], tasks=1),
+    ]
+
+
+def _minhash_stages(config: CurationConfig, work: str) -> list[Stage]:
+    dedup, minhash = config.dedup, f"{work}/minhash"
     minhash_config = MinhashConfig(
         n_grams=dedup.n_grams,
         num_buckets=dedup.num_buckets,
@@ -135,74 +164,41 @@ def dedup_stages(config: CurationConfig, work: str) -> list[Stage]:
         seed=dedup.seed,
         hash_config=HASH_CONFIG,
     )
+    signatures = MinhashDedupSignature(
+        f"{minhash}/sigs", config=minhash_config, language=OfflineWordTokenizer()
+    )
+    buckets = MinhashDedupBuckets(f"{minhash}/sigs", f"{minhash}/buckets", config=minhash_config)
+    cluster = MinhashDedupCluster(f"{minhash}/buckets", f"{minhash}/remove", config=minhash_config)
+    return [
+        Stage(
+            name="minhash_signatures",
+            pipeline=[
+                _filtered_reader(work),
+                *_exact_filter(config, work, with_removed=False),
+                signatures,
+            ],
+            tasks=config.executor.tasks,
+        ),
+        Stage(name="minhash_buckets", pipeline=[buckets], tasks=dedup.num_buckets),
+        Stage(name="minhash_cluster", pipeline=[cluster], tasks=1),
+    ]
+
+
+def dedup_stages(config: CurationConfig, work: str) -> list[Stage]:
+    """datatrove's exact-dedup (2 stages) and MinHash (3 stages) stages, as enabled."""
     stages: list[Stage] = []
-    if dedup.exact:
-        stages += [
-            Stage(
-                name="exact_signatures",
-                pipeline=[
-                    JsonlReader(f"{work}/filtered"),
-                    ExactDedupSignature(f"{work}/exact/sigs", config=exact_config),
-                ],
-                tasks=tasks,
-            ),
-            Stage(
-                name="exact_find",
-                pipeline=[ExactFindDedups(f"{work}/exact/sigs", f"{work}/exact/dups", exact_config)],
-                tasks=1,
-            ),
-        ]
-    if dedup.minhash:
-        stages += [
-            Stage(
-                name="minhash_signatures",
-                pipeline=[
-                    JsonlReader(f"{work}/filtered"),
-                    *_exact_filter(config, work, exact_config, with_removed=False),
-                    MinhashDedupSignature(
-                        f"{work}/minhash/sigs", config=minhash_config, language=OfflineWordTokenizer()
-                    ),
-                ],
-                tasks=tasks,
-            ),
-            Stage(
-                name="minhash_buckets",
-                pipeline=[
-                    MinhashDedupBuckets(
-                        f"{work}/minhash/sigs", f"{work}/minhash/buckets", config=minhash_config
-                    )
-                ],
-                tasks=dedup.num_buckets,
-            ),
-            Stage(
-                name="minhash_cluster",
-                pipeline=[
-                    MinhashDedupCluster(
-                        f"{work}/minhash/buckets", f"{work}/minhash/remove", config=minhash_config
-                    )
-                ],
-                tasks=1,
-            ),
-        ]
+    if config.dedup.exact:
+        stages += _exact_stages(config, work)
+    if config.dedup.minhash:
+        stages += _minhash_stages(config, work)
     return stages
-
-
-def _exact_filter(
-    config: CurationConfig, work: str, exact_config: ExactDedupConfig, *, with_removed: bool
-) -> list[PipelineStep]:
-    if not config.dedup.exact:
-        return []
-    writer = _removed_writer(config, "exact_duplicate") if with_removed else None
-    return [ExactDedupFilter(f"{work}/exact/dups", exact_config, exclusion_writer=writer)]
 
 
 def write_stage(config: CurationConfig, work: str) -> Stage:
     """Apply the dedup decisions to the filtered shards and write the final JSONL shards."""
-    exact_config = ExactDedupConfig(content_getter=normalized_text, hash_config=HASH_CONFIG)
-    steps: list[PipelineStep] = [JsonlReader(f"{work}/filtered"), CorpusTally("filtered")]
+    steps: list[PipelineStep] = [_filtered_reader(work), CorpusTally("filtered")]
     if config.dedup.exact:
-        steps += [*_exact_filter(config, work, exact_config, with_removed=True)]
-        steps.append(CorpusTally("exact_dedup"))
+        steps += [*_exact_filter(config, work, with_removed=True), CorpusTally("exact_dedup")]
     if config.dedup.minhash:
         steps += [
             MinhashDedupFilter(

@@ -7,10 +7,10 @@ so it works the same after a local run and after a SLURM run (`--report-only`).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from megatron_telecom.atomic import atomic_write_text
 
 # Steps that drop documents without saying why: the reason is the stage they implement.
 _REASONLESS = {"exact_dedup": "exact_duplicate", "near_dedup": "near_duplicate"}
@@ -114,18 +114,11 @@ def format_report(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_report(report: dict, output_dir: str | Path) -> tuple[Path, Path]:
     """Write curation_stats.json and curation_stats.txt into the output folder (atomically)."""
     out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     json_path, text_path = out / "curation_stats.json", out / "curation_stats.txt"
-    _write_atomic(json_path, json.dumps(report, indent=2) + "\n")
-    _write_atomic(text_path, format_report(report))
+    atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(text_path, format_report(report))
     return json_path, text_path
