@@ -1,0 +1,50 @@
+"""Continual pretraining entry point.
+
+    torchrun --nproc_per_node N -m megatron_telecom.pretrain --config X.yaml [--flag value ...]
+    srun python -m megatron_telecom.pretrain --config X.yaml ...      (one task per GPU)
+
+Flags are Megatron-LM's (``--help`` lists them); they override the YAML file's keys.
+Exit codes: 0 finished or stopped cleanly on SIGTERM/SIGUSR1/time limit (checkpoint saved),
+1 NaN/Inf loss, 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from megatron_telecom.training.arguments import help_text, parse_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the flags, train, and return the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        print(help_text())
+        return 0
+    try:
+        cfg = parse_config(argv)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from megatron_telecom.runtime.distributed import destroy_distributed
+    from megatron_telecom.training.trainer import NonFiniteLossError, setup, train
+
+    run = None
+    try:
+        run = setup(cfg)
+        train(run)
+        return 0
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if run is not None:
+            run.writer.close()
+        destroy_distributed()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Build the model chunks, optimizer and LR scheduler from the config tree with megatron-core.
+
+Model: a preset from megatron_telecom.models -> TransformerConfig -> GPTModel chunks (one per
+virtual pipeline stage), Float16Module for bf16, wrapped in megatron DDP. Optimizer:
+get_megatron_optimizer (Adam with decoupled weight decay, grad clipping). Schedule:
+OptimizerParamScheduler counted in samples, like Megatron-LM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from megatron.core.distributed import (
+    DistributedDataParallel,
+    DistributedDataParallelConfig,
+    finalize_model_grads,
+)
+from megatron.core.optimizer import OptimizerConfig as McoreOptimizerConfig
+from megatron.core.optimizer import get_megatron_optimizer
+from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+from megatron.core.transformer.module import Float16Module
+from megatron.core.transformer.transformer_config import TransformerConfig
+
+from megatron_telecom.models.gpt import (
+    Fp8Options,
+    RecomputeOptions,
+    build_gpt_model_chunks,
+    build_transformer_config,
+    pad_vocab_size,
+)
+from megatron_telecom.models.presets import ModelPreset, get_preset
+from megatron_telecom.training.config import BatchLayout, ModelConfig, PretrainConfig
+
+_PRESET_OVERRIDES = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
+                     "num_query_groups")
+
+
+def resolve_preset(cfg: ModelConfig) -> ModelPreset:
+    """The named preset with any --num-layers/--hidden-size/... overrides applied."""
+    preset = get_preset(cfg.model)
+    overrides = {k: getattr(cfg, k) for k in _PRESET_OVERRIDES if getattr(cfg, k) is not None}
+    return dataclasses.replace(preset, **overrides) if overrides else preset
+
+
+def use_transformer_engine(cfg: ModelConfig) -> bool | None:
+    """--transformer-impl -> the models' TE switch (None = by capability)."""
+    if cfg.transformer_impl is None:
+        return None
+    if cfg.transformer_impl not in ("transformer_engine", "local"):
+        raise ValueError(f"--transformer-impl {cfg.transformer_impl}: use transformer_engine|local")
+    return cfg.transformer_impl == "transformer_engine"
+
+
+def transformer_config(cfg: PretrainConfig, preset: ModelPreset,
+                       vpp: int | None) -> TransformerConfig:
+    """megatron-core TransformerConfig for this run's parallel layout and precision options."""
+    m, p = cfg.model, cfg.parallel
+    return build_transformer_config(
+        preset,
+        tensor_model_parallel_size=p.tensor_model_parallel_size,
+        pipeline_model_parallel_size=p.pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=vpp,
+        sequence_parallel=p.sequence_parallel,
+        bf16=m.bf16,
+        fp8=Fp8Options(fp8_format=m.fp8_format, fp8_recipe=m.fp8_recipe, fp8_margin=m.fp8_margin,
+                       fp8_amax_history_len=m.fp8_amax_history_len,
+                       fp8_amax_compute_algo=m.fp8_amax_compute_algo),
+        recompute=RecomputeOptions(recompute_granularity=m.recompute_granularity,
+                                   recompute_method=m.recompute_method,
+                                   recompute_num_layers=m.recompute_num_layers),
+        hidden_dropout=m.hidden_dropout,
+        attention_dropout=m.attention_dropout,
+        use_transformer_engine=use_transformer_engine(m),
+    )
+
+
+def padded_vocab(cfg: PretrainConfig, vocab_size: int) -> int:
+    """The tokenizer's vocabulary padded by --make-vocab-size-divisible-by x TP."""
+    return pad_vocab_size(vocab_size,
+                          make_vocab_size_divisible_by=cfg.model.make_vocab_size_divisible_by,
+                          tensor_model_parallel_size=cfg.parallel.tensor_model_parallel_size)
+
+
+def build_model(cfg: PretrainConfig, preset: ModelPreset, config: TransformerConfig, *,
+                padded_vocab_size: int, seq_length: int) -> list[DistributedDataParallel]:
+    """This rank's model chunks, bf16-wrapped when asked, each in megatron DDP."""
+    chunks = build_gpt_model_chunks(preset, config, padded_vocab_size=padded_vocab_size,
+                                    seq_length=seq_length,
+                                    use_transformer_engine=use_transformer_engine(cfg.model))
+    if cfg.model.bf16:
+        chunks = [Float16Module(config, chunk) for chunk in chunks]
+    p = cfg.parallel
+    ddp_config = DistributedDataParallelConfig(
+        grad_reduce_in_fp32=True,
+        overlap_grad_reduce=p.overlap_grad_reduce,
+        overlap_param_gather=p.overlap_param_gather,
+        use_distributed_optimizer=p.use_distributed_optimizer,
+    )
+    return [DistributedDataParallel(config=config, ddp_config=ddp_config, module=chunk,
+                                    disable_bucketing=index > 0)
+            for index, chunk in enumerate(chunks)]
+
+
+def build_optimizer(cfg: PretrainConfig, config: TransformerConfig, model: list) -> Any:
+    """megatron-core's optimizer (Adam/AdamW, fp32 main params for bf16, clipping)."""
+    o = cfg.optimizer
+    return get_megatron_optimizer(
+        McoreOptimizerConfig(
+            optimizer=o.optimizer, lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay,
+            adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_eps=o.adam_eps,
+            clip_grad=o.clip_grad, bf16=cfg.model.bf16, params_dtype=config.params_dtype,
+            use_distributed_optimizer=cfg.parallel.use_distributed_optimizer),
+        model)
+
+
+def build_scheduler(cfg: PretrainConfig, optimizer: Any,
+                    layout: BatchLayout) -> OptimizerParamScheduler:
+    """Warmup + constant/linear/cosine/WSD decay, in samples (iterations x global batch)."""
+    s, o = cfg.scheduler, cfg.optimizer
+    gbs, train_iters = layout.global_batch_size, cfg.training.train_iters
+    wsd = s.lr_decay_style == "WSD"
+    return OptimizerParamScheduler(
+        optimizer,
+        init_lr=s.lr_warmup_init,
+        max_lr=o.lr,
+        min_lr=o.min_lr,
+        lr_warmup_steps=s.lr_warmup_iters * gbs,
+        lr_decay_steps=(s.lr_decay_iters or train_iters) * gbs,
+        lr_decay_style=s.lr_decay_style,
+        start_wd=o.weight_decay,
+        end_wd=o.weight_decay,
+        wd_incr_steps=train_iters * gbs,
+        wd_incr_style="constant",
+        use_checkpoint_opt_param_scheduler=s.use_checkpoint_opt_param_scheduler,
+        override_opt_param_scheduler=s.override_opt_param_scheduler,
+        wsd_decay_steps=(s.lr_wsd_decay_iters or 0) * gbs if wsd else None,
+        lr_wsd_decay_style=s.lr_wsd_decay_style if wsd else None,
+    )
+
+
+def wire_model_config(config: TransformerConfig, model: list, optimizer: Any,
+                      cfg: PretrainConfig) -> None:
+    """Hooks megatron-core's schedules call: grad finalisation, no_sync, loss scale, overlap."""
+    config.finalize_model_grads_func = finalize_model_grads
+    config.grad_scale_func = optimizer.scale_loss
+    no_sync = [chunk.no_sync for chunk in model]
+    config.no_sync_func = no_sync[0] if len(model) == 1 else no_sync
+    if cfg.parallel.overlap_grad_reduce:
+        grad_sync = [chunk.start_grad_sync for chunk in model]
+        config.grad_sync_func = grad_sync[0] if len(model) == 1 else grad_sync
+    if cfg.parallel.overlap_param_gather and cfg.parallel.use_distributed_optimizer:
+        param_sync = [chunk.start_param_sync for chunk in model]
+        config.param_sync_func = param_sync[0] if len(model) == 1 else param_sync

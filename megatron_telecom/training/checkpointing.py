@@ -1,0 +1,270 @@
+"""Checkpoints in Megatron-LM's layout, written with megatron-core dist_checkpointing (torch_dist).
+
+Layout: ``<save>/iter_0000100/`` (torch_dist shards + common.pt + metadata.json) and
+``<save>/latest_checkpointed_iteration.txt``. A checkpoint is first written to
+``iter_0000100.tmp``; only when every rank has finished is it renamed, and only then is the
+tracker replaced (temp file + os.replace). A crash or SIGKILL at any point therefore leaves the
+previous checkpoint as "latest", loadable. Model and optimizer state are sharded tensors, so a
+checkpoint saved at one TP/PP loads at another.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
+from megatron.core.dist_checkpointing.mapping import ShardedObject
+from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+from megatron.core.dist_checkpointing.strategies.fully_parallel import (
+    FullyParallelSaveStrategyWrapper,
+)
+from megatron.core.distributed import DistributedDataParallel
+from megatron.core.optimizer.distrib_optimizer import HAVE_APEX_OR_TE
+from megatron.core.transformer.module import Float16Module
+
+from megatron_telecom.training.utils import print_rank_0
+
+TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
+CHECKPOINT_VERSION = 3.0
+# The distributed optimizer's state is saved in the layout any DP/TP/PP can reload.
+DIST_OPT_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadedCheckpoint:
+    """What a load restored: where training continues."""
+
+    iteration: int
+    consumed_train_samples: int
+    num_floating_point_operations_so_far: float
+    scheduler_restored: bool
+
+
+def checkpoint_dir(root: str | Path, iteration: int | None) -> Path:
+    """``root/iter_0000100`` (Megatron-LM's name), or ``root/release`` for iteration None."""
+    return Path(root) / ("release" if iteration is None else f"iter_{iteration:07d}")
+
+
+def read_tracker(root: str | Path) -> int | None | str:
+    """The latest iteration in ``root``; "release" for a converted model; None when absent."""
+    path = Path(root) / TRACKER_FILENAME
+    if not path.is_file():
+        return None
+    text = path.read_text().strip()
+    if text == "release":
+        return "release"
+    try:
+        return int(text)
+    except ValueError as err:
+        raise ValueError(f"{path}: expected an iteration number or 'release', got {text!r}") from err
+
+
+def write_tracker(root: str | Path, iteration: int) -> None:
+    """Atomically point the tracker at ``iteration`` (temp file, fsync, os.replace)."""
+    path = Path(root) / TRACKER_FILENAME
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(f"{iteration}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rng_state() -> ShardedObject:
+    """Python/NumPy/torch/megatron-tracker RNG states, one per (PP, TP) rank like Megatron-LM."""
+    state = {
+        "random_rng_state": random.getstate(),
+        "np_rng_state": np.random.get_state(),
+        "torch_rng_state": torch.get_rng_state(),
+        "cuda_rng_state": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+        "rng_tracker_states": tensor_parallel.get_cuda_rng_tracker().get_states(),
+    }
+    return ShardedObject(
+        "rng_state", [state],
+        (parallel_state.get_pipeline_model_parallel_world_size(),
+         parallel_state.get_tensor_model_parallel_world_size()),
+        (parallel_state.get_pipeline_model_parallel_rank(),
+         parallel_state.get_tensor_model_parallel_rank()),
+        replica_id=parallel_state.get_data_parallel_rank(with_context_parallel=True),
+    )
+
+
+def _set_rng_state(states: list[dict[str, Any]]) -> None:
+    state = states[0]
+    random.setstate(state["random_rng_state"])
+    np.random.set_state(state["np_rng_state"])
+    torch.set_rng_state(state["torch_rng_state"])
+    if state["cuda_rng_state"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda_rng_state"])
+    tensor_parallel.get_cuda_rng_tracker().set_states(state["rng_tracker_states"])
+
+
+def unwrap_model(chunk: Any) -> Any:
+    """The GPTModel inside DDP / Float16Module wrappers (checkpoint keys carry no 'module.')."""
+    while isinstance(chunk, (DistributedDataParallel, Float16Module)):
+        chunk = chunk.module
+    return chunk
+
+
+def _model_keys(model: list) -> list[str]:
+    return ["model"] if len(model) == 1 else [f"model{i}" for i in range(len(model))]
+
+
+def _sharded_state(model: list, optimizer: Any, *, with_optim: bool, with_rng: bool,
+                   is_loading: bool, dist_opt: bool) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    for key, chunk in zip(_model_keys(model), model, strict=True):
+        state[key] = unwrap_model(chunk).sharded_state_dict()
+    if with_optim:
+        metadata = DIST_OPT_METADATA if dist_opt else None
+        state["optimizer"] = optimizer.sharded_state_dict(state, is_loading=is_loading,
+                                                          metadata=metadata)
+    if with_rng:
+        state["rng_state"] = _rng_state()
+    return state
+
+
+def save_checkpoint(root: str | Path, *, iteration: int, model: list, optimizer: Any,
+                    scheduler: Any, consumed_train_samples: int, flops_so_far: float,
+                    args: dict[str, Any], save_optim: bool = True, save_rng: bool = True) -> Path:
+    """Write ``root/iter_NNNNNNN`` on all ranks, then (rank 0) rename it and update the tracker."""
+    final = checkpoint_dir(root, iteration)
+    tmp = final.with_name(final.name + ".tmp")
+    rank = dist.get_rank()
+    if rank == 0:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed mid-save
+        tmp.mkdir()
+    dist.barrier()
+    dist_opt = bool(args.get("use_distributed_optimizer"))
+    state = _sharded_state(model, optimizer, with_optim=save_optim, with_rng=save_rng,
+                           is_loading=False, dist_opt=dist_opt)
+    state.update(
+        checkpoint_version=CHECKPOINT_VERSION,
+        iteration=iteration,
+        args={**args, "consumed_train_samples": consumed_train_samples,
+              "no_save_optim": not save_optim, "no_save_rng": not save_rng},
+        num_floating_point_operations_so_far=flops_so_far,
+    )
+    if save_optim:
+        state["opt_param_scheduler"] = scheduler.state_dict()
+    strategy = FullyParallelSaveStrategyWrapper(
+        get_default_save_sharded_strategy("torch_dist"),
+        parallel_state.get_data_parallel_group(with_context_parallel=True))
+    dist_checkpointing.save(state, str(tmp), strategy)
+    dist.barrier()
+    if rank == 0:
+        if final.exists():  # a complete but untracked save of the same iteration
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        write_tracker(root, iteration)
+    dist.barrier()
+    print_rank_0(f"saved checkpoint at iteration {iteration:8d} to {final}")
+    return final
+
+
+def _checkpoint_parallel_sizes(ckpt_args: dict[str, Any]) -> tuple[int, int]:
+    return (int(ckpt_args.get("tensor_model_parallel_size", 1)),
+            int(ckpt_args.get("pipeline_model_parallel_size", 1)))
+
+
+def _latest(root: str | Path) -> tuple[Path, bool] | None:
+    """(folder of the tracked checkpoint, is it a "release"), or None without a tracker."""
+    tracked = read_tracker(root)
+    if tracked is None:
+        return None
+    release = tracked == "release"
+    path = checkpoint_dir(root, None if release else tracked)
+    if not path.is_dir():
+        raise ValueError(f"{root}/{TRACKER_FILENAME} names {path.name}, which does not exist")
+    return path, release
+
+
+def _check_loadable(path: Path, ckpt_args: dict[str, Any], *, padded_vocab_size: int | None,
+                    distributed_optimizer_state: bool) -> None:
+    ckpt_vocab = ckpt_args.get("padded_vocab_size")
+    if padded_vocab_size is not None and ckpt_vocab not in (None, padded_vocab_size):
+        raise ValueError(
+            f"{path} has a padded vocabulary of {ckpt_vocab} rows, this run {padded_vocab_size}: "
+            "set --make-vocab-size-divisible-by (x TP) so both pad to the same size (padded rows "
+            "take part in the softmax, so they must match)")
+    if distributed_optimizer_state and not HAVE_APEX_OR_TE:
+        raise ValueError(
+            "resuming distributed-optimizer state is broken in megatron-core 0.16.1 without "
+            "Transformer Engine or Apex (e.g. on CPU): add --no-load-optim, or train without "
+            "--use-distributed-optimizer here (see docs/training.md)")
+
+
+def load_checkpoint(root: str | Path, *, model: list, optimizer: Any, scheduler: Any,
+                    finetune: bool = False, load_optim: bool = True, load_rng: bool = True,
+                    use_distributed_optimizer: bool = False,
+                    padded_vocab_size: int | None = None) -> LoadedCheckpoint | None:
+    """Restore the latest checkpoint under ``root``; None when there is none (fresh start).
+
+    ``finetune`` (and a "release" checkpoint) loads the weights only and restarts at
+    iteration 0. RNG state is skipped when TP/PP differ from the checkpoint's (as Megatron-LM).
+    """
+    latest = _latest(root)
+    if latest is None:
+        print_rank_0(f"no checkpoint found in {root} ({TRACKER_FILENAME} absent): starting fresh")
+        return None
+    path, release = latest
+    common = dist_checkpointing.load_common_state_dict(str(path))
+    ckpt_args = common.get("args", {})
+    weights_only = finetune or release
+    run_sizes = (parallel_state.get_tensor_model_parallel_world_size(),
+                 parallel_state.get_pipeline_model_parallel_world_size())
+    same_layout = _checkpoint_parallel_sizes(ckpt_args) == run_sizes
+    with_optim = load_optim and not weights_only and not ckpt_args.get("no_save_optim", True)
+    with_rng = (load_rng and not weights_only and same_layout
+                and not ckpt_args.get("no_save_rng", True))
+    _check_loadable(path, ckpt_args, padded_vocab_size=padded_vocab_size,
+                    distributed_optimizer_state=with_optim and use_distributed_optimizer)
+    state = _sharded_state(model, optimizer, with_optim=with_optim, with_rng=with_rng,
+                           is_loading=True, dist_opt=use_distributed_optimizer)
+    loaded = dist_checkpointing.load(state, str(path))
+    for key, chunk in zip(_model_keys(model), model, strict=True):
+        unwrap_model(chunk).load_state_dict(loaded[key])
+    scheduler_restored = with_optim and "opt_param_scheduler" in loaded
+    if with_optim:
+        optimizer.load_state_dict(loaded["optimizer"])
+    if scheduler_restored:
+        scheduler.load_state_dict(loaded["opt_param_scheduler"])
+    if not with_optim:
+        optimizer.reload_model_params()  # fp32 main params from the loaded bf16 weights
+    if with_rng:
+        _set_rng_state(loaded["rng_state"])
+    elif not same_layout and not weights_only:
+        print_rank_0(f"(TP, PP) changed from {_checkpoint_parallel_sizes(ckpt_args)} to "
+                     f"{run_sizes}: RNG state not loaded")
+    if weights_only:
+        print_rank_0(f"loaded weights from {path} (finetune/release): starting at iteration 0")
+        return LoadedCheckpoint(iteration=0, consumed_train_samples=0,
+                                num_floating_point_operations_so_far=0.0,
+                                scheduler_restored=False)
+    print_rank_0(f"loaded checkpoint {path} at iteration {common.get('iteration', 0)}")
+    return LoadedCheckpoint(
+        iteration=int(common.get("iteration", 0)),
+        consumed_train_samples=int(ckpt_args.get("consumed_train_samples", 0)),
+        num_floating_point_operations_so_far=float(
+            common.get("num_floating_point_operations_so_far", 0.0)),
+        scheduler_restored=scheduler_restored,
+    )

@@ -1,0 +1,157 @@
+"""Training data: blends of Megatron indexed datasets through megatron-core's builders.
+
+The train split is megatron-core's BlendedMegatronDatasetBuilder + GPTDataset over the whole
+blend; each dataset of the blend also gets its own valid split so validation is reported per
+dataset (telecom vs. general replay). Samples are read in Megatron-LM's
+MegatronPretrainingSampler order, so a resume at ``consumed_samples`` continues exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+
+from megatron_telecom.data import tokenizers as data_tokenizers
+from megatron_telecom.data.tokenizers import Tokenizer
+from megatron_telecom.training.config import DataConfig, TokenizerConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class Blend:
+    """Dataset prefixes, their weights (None = by size) and display names."""
+
+    prefixes: list[str]
+    weights: list[float] | None
+    names: list[str]
+
+
+class DatasetTokenizer:
+    """What megatron-core's GPTDataset reads from a tokenizer: vocab size, EOD, cache identity."""
+
+    def __init__(self, tokenizer: Any, cfg: TokenizerConfig) -> None:
+        self.vocab_size: int = tokenizer.vocab_size
+        self.eod: int = tokenizer.eod
+        # part of the dataset cache key (megatron hashes it into the index file names)
+        self.unique_identifiers = {"class": cfg.tokenizer_type,
+                                   "tokenizer_path": str(cfg.tokenizer_model),
+                                   "vocab_size": self.vocab_size, "eod": self.eod}
+
+
+def build_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
+    """The tokenizer named by --tokenizer-type/--tokenizer-model (NullTokenizer: --vocab-size)."""
+    return data_tokenizers.build_tokenizer(cfg.tokenizer_type, cfg.tokenizer_model, vocab_size=cfg.vocab_size)
+
+
+def parse_data_path(data_path: list[str]) -> Blend:
+    """Megatron-LM's --data-path forms: ``P1 P2 ...`` or ``W1 P1 W2 P2 ...``."""
+    def is_number(text: str) -> bool:
+        try:
+            float(text)
+        except ValueError:
+            return False
+        return True
+
+    if not data_path:
+        raise ValueError("--data-path is empty")
+    if is_number(data_path[0]):
+        if len(data_path) % 2:
+            raise ValueError(f"--data-path {data_path}: weights and prefixes must come in pairs")
+        weights = [float(w) for w in data_path[0::2]]
+        prefixes = list(data_path[1::2])
+    else:
+        weights, prefixes = None, list(data_path)
+    for prefix in prefixes:
+        if not Path(prefix + ".idx").is_file() or not Path(prefix + ".bin").is_file():
+            raise ValueError(f"--data-path: {prefix}.bin/.idx not found (give the prefix without "
+                             "the extension, as written by tools/preprocess_data.py)")
+    if weights is not None and (min(weights) < 0 or sum(weights) <= 0):
+        raise ValueError(f"--data-path weights {weights} must be >= 0 and not all 0")
+    return Blend(prefixes=prefixes, weights=weights, names=[Path(p).name for p in prefixes])
+
+
+def resolve_blend(cfg: DataConfig) -> Blend:
+    """The blend from --data-path or from a data recipe YAML."""
+    if cfg.data_path:
+        return parse_data_path(cfg.data_path)
+    from megatron_telecom.data.recipe import load_data_recipe
+
+    recipe = load_data_recipe(cfg.data_recipe)
+    blend = parse_data_path(recipe.data_path())
+    return Blend(prefixes=blend.prefixes, weights=blend.weights,
+                 names=[entry.name for entry in recipe.datasets])
+
+
+def _dataset_config(cfg: DataConfig, blend: tuple, *, seed: int, seq_length: int,
+                    tokenizer: Any) -> GPTDatasetConfig:
+    return GPTDatasetConfig(
+        random_seed=seed,
+        sequence_length=seq_length,
+        blend=blend,
+        split=cfg.split,
+        path_to_cache=cfg.data_cache_path,
+        tokenizer=tokenizer,
+        reset_position_ids=cfg.reset_position_ids,
+        reset_attention_mask=cfg.reset_attention_mask,
+        eod_mask_loss=cfg.eod_mask_loss,
+        create_attention_mask=cfg.reset_attention_mask,  # else the causal mask is implicit
+    )
+
+
+def build_datasets(cfg: DataConfig, blend: Blend, *, seed: int, seq_length: int, tokenizer: Any,
+                   tokenizer_cfg: TokenizerConfig, train_samples: int, valid_samples: int) -> tuple[Any, dict[str, Any]]:
+    """(train dataset over the blend, {name: valid dataset} per dataset of the blend).
+
+    Call on every rank: megatron-core builds on rank 0 first (writing the index cache under
+    --data-cache-path), then the other ranks read it, with barriers in between.
+    """
+    tokenizer = DatasetTokenizer(tokenizer, tokenizer_cfg)
+
+    def build(blend_tuple: tuple, sizes: list[int]) -> list[Any]:
+        config = _dataset_config(cfg, blend_tuple, seed=seed, seq_length=seq_length,
+                                 tokenizer=tokenizer)
+        return BlendedMegatronDatasetBuilder(GPTDataset, sizes, lambda: True, config).build()
+
+    train, _, _ = build((blend.prefixes, blend.weights), [train_samples, 0, 0])
+    valid = {}
+    if valid_samples > 0:
+        for name, prefix in zip(blend.names, blend.prefixes, strict=True):
+            dataset = build(([prefix], None), [0, valid_samples, 0])[1]
+            if dataset is None or len(dataset) == 0:
+                raise ValueError(f"dataset {name} has no documents in the valid split of "
+                                 f"--split {cfg.split}; give it a larger valid share")
+            valid[name] = dataset
+    return train, valid
+
+
+def microbatch_indices(*, total: int, consumed_samples: int, micro_batch_size: int,
+                       data_parallel_rank: int, data_parallel_size: int) -> Iterator[list[int]]:
+    """This DP rank's sample indices per microbatch (MegatronPretrainingSampler's order).
+
+    Global microbatch k covers samples [consumed + k*mbs*dp, ... + mbs*dp); DP rank r takes
+    the r-th slice of ``micro_batch_size`` of it. Starting at ``consumed_samples`` resumes exactly.
+    """
+    step = micro_batch_size * data_parallel_size
+    for first in range(consumed_samples, total - step + 1, step):
+        offset = first + data_parallel_rank * micro_batch_size
+        yield list(range(offset, offset + micro_batch_size))
+
+
+def batch_iterator(dataset: Any, *, consumed_samples: int, micro_batch_size: int,
+                   data_parallel_rank: int, data_parallel_size: int,
+                   num_workers: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+    """Microbatches (dicts of [b, s] tensors) of this DP rank, from ``consumed_samples`` on."""
+    sampler = list(microbatch_indices(
+        total=len(dataset), consumed_samples=consumed_samples, micro_batch_size=micro_batch_size,
+        data_parallel_rank=data_parallel_rank, data_parallel_size=data_parallel_size))
+    # An own generator: DataLoader would otherwise draw its worker seed from the global RNG,
+    # which a resumed run restores from the checkpoint (and must not consume differently).
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                                         persistent_workers=num_workers > 0,
+                                         generator=torch.Generator().manual_seed(consumed_samples))
+    return iter(loader)

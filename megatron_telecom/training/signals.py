@@ -1,0 +1,47 @@
+"""Preemption and time limits: SIGTERM/SIGUSR1 (SLURM) and --exit-duration-in-mins.
+
+The handler only records the signal; the trainer checks at the end of every iteration, all
+ranks agree through one all-reduce, and then they save a checkpoint and exit 0 together.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from types import FrameType
+
+import torch
+import torch.distributed as dist
+
+from megatron_telecom.runtime.distributed import get_device
+
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class ExitConditions:
+    """Tracks exit signals received by this process and the run's time limit."""
+
+    def __init__(self, *, handle_signals: bool, exit_duration_in_mins: float | None) -> None:
+        self.start_time = time.monotonic()
+        self.exit_duration_s = None if exit_duration_in_mins is None else exit_duration_in_mins * 60
+        self.received: int | None = None
+        if handle_signals:
+            for sig in EXIT_SIGNALS:
+                signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+
+    def check(self) -> str | None:
+        """Collective: the reason to stop now ("signal SIGTERM", "time limit"), or None."""
+        over_time = (self.exit_duration_s is not None
+                     and time.monotonic() - self.start_time > self.exit_duration_s)
+        flags = torch.tensor([self.received or 0, int(over_time)], dtype=torch.int64,
+                             device=get_device())
+        if dist.is_initialized():
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        if flags[0]:
+            return f"signal {signal.Signals(int(flags[0])).name}"
+        if flags[1]:
+            return f"time limit (--exit-duration-in-mins {self.exit_duration_s / 60:g})"
+        return None

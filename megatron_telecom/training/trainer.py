@@ -1,0 +1,338 @@
+"""The pretraining loop on megatron-core: setup, train_step, evaluate, checkpoint, report.
+
+Forward/backward is megatron-core's own schedule (no pipelining, 1F1B or interleaved 1F1B,
+picked by get_forward_backward_func from parallel_state), gradients go through megatron DDP
+and finalize_model_grads, the update through get_megatron_optimizer's optimizer.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+from megatron.core.pipeline_parallel import get_forward_backward_func
+
+from megatron_telecom.models.flops import num_floating_point_operations
+from megatron_telecom.runtime.distributed import get_device, initialize_distributed
+from megatron_telecom.training import builders, checkpointing
+from megatron_telecom.training.arguments import batch_layout, virtual_pipeline_size
+from megatron_telecom.training.config import BatchLayout, PretrainConfig
+from megatron_telecom.training.data import (
+    batch_iterator,
+    build_datasets,
+    build_tokenizer,
+    resolve_blend,
+)
+from megatron_telecom.training.metrics import (
+    IterationStats,
+    MetricsWriter,
+    format_log_line,
+    format_validation_line,
+)
+from megatron_telecom.training.signals import ExitConditions
+from megatron_telecom.training.utils import is_rank_0, print_rank_0
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or gradient norm became NaN/Inf; training stops without saving."""
+
+
+@dataclass(kw_only=True)
+class TrainState:
+    """Where training stands (what a checkpoint must restore besides model/optimizer/RNG)."""
+
+    iteration: int = 0
+    consumed_train_samples: int = 0
+    flops_so_far: float = 0.0
+    skipped_iterations: int = 0
+    last_saved: int | None = None
+    interval: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "n": 0, "time": 0.0})
+
+
+@dataclass(kw_only=True)
+class Run:
+    """Everything ``setup`` builds for the loop."""
+
+    cfg: PretrainConfig
+    layout: BatchLayout
+    model: list
+    optimizer: Any
+    scheduler: Any
+    seq_length: int
+    padded_vocab_size: int
+    flops_per_iteration: float
+    train_data: Any
+    valid_data: dict[str, Any]
+    state: TrainState
+    writer: MetricsWriter
+    exits: ExitConditions
+    forward_backward: Any = field(default_factory=get_forward_backward_func)
+
+
+def setup(cfg: PretrainConfig) -> Run:
+    """Distributed bring-up, model, optimizer, schedule, checkpoint load, data, reporting."""
+    preset = builders.resolve_preset(cfg.model)
+    vpp = virtual_pipeline_size(cfg, preset.num_layers)
+    p = cfg.parallel
+    env = initialize_distributed(
+        tensor_model_parallel_size=p.tensor_model_parallel_size,
+        pipeline_model_parallel_size=p.pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=vpp, seed=cfg.training.seed,
+        timeout_minutes=p.distributed_timeout_minutes)
+    layout = batch_layout(cfg, env.world_size)
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    vocab = builders.padded_vocab(cfg, tokenizer.vocab_size)
+    seq_length = cfg.model.seq_length or preset.seq_length
+    config = builders.transformer_config(cfg, preset, vpp)
+    model = builders.build_model(cfg, preset, config, padded_vocab_size=vocab,
+                                 seq_length=seq_length)
+    optimizer = builders.build_optimizer(cfg, config, model)
+    scheduler = builders.build_scheduler(cfg, optimizer, layout)
+    builders.wire_model_config(config, model, optimizer, cfg)
+    if p.use_distributed_optimizer and cfg.checkpoint.save and not checkpointing.HAVE_APEX_OR_TE:
+        print_rank_0("WARNING: without Transformer Engine/Apex megatron-core 0.16.1 cannot resume "
+                     "distributed-optimizer state; these checkpoints resume with --no-load-optim "
+                     "only (see docs/training.md)")
+    state = _load(cfg, model, optimizer, scheduler, vocab)
+    train_data, valid_data = _data(cfg, layout, tokenizer, seq_length, state)
+    num_params = sum(param.numel() for chunk in model for param in chunk.parameters())
+    print_rank_0(f"> {preset.name}: {num_params:,} parameters on rank 0; world {env.world_size} = "
+                 f"TP {p.tensor_model_parallel_size} x PP {p.pipeline_model_parallel_size} x DP "
+                 f"{layout.data_parallel_size}; {layout.num_microbatches} microbatches of "
+                 f"{layout.micro_batch_size}; vocabulary {tokenizer.vocab_size} padded to {vocab}")
+    if tokenizer.vocab_size != preset.vocab_size:
+        print_rank_0(f"note: the tokenizer has {tokenizer.vocab_size} ids, preset {preset.name} "
+                     f"{preset.vocab_size}: fine from scratch, not for the base model's weights")
+    return Run(
+        cfg=cfg, layout=layout, model=model, optimizer=optimizer, scheduler=scheduler,
+        seq_length=seq_length, padded_vocab_size=vocab, train_data=train_data,
+        valid_data=valid_data, state=state,
+        flops_per_iteration=num_floating_point_operations(
+            config, batch_size=layout.global_batch_size, seq_length=seq_length,
+            padded_vocab_size=vocab),
+        writer=MetricsWriter(cfg.logging, default_dir=cfg.checkpoint.save,
+                             run_config=cfg.to_flat_dict(), enabled=is_rank_0()),
+        exits=ExitConditions(handle_signals=cfg.training.exit_signal_handler,
+                             exit_duration_in_mins=cfg.training.exit_duration_in_mins),
+    )
+
+
+def _load(cfg: PretrainConfig, model: list, optimizer: Any, scheduler: Any,
+          padded_vocab_size: int) -> TrainState:
+    """Resume from --save when it holds a checkpoint (a requeued job), else start from --load."""
+    c = cfg.checkpoint
+    load, finetune = c.load, c.finetune
+    if c.save and checkpointing.read_tracker(c.save) is not None:
+        if load and Path(load).resolve() != Path(c.save).resolve():
+            print_rank_0(f"--save {c.save} holds a checkpoint: resuming from it, not --load {load}")
+        load, finetune = c.save, False
+    if not load:
+        return TrainState()
+    try:
+        loaded = checkpointing.load_checkpoint(
+            load, model=model, optimizer=optimizer, scheduler=scheduler, finetune=finetune,
+            load_optim=not c.no_load_optim, load_rng=not c.no_load_rng,
+            use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
+            padded_vocab_size=padded_vocab_size)
+    except AssertionError as err:  # OptimizerParamScheduler's check of changed schedule flags
+        raise ValueError(f"{err}: the checkpoint's LR schedule differs from this run's flags; "
+                         "add --override-opt_param-scheduler (use the new flags) or "
+                         "--use-checkpoint-opt_param-scheduler (keep the checkpoint's)") from err
+    if loaded is None:
+        return TrainState()
+    if not loaded.scheduler_restored and loaded.consumed_train_samples:
+        scheduler.step(increment=loaded.consumed_train_samples)  # LR where the schedule was
+    return TrainState(iteration=loaded.iteration,
+                      consumed_train_samples=loaded.consumed_train_samples,
+                      flops_so_far=loaded.num_floating_point_operations_so_far,
+                      last_saved=loaded.iteration)
+
+
+def _data(cfg: PretrainConfig, layout: BatchLayout, tokenizer: Any, seq_length: int,
+          state: TrainState) -> tuple[Any, dict[str, Any]]:
+    t = cfg.training
+    evaluates = t.eval_interval > 0 and t.eval_iters > 0
+    train, valid = build_datasets(
+        cfg.data, resolve_blend(cfg.data), seed=t.seed, seq_length=seq_length,
+        tokenizer=tokenizer, tokenizer_cfg=cfg.tokenizer,
+        train_samples=t.train_iters * layout.global_batch_size,
+        valid_samples=t.eval_iters * layout.global_batch_size if evaluates else 0)
+    return _batches(cfg, layout, train, state.consumed_train_samples), valid
+
+
+def _batches(cfg: PretrainConfig, layout: BatchLayout, dataset: Any, consumed: int) -> Any:
+    return batch_iterator(
+        dataset, consumed_samples=consumed, micro_batch_size=layout.micro_batch_size,
+        data_parallel_rank=parallel_state.get_data_parallel_rank(),
+        data_parallel_size=layout.data_parallel_size, num_workers=cfg.data.num_workers)
+
+
+def loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Mean token loss of one microbatch (masked), also returned for reporting."""
+    losses = output_tensor.float().view(-1)  # [b * s]
+    mask = loss_mask.view(-1).float()
+    loss = torch.sum(losses * mask) / mask.sum().clamp(min=1.0)
+    return loss, {"lm loss": loss.detach().clone()}  # the schedule rescales `loss` in place
+
+
+def forward_step(data_iterator: Any, model: Any) -> tuple[torch.Tensor, Any]:
+    """One microbatch through one model chunk; megatron's schedules call this."""
+    device = get_device()
+    batch = {k: v.to(device, non_blocking=True) for k, v in next(data_iterator).items()}
+    output = model(batch["tokens"], batch["position_ids"], batch.get("attention_mask"),
+                   labels=batch["labels"])  # [b, s] per-token losses on the last stage
+    return output, functools.partial(loss_func, batch["loss_mask"])
+
+
+def _forward_backward(run: Run, batches: list[dict], forward_only: bool) -> float:
+    """Run the schedule over ``batches``; the mean loss, identical on every rank."""
+    iterators = [iter(batches) for _ in run.model]
+    results = run.forward_backward(
+        forward_step_func=forward_step,
+        data_iterator=iterators[0] if len(iterators) == 1 else iterators,
+        model=run.model, num_microbatches=len(batches), seq_length=run.seq_length,
+        micro_batch_size=run.layout.micro_batch_size, forward_only=forward_only)
+    # Ranks of the last stage hold the loss; average over them (DP replicas, TP copies).
+    totals = torch.zeros(2, dtype=torch.float64, device=get_device())
+    if results:
+        totals[0] = torch.stack([r["lm loss"] for r in results]).double().mean()  # no per-mb sync
+        totals[1] = 1.0
+    dist.all_reduce(totals)
+    return float(totals[0] / totals[1])
+
+
+def train_step(run: Run) -> tuple[float, float | None, bool]:
+    """One iteration: forward/backward over the global batch, then the optimizer step.
+
+    Returns (loss, grad norm, skipped). Raises NonFiniteLossError when the loss (checked before
+    the update) or the gradient norm is NaN/Inf; nothing is saved after that, so the last
+    checkpoint stays good.
+    """
+    for chunk in run.model:
+        chunk.zero_grad_buffer()
+    run.optimizer.zero_grad()
+    batches = [next(run.train_data) for _ in range(run.layout.num_microbatches)]
+    loss = _forward_backward(run, batches, forward_only=False)
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(f"lm loss is {loss} at iteration {run.state.iteration + 1}: "
+                                 "stopping without applying that update")
+    ok, grad_norm, _ = run.optimizer.step()
+    if grad_norm is not None and not math.isfinite(grad_norm):
+        raise NonFiniteLossError(f"grad norm is {grad_norm} at iteration {run.state.iteration + 1}"
+                                 ": stopping; nothing after the last checkpoint is saved")
+    if ok:
+        run.scheduler.step(increment=run.layout.global_batch_size)
+    return loss, (None if grad_norm is None else float(grad_norm)), not ok
+
+
+def _overlapped_param_gather(run: Run) -> bool:
+    """Distributed optimizer gathering updated params lazily in forward pre-hooks."""
+    p = run.cfg.parallel
+    return p.use_distributed_optimizer and p.overlap_param_gather
+
+
+def evaluate(run: Run) -> dict[str, float]:
+    """Mean loss over the first --eval-iters global batches of each dataset's valid split."""
+    if _overlapped_param_gather(run):  # gather the updated params now, as Megatron-LM does
+        for chunk in run.model:
+            chunk.disable_forward_pre_hook(param_sync=True)
+    for chunk in run.model:
+        chunk.eval()
+    losses = {}
+    with torch.no_grad():
+        for name, dataset in run.valid_data.items():
+            batches = _batches(run.cfg, run.layout, dataset, 0)
+            total = 0.0
+            for _ in range(run.cfg.training.eval_iters):
+                total += _forward_backward(
+                    run, [next(batches) for _ in range(run.layout.num_microbatches)],
+                    forward_only=True)
+            losses[name] = total / run.cfg.training.eval_iters
+    for chunk in run.model:
+        chunk.train()
+        if _overlapped_param_gather(run):
+            chunk.enable_forward_pre_hook()
+    return losses
+
+
+def save(run: Run) -> None:
+    """Checkpoint the current state into --save (no-op without --save)."""
+    c, s = run.cfg.checkpoint, run.state
+    if not c.save or s.last_saved == s.iteration:
+        return
+    if _overlapped_param_gather(run):  # params updated by the last step are not gathered yet
+        for chunk in run.model:
+            chunk.start_param_sync(force_sync=True)
+    checkpointing.save_checkpoint(
+        c.save, iteration=s.iteration, model=run.model, optimizer=run.optimizer,
+        scheduler=run.scheduler, consumed_train_samples=s.consumed_train_samples,
+        flops_so_far=s.flops_so_far,
+        args={**run.cfg.to_flat_dict(), "padded_vocab_size": run.padded_vocab_size},
+        save_optim=not c.no_save_optim, save_rng=not c.no_save_rng)
+    s.last_saved = s.iteration
+
+
+def report(run: Run, loss: float, grad_norm: float | None, elapsed: float) -> None:
+    """Accumulate the interval; print Megatron-LM's line and write scalars when it is due."""
+    s, t = run.state, run.cfg.training
+    acc = s.interval
+    acc["loss"] += loss
+    acc["n"] += 1
+    acc["time"] += elapsed
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.writer.iteration({"iteration": s.iteration, "lm_loss": loss, "grad_norm": grad_norm,
+                          "learning_rate": lr, "consumed_samples": s.consumed_train_samples})
+    if s.iteration % run.cfg.logging.log_interval and s.iteration != t.train_iters:
+        return
+    per_iter = acc["time"] / acc["n"]
+    stats = IterationStats(
+        iteration=s.iteration, train_iters=t.train_iters,
+        consumed_samples=s.consumed_train_samples, elapsed_ms_per_iteration=per_iter * 1000,
+        tflops_per_device=run.flops_per_iteration / per_iter / dist.get_world_size() / 1e12,
+        tokens_per_second=run.layout.global_batch_size * run.seq_length / per_iter,
+        learning_rate=lr, global_batch_size=run.layout.global_batch_size,
+        lm_loss=acc["loss"] / acc["n"], loss_scale=float(run.optimizer.get_loss_scale()),
+        grad_norm=grad_norm, skipped_iterations=s.skipped_iterations, nan_iterations=0)
+    print_rank_0(format_log_line(stats))
+    run.writer.interval(stats)
+    s.interval = {"loss": 0.0, "n": 0, "time": 0.0}
+
+
+def _report_validation(run: Run) -> None:
+    losses = evaluate(run)
+    s = run.state
+    print_rank_0(format_validation_line(f"iteration {s.iteration}", losses))
+    run.writer.scalars({f"lm loss validation/{name}": v for name, v in losses.items()},
+                       s.iteration)
+    run.writer.iteration({"iteration": s.iteration, "validation": losses})
+
+
+def train(run: Run) -> str:
+    """Iterate to --train-iters (or an exit condition); returns why training stopped."""
+    s, t, c = run.state, run.cfg.training, run.cfg.checkpoint
+    while s.iteration < t.train_iters:
+        start = time.perf_counter()
+        loss, grad_norm, skipped = train_step(run)
+        s.iteration += 1
+        s.consumed_train_samples += run.layout.global_batch_size
+        s.flops_so_far += run.flops_per_iteration
+        s.skipped_iterations += int(skipped)
+        report(run, loss, grad_norm, time.perf_counter() - start)
+        if t.eval_interval and run.valid_data and s.iteration % t.eval_interval == 0:
+            _report_validation(run)
+        if c.save_interval and s.iteration % c.save_interval == 0:
+            save(run)
+        reason = run.exits.check()
+        if reason:
+            print_rank_0(f"exiting at iteration {s.iteration} on {reason}")
+            save(run)
+            return reason
+    save(run)
+    return "done"

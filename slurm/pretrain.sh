@@ -1,0 +1,46 @@
+#!/bin/bash
+# Continual pretraining under SLURM: one task per GPU, megatron_telecom.pretrain in each.
+#
+#   sbatch --nodes 4 slurm/pretrain.sh examples/configs/llama3_8b_telecom.yaml [--flag value ...]
+#
+# Flags after the config override its keys (Megatron-LM names), e.g. --train-iters 2000.
+# The runtime reads SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID and takes the first host of the
+# job's node list as master (port: $MASTER_PORT, else derived from the job id).
+# Preemption: SLURM sends SIGUSR1 (5 min before the time limit, --signal below) or SIGTERM
+# (preemption, scancel); every task saves a checkpoint and exits 0. Submitting the same command
+# again resumes from the config's --save folder. On a CPU-only cluster, override the GPU lines:
+#   sbatch --gpus-per-node=0 --ntasks-per-node=2 slurm/pretrain.sh examples/configs/tiny_cpu.yaml ...
+#SBATCH --job-name=telecom-cpt
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=8
+#SBATCH --gpus-per-node=8
+#SBATCH --cpus-per-task=12
+#SBATCH --mem=0
+#SBATCH --time=24:00:00
+#SBATCH --signal=USR1@300
+#SBATCH --requeue
+#SBATCH --output=pretrain-%j.out
+set -euo pipefail
+
+if [[ $# -lt 1 ]]; then
+    echo "usage: sbatch slurm/pretrain.sh CONFIG.yaml [--flag value ...]" >&2
+    exit 2
+fi
+config="$1"
+shift
+
+root="${PRETRAIN_ROOT:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}}"
+cd "$root"
+if [[ -n "${VIRTUAL_ENV:-}" ]]; then
+    source "$VIRTUAL_ENV/bin/activate"
+elif [[ -f "$root/.venv/bin/activate" ]]; then
+    source "$root/.venv/bin/activate"
+fi
+
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}"
+export CUDA_DEVICE_MAX_CONNECTIONS=1   # megatron-core: keeps TP/SP communication ordered
+export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
+export PYTHONUNBUFFERED=1
+
+echo "job ${SLURM_JOB_ID:-?}: ${SLURM_NNODES:-1} node(s), ${SLURM_NTASKS:-1} task(s), config $config"
+srun --kill-on-bad-exit=1 python -m megatron_telecom.pretrain --config "$config" "$@"

@@ -1,0 +1,187 @@
+"""Helpers for multi-process tests: torchrun launches with timeouts, tiny token datasets.
+
+Every launch runs the real code under gloo in subprocesses; a timeout turns a hang into a
+failure. Other test files may import this module read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_TIMEOUT_S = 300
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for child processes: the repo importable, one thread per process, quiet."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", TOKENIZERS_PARALLELISM="false")
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    env.update(extra)
+    return env
+
+
+def torchrun_cmd(nproc: int, module: str, args: list[str]) -> list[str]:
+    """``python -m torch.distributed.run`` for ``nproc`` local processes running ``-m module``."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", module, *args]
+
+
+def run_torchrun(nproc: int, args: list[str], *, module: str = "megatron_telecom.pretrain",
+                 timeout: float = DEFAULT_TIMEOUT_S, check: bool = True,
+                 ) -> subprocess.CompletedProcess:
+    """Run to completion; on failure (or timeout) the assertion shows the output's tail."""
+    try:
+        proc = subprocess.run(torchrun_cmd(nproc, module, args), env=subprocess_env(),
+                              capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    except subprocess.TimeoutExpired as err:
+        out = (err.stdout or b"")[-4000:] if isinstance(err.stdout, bytes) else (err.stdout or "")
+        raise AssertionError(f"torchrun timed out after {timeout}s: {args}\n{out[-4000:]}") from err
+    if check and proc.returncode != 0:
+        raise AssertionError(f"torchrun exited {proc.returncode}: {args}\n"
+                             f"--- stdout ---\n{proc.stdout[-4000:]}\n"
+                             f"--- stderr ---\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def start_torchrun(nproc: int, args: list[str], log_path: Path,
+                   *, module: str = "megatron_telecom.pretrain") -> subprocess.Popen:
+    """Start a launch in its own session (so the whole job can be signalled), output to a file."""
+    log = open(log_path, "w")
+    return subprocess.Popen(torchrun_cmd(nproc, module, args), env=subprocess_env(),
+                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                            start_new_session=True)
+
+
+def start_ranks(nproc: int, args: list[str], log_dir: Path,
+                *, module: str = "megatron_telecom.pretrain") -> list[subprocess.Popen]:
+    """Start ``nproc`` processes with torchrun's variables set, as srun starts SLURM tasks.
+
+    Used where a test signals every task itself (SLURM delivers SIGTERM to each task).
+    """
+    port = str(free_port())
+    procs = []
+    for rank in range(nproc):
+        env = subprocess_env(RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank),
+                             MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        log = open(log_dir / f"rank{rank}.log", "w")
+        procs.append(subprocess.Popen([sys.executable, "-m", module, *args], env=env,
+                                      stdout=log, stderr=subprocess.STDOUT, cwd=REPO))
+    return procs
+
+
+def wait_for(predicate, *, timeout: float, what: str, poll: float = 0.2) -> None:
+    """Poll until ``predicate()`` is true; AssertionError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def kill_job(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal a job started by ``start_torchrun``: the launcher and all its workers, then reap.
+
+    torchrun starts each worker in a session of its own, so the process tree is walked.
+    """
+    import psutil
+
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    for process in tree:
+        try:
+            process.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=60)
+    psutil.wait_procs(tree[1:], timeout=60)
+
+
+def write_token_dataset(prefix: Path, *, num_docs: int = 200, vocab_size: int = 511,
+                        seed: int = 0, min_len: int = 20, max_len: int = 150) -> Path:
+    """A Megatron indexed dataset of learnable synthetic documents (arithmetic token runs).
+
+    Each document repeats ``t -> t + step`` (mod vocab) from a random start, ending with the
+    NullTokenizer's EOD (= vocab_size), so a model's loss can fall well below log(vocab).
+    """
+    import torch
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
+    for _ in range(num_docs):
+        length = int(rng.integers(min_len, max_len))
+        start, step = int(rng.integers(0, vocab_size)), int(rng.integers(1, 4))
+        tokens = (start + step * np.arange(length)) % vocab_size
+        doc = np.append(tokens, vocab_size).astype(np.int64)
+        builder.add_document(torch.from_numpy(doc), [len(doc)])
+    builder.finalize(f"{prefix}.idx")
+    return prefix
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSONL file (the trainer's --log-metrics-file)."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def train_losses(path: Path) -> dict[int, float]:
+    """iteration -> exact training loss from a --log-metrics-file."""
+    return {r["iteration"]: r["lm_loss"] for r in read_jsonl(path) if "lm_loss" in r}
+
+
+def tiny_train_args(data_prefix: Path, *, cache: Path, train_iters: int, **flags: object) -> list[str]:
+    """Flags for a tiny run on a synthetic dataset (NullTokenizer, 4 layers, hidden 64, seq 64).
+
+    ``flags`` add or override flags: ``tensor_model_parallel_size=2`` -> --tensor-model-parallel-size 2;
+    True -> a bare flag; None drops the flag.
+    """
+    base: dict[str, object] = {
+        "model": "tiny", "num_layers": 4, "seq_length": 64,
+        "tokenizer_type": "NullTokenizer", "vocab_size": 511,  # 512 ids: same padding at TP 1/2
+        "data_path": str(data_prefix), "split": "90,10,0", "data_cache_path": str(cache),
+        "micro_batch_size": 2, "global_batch_size": 8, "train_iters": train_iters,
+        "lr": 3e-3, "min_lr": 3e-4, "lr_warmup_iters": 1, "lr_decay_style": "cosine",
+        "log_interval": 1, "eval_interval": 0, "seed": 1234,
+    }
+    base.update(flags)
+    argv: list[str] = []
+    for key, value in base.items():
+        if value is None or value is False:
+            continue
+        argv.append("--" + key.replace("_", "-"))
+        if value is not True:
+            argv.extend(str(value).split())
+    return argv
+
+
+def checkpoint_tensors(checkpoint: Path) -> dict:
+    """Every tensor of a torch_dist checkpoint folder (model, optimizer), read without processes."""
+    import torch
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    flat = checkpoint.parent / (checkpoint.name + ".pt")
+    dcp_to_torch_save(str(checkpoint), str(flat))
+    state = torch.load(flat, weights_only=False)
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
