@@ -22,7 +22,7 @@ setup(
         # torch is deliberately not pinned here: install the build you want first
         # (CPU: torch==2.13.0; GPU: your cluster's CUDA build). megatron-core requires it.
         "torch>=2.4",
-        "megatron-core>=0.15,<0.17",  # tested with 0.16.1 (newest for Python 3.11)
+        "megatron-core>=0.16.1,<0.17",  # tested with 0.16.1 (newest for Python 3.11); CI pins it
         "psutil",  # dist_checkpointing's async writer hangs without it
         "numpy",
         "sentencepiece",

@@ -8,7 +8,7 @@ out="${QUICKSTART_DIR:-$root/runs/quickstart}"
 mkdir -p "$out"
 
 echo "== curate the sample corpus: clean, telecom filter, dedup (datatrove, local executor)"
-rm -rf "$out/curated"   # a fresh run (curation skips work it finds already done)
+rm -rf "$out/curated" "$out/data_cache"   # a fresh run (curation skips finished work; stale dataset indices)
 python tools/curate_corpus.py --input examples/data --glob '*.jsonl' --output-dir "$out/curated" 2>"$out/curate.log" \
   || { tail -n 40 "$out/curate.log"; exit 1; }
 

@@ -126,7 +126,7 @@ def _free_port() -> int:
 
 def _slurm_conf(base: Path, host: str) -> str:
     return "\n".join([
-        "ClusterName=telecomtest", f"SlurmctldHost={host}", f"SlurmctldPort={_free_port()}",
+        "ClusterName=telecomtest", f"SlurmctldHost={host}(127.0.0.1)", f"SlurmctldPort={_free_port()}",
         f"SlurmdPort={_free_port()}", "AuthType=auth/munge", "CredType=cred/munge",
         f"AuthInfo=socket={base}/munge.socket", f"StateSaveLocation={base}/state",
         f"SlurmdSpoolDir={base}/spool", f"SlurmctldPidFile={base}/slurmctld.pid",
@@ -136,7 +136,7 @@ def _slurm_conf(base: Path, host: str) -> str:
         "JobAcctGatherType=jobacct_gather/none", "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_Core", "ReturnToService=2", "MpiDefault=none",
         "MinJobAge=30",
-        f"NodeName={host} CPUs={os.cpu_count() or 1} RealMemory=2048 State=UNKNOWN",
+        f"NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count() or 1} RealMemory=2048 State=UNKNOWN",
         "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP", "",
     ])
 

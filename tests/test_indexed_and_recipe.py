@@ -141,6 +141,8 @@ def test_recipe_resolves_weights_shares_and_replay(tmp_path):
     ("datasets:\n  - {prefix: nope}\n", "no indexed dataset"),
     ("datasets:\n  - {prefix: rfc, wieght: 1}\n", "unknown keys"),
     ("replay: {share: 0.1}\n", "needs a 'datasets' list"),
+    ("datasets:\n  - {prefix: rfc}\nreplay: {share: 0.1}\n", "lists no dataset"),
+    ("datasets:\n  - {prefix: rfc}\nreplay: {datasets: [{prefix: spec}]}\n", "share is 0"),
 ])
 def test_recipe_errors_say_what_to_fix(tmp_path, body, message):
     make_dataset(tmp_path / "rfc", 10)

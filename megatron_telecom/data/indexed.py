@@ -118,6 +118,13 @@ class IndexedDatasetWriter:
 
     def finalize(self) -> tuple[Path, Path]:
         """Write the index and move both files to their final names (the previous ones replaced)."""
+        self.write_index()
+        return self.publish()
+
+    def write_index(self) -> None:
+        """Flush the tokens and write the index, both still under temporary names."""
+        self._bin.flush()
+        os.fsync(self._bin.fileno())
         self._bin.close()
         lengths = self._sequence_lengths.view()
         pointers = np.zeros(len(lengths), dtype=np.int64)
@@ -135,6 +142,9 @@ class IndexedDatasetWriter:
             f.write(documents.tobytes(order="C"))
             f.flush()
             os.fsync(f.fileno())
+
+    def publish(self) -> tuple[Path, Path]:
+        """Rename the finished temp files into place (after `write_index`)."""
         return publish(self._tmp_bin, self._tmp_idx, self.prefix)
 
     def abort(self) -> None:
@@ -150,6 +160,11 @@ def publish(tmp_bin: Path, tmp_idx: Path, prefix: Path) -> tuple[Path, Path]:
     final_idx.unlink(missing_ok=True)
     os.replace(tmp_bin, final_bin)
     os.replace(tmp_idx, final_idx)
+    fd = os.open(prefix.parent, os.O_RDONLY)  # make the renames durable
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return final_bin, final_idx
 
 

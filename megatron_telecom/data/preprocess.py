@@ -29,6 +29,8 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -343,19 +345,29 @@ def _encode_in_worker(batch: Batch) -> EncodedBatch:
 
 
 def encode_batches(config: PreprocessConfig, batches: Iterator[Batch], encoder: Encoder) -> Iterator[EncodedBatch]:
-    """Encoded batches in input order; with workers > 1 at most 2 x workers batches in flight."""
+    """Encoded batches in input order; with workers > 1 at most 2 x workers batches in flight.
+
+    A worker that dies (e.g. killed for memory) raises BrokenProcessPool instead of hanging.
+    """
     if config.workers == 1:
         yield from map(encoder.encode_batch, batches)
         return
     context = multiprocessing.get_context("spawn")
-    with context.Pool(config.workers, initializer=_init_worker, initargs=(config,)) as pool:
-        pending: deque = deque()
-        for batch in batches:
-            pending.append(pool.apply_async(_encode_in_worker, (batch,)))
-            if len(pending) >= 2 * config.workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+    with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_init_worker,
+                             initargs=(config,)) as pool:
+        pending: deque[Future] = deque()
+        try:
+            for batch in batches:
+                pending.append(pool.submit(_encode_in_worker, batch))
+                if len(pending) >= 2 * config.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool as exc:
+            raise RuntimeError("a tokenizer worker died (out of memory? see dmesg); nothing was written") from exc
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,8 +472,15 @@ def preprocess(config: PreprocessConfig) -> PreprocessResult:
         for writer in writers.values():
             writer.abort()
         raise
+    try:  # every key's files complete under temporary names before any is published
+        for writer in writers.values():
+            writer.write_index()
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
     for key, writer in writers.items():
-        writer.finalize()
+        writer.publish()
         payload = _provenance(config, key, writer, inputs, encoder.tokenizer, skipped)
         atomic_write_json(Path(config.dataset_prefix(key) + ".json"), payload)
     return PreprocessResult(

@@ -126,6 +126,10 @@ def load_data_recipe(path: str | Path) -> DataRecipe:
     replay_share = float(replay_raw.get("share", 0.0))
     if not 0 <= replay_share < 1:
         raise ValueError(f"{path}: replay.share must be in [0, 1), got {replay_share}")
+    if replay_share and not replay_raw.get("datasets"):
+        raise ValueError(f"{path}: replay.share is {replay_share} but replay.datasets lists no dataset")
+    if replay_raw.get("datasets") and not replay_share:
+        raise ValueError(f"{path}: replay.datasets are listed but replay.share is 0: set the share they get")
     replay = _parse_entries(replay_raw["datasets"], f"{path}: replay.datasets", base) if replay_share else []
     shares = _distribute(telecom, 1 - replay_share, f"{path}: datasets")
     shares += _distribute(replay, replay_share, f"{path}: replay.datasets") if replay else []
