@@ -18,7 +18,7 @@ python tools/preprocess_data.py \
   --output-prefix "$out/data/telecom_sample" \
   --tokenizer-type SentencePieceTokenizer --tokenizer-model bundled:mistral-v1 \
   --append-eod --workers 2
-python tools/inspect_data.py "$out/data/telecom_sample_text_document" --samples 1 | head -n 24
+python tools/inspect_data.py "$out/data/telecom_sample_text_document" --samples 1 --sample-tokens 60
 
 echo "== train the tiny preset on 2 CPU processes (a few minutes): watch the lm loss fall"
 rm -rf "$out/tiny"   # a fresh run (an existing checkpoint in --save would be resumed)

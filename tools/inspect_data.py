@@ -17,13 +17,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: the tokenizer named in the dataset's provenance .json")
     parser.add_argument("--tokenizer-model")
     parser.add_argument("--samples", type=int, default=1, help="documents to decode")
+    parser.add_argument("--sample-tokens", type=int, default=400, help="tokens decoded per sample")
     args = parser.parse_args(argv)
     try:
         if args.tokenizer_type:
             tokenizer = build_tokenizer(args.tokenizer_type, args.tokenizer_model)
         else:
             tokenizer = tokenizer_from_provenance(args.prefix)
-        print(describe_dataset(args.prefix, tokenizer, samples=args.samples))
+        print(describe_dataset(args.prefix, tokenizer, samples=args.samples, sample_tokens=args.sample_tokens))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

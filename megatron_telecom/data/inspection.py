@@ -39,7 +39,7 @@ def tokenizer_from_provenance(prefix: str | Path) -> Tokenizer | None:
 
 
 def describe_dataset(prefix: str | Path, tokenizer: Tokenizer | None, samples: int = 1,
-                     sample_chars: int = 400) -> str:
+                     sample_tokens: int = 400) -> str:
     """Documents, sequences, tokens, length statistics and histogram, and decoded sample documents."""
     index: IndexedDatasetIndex = read_index(prefix)
     lengths = index.document_lengths()
@@ -63,6 +63,6 @@ def describe_dataset(prefix: str | Path, tokenizer: Tokenizer | None, samples: i
     picks = sorted(rng.choice(index.num_documents, size=min(samples, index.num_documents), replace=False))
     for doc in picks:
         ids = read_document(prefix, index, int(doc))
-        text = tokenizer.detokenize(ids.tolist()[: sample_chars])
-        lines += ["", f"--- document {doc} ({len(ids):,} tokens; first {min(len(ids), sample_chars)} decoded) ---", text]
+        text = tokenizer.detokenize(ids.tolist()[:sample_tokens])
+        lines += ["", f"--- document {doc} ({len(ids):,} tokens; first {min(len(ids), sample_tokens)} decoded) ---", text]
     return "\n".join(lines)
