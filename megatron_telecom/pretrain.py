@@ -11,8 +11,11 @@ Exit codes: 0 finished or stopped cleanly on SIGTERM/SIGUSR1/time limit (checkpo
 from __future__ import annotations
 
 import sys
+import time
 
-from megatron_telecom.training.arguments import help_text, parse_config
+_START_TIME = time.time()  # --exit-duration-in-mins counts from here, as in Megatron-LM
+
+from megatron_telecom.training.arguments import help_text, parse_config  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run = None
     try:
-        run = setup(cfg)
+        run = setup(cfg, start_time=_START_TIME)
         train(run)
         return 0
     except ValueError as err:

@@ -8,7 +8,18 @@
 # job's node list as master (port: $MASTER_PORT, else derived from the job id).
 # Preemption: SLURM sends SIGUSR1 (5 min before the time limit, --signal below) or SIGTERM
 # (preemption, scancel); every task saves a checkpoint and exits 0. Submitting the same command
-# again resumes from the config's --save folder. On a CPU-only cluster, override the GPU lines:
+# again resumes from the config's --save folder.
+# NOTE: such a stop exits 0, so the job ends COMPLETED and SLURM does NOT requeue it by itself
+# (--requeue only covers node failure/preemption requeues). Resubmit it, or chain jobs up front:
+#   jid=$(sbatch --parsable slurm/pretrain.sh CFG.yaml)
+#   sbatch --dependency=afterany:$jid slurm/pretrain.sh CFG.yaml    # resumes from --save
+# (a chained job that finds the run finished saves nothing new and exits 0).
+# Big checkpoints: the save after SIGUSR1 must fit in the 300 s of --signal=USR1@300 (raise it
+# for large models / slow storage); after SIGTERM, SLURM waits KillWait (slurm.conf, often 30 s)
+# and, for preemption, the partition's GraceTime before SIGKILL: ask the admins to set them
+# above the time one checkpoint save takes, else a preempted job may lose the work since its
+# last --save-interval checkpoint (the previous checkpoint always stays loadable).
+# On a CPU-only cluster, override the GPU lines:
 #   sbatch --gpus-per-node=0 --ntasks-per-node=2 slurm/pretrain.sh examples/configs/tiny_cpu.yaml ...
 #SBATCH --job-name=telecom-cpt
 #SBATCH --nodes=1
@@ -43,4 +54,6 @@ export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
 export PYTHONUNBUFFERED=1
 
 echo "job ${SLURM_JOB_ID:-?}: ${SLURM_NNODES:-1} node(s), ${SLURM_NTASKS:-1} task(s), config $config"
-srun --kill-on-bad-exit=1 python -m megatron_telecom.pretrain --config "$config" "$@"
+# SLURM >= 22.05 no longer passes the job's --cpus-per-task on to srun: ask for it again
+srun --kill-on-bad-exit=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" \
+    python -m megatron_telecom.pretrain --config "$config" "$@"

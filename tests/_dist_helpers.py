@@ -45,16 +45,35 @@ def torchrun_cmd(nproc: int, module: str, args: list[str]) -> list[str]:
             "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", module, *args]
 
 
+def run_subprocess(cmd: list[str], *, env: dict[str, str], timeout: float,
+                   cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``subprocess.run(capture_output=True, text=True)`` that, on timeout, kills the whole job.
+
+    The command runs in a session of its own; on timeout that process group and every
+    descendant (torchrun's workers sit in sessions of their own) get SIGKILL, so a hung test
+    leaves nothing busy on the CI cores. Raises subprocess.TimeoutExpired with the output.
+    """
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_job(proc, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        raise subprocess.TimeoutExpired(cmd, timeout, output=stdout, stderr=stderr) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
 def run_torchrun(nproc: int, args: list[str], *, module: str = "megatron_telecom.pretrain",
                  timeout: float = DEFAULT_TIMEOUT_S, check: bool = True,
                  ) -> subprocess.CompletedProcess:
     """Run to completion; on failure (or timeout) the assertion shows the output's tail."""
     try:
-        proc = subprocess.run(torchrun_cmd(nproc, module, args), env=subprocess_env(),
-                              capture_output=True, text=True, timeout=timeout, cwd=REPO)
+        proc = run_subprocess(torchrun_cmd(nproc, module, args), env=subprocess_env(),
+                              timeout=timeout, cwd=REPO)
     except subprocess.TimeoutExpired as err:
-        out = (err.stdout or b"")[-4000:] if isinstance(err.stdout, bytes) else (err.stdout or "")
-        raise AssertionError(f"torchrun timed out after {timeout}s: {args}\n{out[-4000:]}") from err
+        raise AssertionError(f"torchrun timed out after {timeout}s: {args}\n"
+                             f"{(err.stdout or '')[-2000:]}\n{(err.stderr or '')[-4000:]}") from err
     if check and proc.returncode != 0:
         raise AssertionError(f"torchrun exited {proc.returncode}: {args}\n"
                              f"--- stdout ---\n{proc.stdout[-4000:]}\n"
@@ -65,10 +84,10 @@ def run_torchrun(nproc: int, args: list[str], *, module: str = "megatron_telecom
 def start_torchrun(nproc: int, args: list[str], log_path: Path,
                    *, module: str = "megatron_telecom.pretrain") -> subprocess.Popen:
     """Start a launch in its own session (so the whole job can be signalled), output to a file."""
-    log = open(log_path, "w")
-    return subprocess.Popen(torchrun_cmd(nproc, module, args), env=subprocess_env(),
-                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                            start_new_session=True)
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(torchrun_cmd(nproc, module, args), env=subprocess_env(),
+                                stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                start_new_session=True)
 
 
 def start_ranks(nproc: int, args: list[str], log_dir: Path,
@@ -82,9 +101,10 @@ def start_ranks(nproc: int, args: list[str], log_dir: Path,
     for rank in range(nproc):
         env = subprocess_env(RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank),
                              MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        log = open(log_dir / f"rank{rank}.log", "w")
-        procs.append(subprocess.Popen([sys.executable, "-m", module, *args], env=env,
-                                      stdout=log, stderr=subprocess.STDOUT, cwd=REPO))
+        with open(log_dir / f"rank{rank}.log", "w") as log:
+            procs.append(subprocess.Popen([sys.executable, "-m", module, *args], env=env,
+                                          stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                          start_new_session=True))
     return procs
 
 
@@ -98,24 +118,60 @@ def wait_for(predicate, *, timeout: float, what: str, poll: float = 0.2) -> None
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def kill_job(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    """Signal a job started by ``start_torchrun``: the launcher and all its workers, then reap.
-
-    torchrun starts each worker in a session of its own, so the process tree is walked.
-    """
+def job_tree(proc: subprocess.Popen) -> list:
+    """psutil handles of ``proc`` and all its descendants (those still alive)."""
     import psutil
 
     try:
-        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        root = psutil.Process(proc.pid)
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        tree = []
+        return []
+
+
+def signal_job(proc: subprocess.Popen, sig: int) -> list:
+    """Send ``sig`` to ``proc``'s process group and every descendant (as SLURM signals every
+    process of a task, DataLoader workers included); returns the processes signalled."""
+    import psutil
+
+    tree = job_tree(proc)
+    try:
+        os.killpg(proc.pid, sig)  # the group of a process started with start_new_session
+    except (ProcessLookupError, PermissionError):
+        pass
     for process in tree:
         try:
             process.send_signal(sig)
         except psutil.NoSuchProcess:
             pass
+    return tree
+
+
+def kill_job(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal a job started in its own session: the launcher and all its workers, then reap.
+
+    torchrun starts each worker in a session of its own, so the process tree is walked.
+    """
+    import psutil
+
+    tree = signal_job(proc, sig)
     proc.wait(timeout=60)
     psutil.wait_procs(tree[1:], timeout=60)
+
+
+def freeze_job_when(proc: subprocess.Popen, predicate, *, timeout: float, what: str,
+                    poll: float = 0.005) -> None:
+    """Poll until ``predicate()``, then SIGSTOP the whole job so the state it saw stays put
+    (the caller then kills it); AssertionError naming ``what`` on timeout or early exit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            signal_job(proc, signal.SIGSTOP)
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the job exited ({proc.returncode}) before {what}")
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def write_token_dataset(prefix: Path, *, num_docs: int = 200, vocab_size: int = 511,

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from _dist_helpers import free_port, subprocess_env
+from _dist_helpers import free_port, run_subprocess, subprocess_env
 
 VOCAB = 512
 
@@ -63,9 +62,7 @@ def record(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("gpt") / "record.json"
     env = subprocess_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     env.pop("SLURM_PROCID", None)
-    proc = subprocess.run(
-        [sys.executable, __file__, str(out)], env=env, capture_output=True, text=True, timeout=180
-    )
+    proc = run_subprocess([sys.executable, __file__, str(out)], env=env, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return json.loads(out.read_text())
 

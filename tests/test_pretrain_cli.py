@@ -6,15 +6,14 @@ import subprocess
 import sys
 
 import pytest
-from _dist_helpers import REPO, subprocess_env
+from _dist_helpers import REPO, run_subprocess, subprocess_env
 
 from megatron_telecom.training.checkpointing import checkpoint_dir, read_tracker, write_tracker
 
 
 def _pretrain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "megatron_telecom.pretrain", *args],
-                          capture_output=True, text=True, cwd=REPO, env=subprocess_env(),
-                          timeout=120)
+    return run_subprocess([sys.executable, "-m", "megatron_telecom.pretrain", *args],
+                          env=subprocess_env(), timeout=120, cwd=REPO)
 
 
 def test_help_and_config_errors_exit_cleanly(tmp_path):

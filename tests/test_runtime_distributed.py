@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _dist_helpers import free_port, subprocess_env
+from _dist_helpers import free_port, run_subprocess, subprocess_env
 
 SEQ, VOCAB, BATCH = 16, 256, 2
 
@@ -194,7 +194,7 @@ def records(tmp_path_factory) -> list[dict]:
         __file__, str(out),
     ]  # fmt: skip
     try:
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=150)
+        proc = run_subprocess(command, env=env, timeout=150)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"torchrun hung (killed after {exc.timeout} s): {exc.stderr!s:.3000}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]

@@ -9,13 +9,12 @@ JSON. The tests assert on that record; one child serves the whole module.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from _dist_helpers import free_port, subprocess_env
+from _dist_helpers import free_port, run_subprocess, subprocess_env
 
 pytestmark = pytest.mark.skipif(
     torch.cuda.is_available(), reason="the CPU shim is only installed where CUDA is absent"
@@ -195,13 +194,7 @@ def record(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("shim") / "record.json"
     env = subprocess_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     env.pop("SLURM_PROCID", None)
-    proc = subprocess.run(
-        [sys.executable, __file__, str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = run_subprocess([sys.executable, __file__, str(out)], env=env, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return json.loads(out.read_text())
 
@@ -276,13 +269,8 @@ print("ok")
 
 def test_shim_installed_after_megatron_import_still_forks_rng():
     """megatron binds torch.cuda._lazy_call at import; the shim must rebind it."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _IMPORTED_FIRST],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_subprocess([sys.executable, "-c", _IMPORTED_FIRST], env=subprocess_env(),
+                          timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from megatron_telecom.training.arguments import (
@@ -58,10 +60,20 @@ def test_cli_overrides_yaml(tmp_path):
     ([*REQUIRED, "--lr-warmup-iters", "10"], "--lr-warmup-iters"),
     ([*REQUIRED, "--override-opt_param-scheduler", "--use-checkpoint-opt_param-scheduler"],
      "only one"),
+    ([*REQUIRED, "--overlap-param-gather"], "needs --use-distributed-optimizer"),
+    ([*REQUIRED, "--micro-batch-size", "0"], "must be > 0"),
+    ([*REQUIRED, "--global-batch-size", "-8"], "must be > 0"),
+    ([*REQUIRED, "--split", "100,0,0"], "--eval-interval 0"),
 ])
 def test_bad_settings_say_what_to_change(argv, message):
     with pytest.raises(ValueError, match=message):
         parse_config(argv)
+
+
+def test_settings_without_save_warn(capsys):
+    parse_config([*REQUIRED, "--save-interval", "5", "--exit-duration-in-mins", "10"])
+    assert "--save-interval and --exit-duration-in-mins without --save" in capsys.readouterr().err
+    parse_config([*REQUIRED, "--split", "100,0,0", "--eval-interval", "0"])  # nothing to evaluate
 
 
 def test_yaml_unknown_key(tmp_path):
@@ -110,19 +122,54 @@ def test_data_path_forms(tmp_path):
         parse_data_path(["0.7", str(tmp_path / "a"), "0.3"])
 
 
+def test_same_file_name_in_two_folders_gets_distinct_names(tmp_path):
+    for folder in ("telecom", "general", "x/telecom"):
+        (tmp_path / folder).mkdir(parents=True)
+        for ext in (".bin", ".idx"):
+            (tmp_path / folder / f"text{ext}").write_bytes(b"")
+    blend = parse_data_path([str(tmp_path / "telecom/text"), str(tmp_path / "general/text")])
+    assert blend.names == ["telecom/text", "general/text"]
+    with pytest.raises(ValueError, match="more than once"):
+        parse_data_path([str(tmp_path / "telecom/text"), str(tmp_path / "x/telecom/text")])
+    with pytest.raises(ValueError, match="more than once"):
+        parse_data_path([str(tmp_path / "telecom/text")] * 2)
+
+
+def test_dataset_cache_key_changes_when_an_index_is_rewritten(tmp_path):
+    """megatron's GPTDataset cache key ignores file contents: the .idx stamp must be in it."""
+    from megatron_telecom.training.config import TokenizerConfig
+    from megatron_telecom.training.data import DatasetTokenizer
+
+    prefix = str(tmp_path / "d")
+    (tmp_path / "d.idx").write_bytes(b"x" * 10)
+
+    class Tok:
+        vocab_size, eod = 512, 511
+
+    def key():
+        tok = DatasetTokenizer(Tok(), TokenizerConfig(tokenizer_type="NullTokenizer"), [prefix])
+        # serialised as megatron's MegatronDataset does for its cache key
+        return json.dumps({"tokenizer": tok}, default=lambda obj: obj.unique_identifiers)
+
+    before = key()
+    (tmp_path / "d.idx").write_bytes(b"y" * 12)  # rebuilt under the same prefix
+    assert key() != before
+
+
 def test_log_line_has_megatron_format():
     line = format_log_line(IterationStats(
         iteration=10, train_iters=100, consumed_samples=320, elapsed_ms_per_iteration=1234.56,
         tflops_per_device=12.34, tokens_per_second=5000.0, learning_rate=1e-4,
         global_batch_size=32, lm_loss=1.5, loss_scale=1.0, grad_norm=0.5,
-        skipped_iterations=0, nan_iterations=0))
+        skipped_iterations=0))
     assert line.startswith(" iteration       10/     100 | consumed samples:          320 |")
     for part in ("elapsed time per iteration (ms): 1234.6 |",
                  "throughput per GPU (TFLOP/s/GPU): 12.3 |", "learning rate: 1.000000E-04 |",
                  "global batch size:    32 |", "lm loss: 1.500000E+00 |", "loss scale: 1.0 |",
                  "grad norm: 0.500 |", "number of skipped iterations:   0 |",
-                 "number of nan iterations:   0 |", "tokens per second: 5000.0 |"):
+                 "tokens per second: 5000.0 |"):
         assert part in line
+    assert "nan iterations" not in line  # a NaN/Inf loss stops training instead
 
 
 def test_help_lists_megatron_flags():

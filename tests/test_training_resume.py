@@ -16,9 +16,11 @@ import pytest
 import torch
 from _dist_helpers import (
     checkpoint_tensors,
+    freeze_job_when,
     kill_job,
     read_jsonl,
     run_torchrun,
+    signal_job,
     start_ranks,
     start_torchrun,
     tiny_train_args,
@@ -58,12 +60,13 @@ def test_sigkill_during_save_then_exact_resume(data, tmp_path):
     assert sorted(losses_a) == list(range(1, TRAIN_ITERS + 1))
 
     run_b = tmp_path / "b"
-    for _attempt in range(3):  # a loaded machine may let the save finish before the kill lands
+    for _attempt in range(3):  # the save may finish between seeing its folder and the SIGSTOP
         shutil.rmtree(run_b, ignore_errors=True)
         job = start_torchrun(2, _args(data, run_b, tmp_path / "b.jsonl"), tmp_path / "b.log")
-        try:
-            wait_for(lambda: (read_tracker(run_b) or 0) >= SAVE_INTERVAL and _partial_save(run_b),
-                     timeout=240, what="run B to be writing its second checkpoint", poll=0.005)
+        try:  # freeze every process the moment the second save is under way, then kill them
+            freeze_job_when(
+                job, lambda: (read_tracker(run_b) or 0) >= SAVE_INTERVAL and _partial_save(run_b),
+                timeout=240, what="run B to be writing its second checkpoint")
         finally:
             kill_job(job, signal.SIGKILL)
         partial = _partial_save(run_b)
@@ -95,14 +98,14 @@ def test_sigterm_saves_and_exits_zero(data, tmp_path):
     save = tmp_path / "ckpt"
     prefix, cache = data
     args = tiny_train_args(prefix, cache=cache, train_iters=100_000, save=save,
-                           log_metrics_file=tmp_path / "m.jsonl")
+                           log_metrics_file=tmp_path / "m.jsonl", num_workers=1)
     procs = start_ranks(2, args, tmp_path)
     try:
         wait_for(lambda: (tmp_path / "m.jsonl").exists()
                  and len(read_jsonl(tmp_path / "m.jsonl")) >= 3,
                  timeout=240, what="three training iterations")
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
+        for proc in procs:  # like SLURM: every process of the task, DataLoader workers too
+            signal_job(proc, signal.SIGTERM)
         codes = [proc.wait(timeout=120) for proc in procs]
     finally:
         for proc in procs:
@@ -110,6 +113,7 @@ def test_sigterm_saves_and_exits_zero(data, tmp_path):
                 proc.kill()
     log = (tmp_path / "rank0.log").read_text()
     assert codes == [0, 0], log[-3000:]
+    assert "DataLoader worker" not in log, log[-3000:]
     stopped = re.search(r"exiting at iteration (\d+) on signal SIGTERM", log)
     assert stopped, log[-3000:]
     assert read_tracker(save) == int(stopped.group(1)) >= 3
@@ -117,18 +121,33 @@ def test_sigterm_saves_and_exits_zero(data, tmp_path):
 
 
 def test_exit_duration_saves_and_exits_zero(data, tmp_path):
+    """The limit counts from process start; --load naming the still-empty --save starts fresh."""
     prefix, cache = data
     save = tmp_path / "ckpt"
     proc = run_torchrun(1, tiny_train_args(prefix, cache=cache, train_iters=100_000, save=save,
-                                           exit_duration_in_mins=1e-4))
+                                           load=save, exit_duration_in_mins=1e-4))
     assert "exiting at iteration 1 on time limit" in proc.stdout
     assert read_tracker(save) == 1
 
 
+def test_load_without_checkpoint_is_an_error(data, tmp_path):
+    """An explicit --load (even with --finetune) must not silently train from random init."""
+    prefix, cache = data
+    (tmp_path / "empty").mkdir()
+    proc = run_torchrun(1, tiny_train_args(prefix, cache=cache, train_iters=2, finetune=True,
+                                           load=tmp_path / "empty", save=tmp_path / "ckpt"),
+                        check=False)
+    assert proc.returncode != 0
+    assert f"--load {tmp_path / 'empty'} has no latest_checkpointed_iteration.txt" in proc.stderr
+    assert read_tracker(tmp_path / "ckpt") is None
+
+
 def test_nan_loss_stops_naming_the_iteration(data, tmp_path):
+    """With --clip-grad 0 the optimizer computes no grad norm; DDP's NaN check still stops."""
     prefix, cache = data
     proc = run_torchrun(1, tiny_train_args(prefix, cache=cache, train_iters=50, lr=1e30,
-                                           min_lr=0, save=tmp_path / "ckpt", save_interval=25),
+                                           min_lr=0, clip_grad=0, save=tmp_path / "ckpt",
+                                           save_interval=25),
                         check=False)
     assert proc.returncode != 0
     assert re.search(r"(lm loss|grad norm) is (nan|inf) at iteration \d+: stopping",
@@ -138,7 +157,8 @@ def test_nan_loss_stops_naming_the_iteration(data, tmp_path):
 
 def test_distributed_optimizer_bf16_on_cpu_refuses_optimizer_resume(data, tmp_path):
     """bf16 + distributed optimizer train and save on CPU; resuming its state is refused with
-    advice (megatron-core 0.16.1 bug without TE/Apex), --no-load-optim continues the schedule."""
+    advice (megatron-core 0.16.1 bug without TE/Apex). --no-load-optim continues the iteration
+    count and data but, as in Megatron-LM, restarts the LR schedule (warm-up again)."""
     prefix, cache = data
     save = tmp_path / "ckpt"
 
@@ -152,9 +172,13 @@ def test_distributed_optimizer_bf16_on_cpu_refuses_optimizer_resume(data, tmp_pa
     refused = run_torchrun(2, args(6), check=False)
     assert refused.returncode != 0
     assert "add --no-load-optim" in refused.stderr
-    run_torchrun(2, args(6, no_load_optim=True))
+    resumed = run_torchrun(2, args(6, no_load_optim=True))
+    assert "LR schedule not loaded: it restarts at step 0" in resumed.stdout
     records = read_jsonl(tmp_path / "m.jsonl")
     assert [r["iteration"] for r in records] == [1, 2, 3, 4, 5, 6]
-    # the cosine schedule continues from iteration 4 (a restart would be back at the 3e-3 peak)
-    assert records[4]["learning_rate"] < 1.5e-3
+    assert records[4]["consumed_samples"] == 5 * 8  # the data position carries on
+    # one warm-up iteration again: back at the 3e-3 peak, then decaying
+    assert records[3]["learning_rate"] < 2e-3
+    assert records[4]["learning_rate"] == pytest.approx(3e-3)
+    assert records[5]["learning_rate"] < records[4]["learning_rate"]
     assert read_tracker(save) == 6

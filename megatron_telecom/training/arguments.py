@@ -8,6 +8,8 @@ required values and inconsistent settings raise ValueError saying what to change
 from __future__ import annotations
 
 import dataclasses
+import re
+import sys
 import types
 import typing
 from pathlib import Path
@@ -185,6 +187,28 @@ def validate_config(cfg: PretrainConfig) -> None:
         raise ValueError("--save-interval must be > 0")
     if t.eval_interval < 0 or t.eval_iters < 0 or cfg.logging.log_interval <= 0:
         raise ValueError("--eval-interval/--eval-iters must be >= 0 and --log-interval > 0")
+    _validate_layout_and_outputs(cfg)
+
+
+def _validate_layout_and_outputs(cfg: PretrainConfig) -> None:
+    """Batch sizes, optimizer-sharding options, the valid split, and what needs --save."""
+    t, p, c = cfg.training, cfg.parallel, cfg.checkpoint
+    if t.micro_batch_size <= 0 or (t.global_batch_size is not None and t.global_batch_size <= 0):
+        raise ValueError("--micro-batch-size and --global-batch-size must be > 0")
+    if p.overlap_param_gather and not p.use_distributed_optimizer:
+        raise ValueError("--overlap-param-gather needs --use-distributed-optimizer (it overlaps "
+                         "the distributed optimizer's parameter all-gather)")
+    shares = [float(x) for x in re.split(r"[,/]", cfg.data.split) if x.strip()]
+    if t.eval_interval > 0 and t.eval_iters > 0 and (len(shares) < 2 or shares[1] <= 0):
+        raise ValueError(f"--split {cfg.data.split} leaves no valid split to evaluate on: give "
+                         "it a valid share (e.g. --split 969,30,1) or add --eval-interval 0")
+    if not c.save:
+        unsaved = [flag for flag, value in (("--save-interval", c.save_interval),
+                                            ("--exit-duration-in-mins", t.exit_duration_in_mins))
+                   if value is not None]
+        if unsaved:
+            print(f"warning: {' and '.join(unsaved)} without --save: no checkpoint will be "
+                  "written, so this run cannot be resumed", file=sys.stderr)
 
 
 def batch_layout(cfg: PretrainConfig, world_size: int) -> BatchLayout:

@@ -96,6 +96,9 @@ def build_model(cfg: PretrainConfig, preset: ModelPreset, config: TransformerCon
         overlap_grad_reduce=p.overlap_grad_reduce,
         overlap_param_gather=p.overlap_param_gather,
         use_distributed_optimizer=p.use_distributed_optimizer,
+        # Megatron-LM's default: NaN/Inf gradients stop training even with --clip-grad 0, where
+        # the optimizer computes no grad norm (the trainer turns this into NonFiniteLossError)
+        check_for_nan_in_grad=True,
     )
     return [DistributedDataParallel(config=config, ddp_config=ddp_config, module=chunk,
                                     disable_bucketing=index > 0)

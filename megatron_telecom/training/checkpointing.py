@@ -10,6 +10,7 @@ checkpoint saved at one TP/PP loads at another.
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import shutil
@@ -181,16 +182,28 @@ def save_checkpoint(root: str | Path, *, iteration: int, model: list, optimizer:
     return final
 
 
+def _checkpoint_args(common: dict[str, Any]) -> dict[str, Any]:
+    """The saved run's args as a dict (ours store a dict, Megatron-LM an argparse.Namespace).
+
+    A checkpoint without the no_save_optim/no_save_rng keys holds those parts (the default).
+    """
+    args = common.get("args") or {}
+    args = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    return {"no_save_optim": False, "no_save_rng": False, **args}
+
+
 def _checkpoint_parallel_sizes(ckpt_args: dict[str, Any]) -> tuple[int, int]:
     return (int(ckpt_args.get("tensor_model_parallel_size", 1)),
             int(ckpt_args.get("pipeline_model_parallel_size", 1)))
 
 
-def _latest(root: str | Path) -> tuple[Path, bool] | None:
-    """(folder of the tracked checkpoint, is it a "release"), or None without a tracker."""
+def _latest(root: str | Path) -> tuple[Path, bool]:
+    """(folder of the tracked checkpoint, is it a "release"); ValueError without a tracker."""
     tracked = read_tracker(root)
     if tracked is None:
-        return None
+        raise ValueError(f"--load {root} has no {TRACKER_FILENAME}: point --load at a folder "
+                         "written by --save (or by the HF -> Megatron conversion), or drop --load "
+                         "to train from random initialisation")
     release = tracked == "release"
     path = checkpoint_dir(root, None if release else tracked)
     if not path.is_dir():
@@ -216,26 +229,24 @@ def _check_loadable(path: Path, ckpt_args: dict[str, Any], *, padded_vocab_size:
 def load_checkpoint(root: str | Path, *, model: list, optimizer: Any, scheduler: Any,
                     finetune: bool = False, load_optim: bool = True, load_rng: bool = True,
                     use_distributed_optimizer: bool = False,
-                    padded_vocab_size: int | None = None) -> LoadedCheckpoint | None:
-    """Restore the latest checkpoint under ``root``; None when there is none (fresh start).
+                    padded_vocab_size: int | None = None) -> LoadedCheckpoint:
+    """Restore the latest checkpoint under ``root`` (ValueError when it has no tracker).
 
     ``finetune`` (and a "release" checkpoint) loads the weights only and restarts at
-    iteration 0. RNG state is skipped when TP/PP differ from the checkpoint's (as Megatron-LM).
+    iteration 0. Without the optimizer state (--no-load-optim) the LR schedule is not loaded
+    either and restarts from step 0, as in Megatron-LM. RNG state is skipped when TP/PP differ
+    from the checkpoint's (as Megatron-LM).
     """
-    latest = _latest(root)
-    if latest is None:
-        print_rank_0(f"no checkpoint found in {root} ({TRACKER_FILENAME} absent): starting fresh")
-        return None
-    path, release = latest
+    path, release = _latest(root)
     common = dist_checkpointing.load_common_state_dict(str(path))
-    ckpt_args = common.get("args", {})
+    ckpt_args = _checkpoint_args(common)
     weights_only = finetune or release
     run_sizes = (parallel_state.get_tensor_model_parallel_world_size(),
                  parallel_state.get_pipeline_model_parallel_world_size())
     same_layout = _checkpoint_parallel_sizes(ckpt_args) == run_sizes
-    with_optim = load_optim and not weights_only and not ckpt_args.get("no_save_optim", True)
-    with_rng = (load_rng and not weights_only and same_layout
-                and not ckpt_args.get("no_save_rng", True))
+    has_optim, has_rng = not ckpt_args["no_save_optim"], not ckpt_args["no_save_rng"]
+    with_optim = load_optim and not weights_only and has_optim
+    with_rng = load_rng and not weights_only and same_layout and has_rng
     _check_loadable(path, ckpt_args, padded_vocab_size=padded_vocab_size,
                     distributed_optimizer_state=with_optim and use_distributed_optimizer)
     state = _sharded_state(model, optimizer, with_optim=with_optim, with_rng=with_rng,
@@ -246,21 +257,22 @@ def load_checkpoint(root: str | Path, *, model: list, optimizer: Any, scheduler:
     scheduler_restored = with_optim and "opt_param_scheduler" in loaded
     if with_optim:
         optimizer.load_state_dict(loaded["optimizer"])
-    if scheduler_restored:
-        scheduler.load_state_dict(loaded["opt_param_scheduler"])
-    if not with_optim:
+    else:
         optimizer.reload_model_params()  # fp32 main params from the loaded bf16 weights
+    if scheduler_restored:
+        _load_scheduler(scheduler, loaded["opt_param_scheduler"])
     if with_rng:
         _set_rng_state(loaded["rng_state"])
-    elif not same_layout and not weights_only:
-        print_rank_0(f"(TP, PP) changed from {_checkpoint_parallel_sizes(ckpt_args)} to "
-                     f"{run_sizes}: RNG state not loaded")
+    _log_loaded(path, weights_only=weights_only, parts={
+        "optimizer": (with_optim, _why_not(load_optim, has_optim, "--no-load-optim")),
+        "LR schedule": (scheduler_restored, "restarts at step 0 without the optimizer state"),
+        "RNG state": (with_rng, _why_not(load_rng, has_rng, "--no-load-rng")
+                      if same_layout else f"(TP, PP) changed from "
+                      f"{_checkpoint_parallel_sizes(ckpt_args)} to {run_sizes}")})
     if weights_only:
-        print_rank_0(f"loaded weights from {path} (finetune/release): starting at iteration 0")
         return LoadedCheckpoint(iteration=0, consumed_train_samples=0,
                                 num_floating_point_operations_so_far=0.0,
                                 scheduler_restored=False)
-    print_rank_0(f"loaded checkpoint {path} at iteration {common.get('iteration', 0)}")
     return LoadedCheckpoint(
         iteration=int(common.get("iteration", 0)),
         consumed_train_samples=int(ckpt_args.get("consumed_train_samples", 0)),
@@ -268,3 +280,33 @@ def load_checkpoint(root: str | Path, *, model: list, optimizer: Any, scheduler:
             common.get("num_floating_point_operations_so_far", 0.0)),
         scheduler_restored=scheduler_restored,
     )
+
+
+def _load_scheduler(scheduler: Any, state: dict[str, Any]) -> None:
+    """OptimizerParamScheduler.load_state_dict, whose flag checks are assertions."""
+    try:
+        scheduler.load_state_dict(state)
+    except AssertionError as err:
+        raise ValueError(f"{err}: the checkpoint's LR schedule differs from this run's flags; "
+                         "add --override-opt_param-scheduler (use the new flags) or "
+                         "--use-checkpoint-opt_param-scheduler (keep the checkpoint's)") from err
+
+
+def _why_not(wanted: bool, saved: bool, flag: str) -> str:
+    """Why a part was skipped: not saved (--no-save-X) or not wanted (--no-load-X)."""
+    if not saved:
+        return f"not in the checkpoint: saved with {flag.replace('load', 'save')}"
+    return flag if not wanted else ""
+
+
+def _log_loaded(path: Path, *, weights_only: bool,
+                parts: dict[str, tuple[bool, str]]) -> None:
+    """One line saying what was restored from ``path`` and what was skipped, and why."""
+    if weights_only:
+        print_rank_0(f"loaded weights from {path} (finetune/release): starting at iteration 0 "
+                     "with a fresh optimizer, LR schedule and RNG")
+        return
+    done = [name for name, (ok, _) in parts.items() if ok]
+    skipped = [f"{name} ({why})" for name, (ok, why) in parts.items() if not ok]
+    print_rank_0(f"loaded checkpoint {path}: weights{''.join(', ' + d for d in done)}"
+                 + (f"; not loaded: {', '.join(skipped)}" if skipped else ""))

@@ -121,10 +121,13 @@ class CheckpointConfig:
     """Megatron-LM checkpoint layout with megatron-core dist_checkpointing (torch_dist)."""
 
     save: str | None = opt(None, "checkpoint folder to save into (iter_NNNNNNN/ + tracker)")
-    load: str | None = opt(None, "checkpoint folder to resume or start from")
+    load: str | None = opt(None, "checkpoint folder to resume or start from (must hold a "
+                                 "checkpoint unless it is the still-empty --save folder)")
     save_interval: int | None = opt(None, "save every N iterations (and at the end)")
     finetune: bool = opt(False, "load weights only: iteration, optimizer, scheduler, RNG restart")
-    no_load_optim: bool = opt(False, "do not load optimizer state")
+    no_load_optim: bool = opt(False, "do not load optimizer state nor LR schedule (Megatron-LM): "
+                                     "the schedule restarts at step 0 (warm-up again), "
+                                     "iteration and data position carry on")
     no_load_rng: bool = opt(False, "do not load RNG state")
     no_save_optim: bool = opt(False, "do not save optimizer state")
     no_save_rng: bool = opt(False, "do not save RNG state")

@@ -20,6 +20,7 @@ from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 from megatron_telecom.data import tokenizers as data_tokenizers
 from megatron_telecom.data.tokenizers import Tokenizer
 from megatron_telecom.training.config import DataConfig, TokenizerConfig
+from megatron_telecom.training.signals import ignore_exit_signals
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,13 +35,22 @@ class Blend:
 class DatasetTokenizer:
     """What megatron-core's GPTDataset reads from a tokenizer: vocab size, EOD, cache identity."""
 
-    def __init__(self, tokenizer: Any, cfg: TokenizerConfig) -> None:
+    def __init__(self, tokenizer: Any, cfg: TokenizerConfig, prefixes: list[str] = ()) -> None:
         self.vocab_size: int = tokenizer.vocab_size
         self.eod: int = tokenizer.eod
-        # part of the dataset cache key (megatron hashes it into the index file names)
+        # Part of the dataset cache key (megatron hashes it into the index file names). The key
+        # ignores file contents, so each .idx's size and mtime go in: a dataset rebuilt under the
+        # same prefix gets fresh indices instead of stale ones.
         self.unique_identifiers = {"class": cfg.tokenizer_type,
                                    "tokenizer_path": str(cfg.tokenizer_model),
-                                   "vocab_size": self.vocab_size, "eod": self.eod}
+                                   "vocab_size": self.vocab_size, "eod": self.eod,
+                                   "index_files": {p: _file_stamp(p + ".idx") for p in prefixes}}
+
+
+def _file_stamp(path: str) -> list[int]:
+    """[size, mtime_ns] of a file: changes whenever the file is rewritten."""
+    stat = Path(path).stat()
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def build_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
@@ -50,6 +60,11 @@ def build_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
 
 def parse_data_path(data_path: list[str]) -> Blend:
     """Megatron-LM's --data-path forms: ``P1 P2 ...`` or ``W1 P1 W2 P2 ...``."""
+    prefixes, weights = _prefixes_and_weights(data_path)
+    return Blend(prefixes=prefixes, weights=weights, names=_display_names(prefixes))
+
+
+def _prefixes_and_weights(data_path: list[str]) -> tuple[list[str], list[float] | None]:
     def is_number(text: str) -> bool:
         try:
             float(text)
@@ -72,7 +87,24 @@ def parse_data_path(data_path: list[str]) -> Blend:
                              "the extension, as written by tools/preprocess_data.py)")
     if weights is not None and (min(weights) < 0 or sum(weights) <= 0):
         raise ValueError(f"--data-path weights {weights} must be >= 0 and not all 0")
-    return Blend(prefixes=prefixes, weights=weights, names=[Path(p).name for p in prefixes])
+    return prefixes, weights
+
+
+def _display_names(prefixes: list[str]) -> list[str]:
+    """Each prefix's file name, or ``folder/name`` where two prefixes share a file name."""
+    names = [Path(p).name for p in prefixes]
+    names = [f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n
+             for p, n in zip(prefixes, names, strict=True)]
+    _check_unique_names(names, "--data-path")
+    return names
+
+
+def _check_unique_names(names: list[str], source: str) -> None:
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{source}: datasets {duplicates} appear more than once (or share a "
+                         "folder and file name); validation is reported per name, so give each "
+                         "dataset of the blend a distinct path")
 
 
 def resolve_blend(cfg: DataConfig) -> Blend:
@@ -82,9 +114,10 @@ def resolve_blend(cfg: DataConfig) -> Blend:
     from megatron_telecom.data.recipe import load_data_recipe
 
     recipe = load_data_recipe(cfg.data_recipe)
-    blend = parse_data_path(recipe.data_path())
-    return Blend(prefixes=blend.prefixes, weights=blend.weights,
-                 names=[entry.name for entry in recipe.datasets])
+    prefixes, weights = _prefixes_and_weights(recipe.data_path())
+    names = [entry.name for entry in recipe.datasets]
+    _check_unique_names(names, f"--data-recipe {cfg.data_recipe}")
+    return Blend(prefixes=prefixes, weights=weights, names=names)
 
 
 def _dataset_config(cfg: DataConfig, blend: tuple, *, seed: int, seq_length: int,
@@ -110,7 +143,7 @@ def build_datasets(cfg: DataConfig, blend: Blend, *, seed: int, seq_length: int,
     Call on every rank: megatron-core builds on rank 0 first (writing the index cache under
     --data-cache-path), then the other ranks read it, with barriers in between.
     """
-    tokenizer = DatasetTokenizer(tokenizer, tokenizer_cfg)
+    tokenizer = DatasetTokenizer(tokenizer, tokenizer_cfg, blend.prefixes)
 
     def build(blend_tuple: tuple, sizes: list[int]) -> list[Any]:
         config = _dataset_config(cfg, blend_tuple, seed=seed, seq_length=seq_length,
@@ -144,14 +177,20 @@ def microbatch_indices(*, total: int, consumed_samples: int, micro_batch_size: i
 
 def batch_iterator(dataset: Any, *, consumed_samples: int, micro_batch_size: int,
                    data_parallel_rank: int, data_parallel_size: int,
-                   num_workers: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-    """Microbatches (dicts of [b, s] tensors) of this DP rank, from ``consumed_samples`` on."""
+                   num_workers: int = 0,
+                   persistent_workers: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    """Microbatches (dicts of [b, s] tensors) of this DP rank, from ``consumed_samples`` on.
+
+    Workers ignore SIGTERM/SIGUSR1 (the main process handles the stop). Use
+    ``persistent_workers=False`` for one-shot iterators (evaluation) so no workers linger.
+    """
     sampler = list(microbatch_indices(
         total=len(dataset), consumed_samples=consumed_samples, micro_batch_size=micro_batch_size,
         data_parallel_rank=data_parallel_rank, data_parallel_size=data_parallel_size))
     # An own generator: DataLoader would otherwise draw its worker seed from the global RNG,
     # which a resumed run restores from the checkpoint (and must not consume differently).
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                                         persistent_workers=num_workers > 0,
+                                         persistent_workers=persistent_workers and num_workers > 0,
+                                         worker_init_fn=ignore_exit_signals,
                                          generator=torch.Generator().manual_seed(consumed_samples))
     return iter(loader)

@@ -1,6 +1,9 @@
 """Training reports: Megatron-LM's log line, TensorBoard scalars, optional W&B and JSONL.
 
 Only global rank 0 writes: the trainer reduces losses to every rank before reporting.
+After a resume, iterations past the checkpoint are reported again: TensorBoard drops its older
+records of them (purge_step); the JSONL file is append-only, so there the last record of an
+iteration wins.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ class IterationStats:
     loss_scale: float
     grad_norm: float | None
     skipped_iterations: int
-    nan_iterations: int
 
 
 def format_log_line(s: IterationStats) -> str:
-    """The training line exactly as Megatron-LM prints it, plus tokens/s."""
+    """The training line as Megatron-LM prints it, plus tokens/s.
+
+    Megatron-LM's "number of nan iterations" is left out: a NaN/Inf loss stops this trainer.
+    """
     line = f" iteration {s.iteration:8d}/{s.train_iters:8d} |"
     line += f" consumed samples: {s.consumed_samples:12d} |"
     line += f" elapsed time per iteration (ms): {s.elapsed_ms_per_iteration:.1f} |"
@@ -47,7 +52,6 @@ def format_log_line(s: IterationStats) -> str:
     if s.grad_norm is not None:
         line += f" grad norm: {s.grad_norm:.3f} |"
     line += f" number of skipped iterations: {s.skipped_iterations:3d} |"
-    line += f" number of nan iterations: {s.nan_iterations:3d} |"
     return line
 
 
@@ -63,7 +67,7 @@ class MetricsWriter:
     """TensorBoard (always, when a folder is known), W&B (only if a project is set), JSONL."""
 
     def __init__(self, cfg: LoggingConfig, *, default_dir: str | None, run_config: dict[str, Any],
-                 enabled: bool) -> None:
+                 enabled: bool, start_iteration: int = 0) -> None:
         self.tensorboard = self.wandb = None
         self.jsonl = None
         if not enabled:
@@ -72,7 +76,9 @@ class MetricsWriter:
         if tb_dir:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tensorboard = SummaryWriter(log_dir=tb_dir, max_queue=100)
+            # a resumed run repeats the iterations after its checkpoint: drop their old records
+            self.tensorboard = SummaryWriter(log_dir=tb_dir, max_queue=100,
+                                             purge_step=start_iteration + 1)
         if cfg.wandb_project:
             import wandb  # optional dependency: pip install 'megatron-telecom[wandb]'
 
@@ -91,7 +97,10 @@ class MetricsWriter:
             self.wandb.log(values, step=step)
 
     def iteration(self, record: dict[str, Any]) -> None:
-        """Append one iteration's exact figures (full float precision) to the JSONL file."""
+        """Append one iteration's exact figures (full float precision) to the JSONL file.
+
+        Append-only: after a crash-resume an iteration may appear twice; the last record wins.
+        """
         if self.jsonl is not None:
             self.jsonl.write(json.dumps(record) + "\n")
             self.jsonl.flush()

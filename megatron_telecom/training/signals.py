@@ -2,6 +2,7 @@
 
 The handler only records the signal; the trainer checks at the end of every iteration, all
 ranks agree through one all-reduce, and then they save a checkpoint and exit 0 together.
+The time limit counts from process start (the earliest over ranks), as Megatron-LM's does.
 """
 
 from __future__ import annotations
@@ -16,13 +17,28 @@ import torch.distributed as dist
 from megatron_telecom.runtime.distributed import get_device
 
 EXIT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# Wall-clock time this module was first imported; megatron_telecom.pretrain imports it first
+# thing, so it stands for process start (comparable across nodes, unlike time.monotonic()).
+PROCESS_START_TIME = time.time()
+
+
+def ignore_exit_signals(worker_id: int | None = None) -> None:
+    """DataLoader ``worker_init_fn``: workers ignore SIGTERM/SIGUSR1 (SLURM signals every
+    process) and leave the stop to the main process, which saves and then ends them."""
+    for sig in EXIT_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 class ExitConditions:
-    """Tracks exit signals received by this process and the run's time limit."""
+    """Tracks exit signals received by this process and the run's time limit.
 
-    def __init__(self, *, handle_signals: bool, exit_duration_in_mins: float | None) -> None:
-        self.start_time = time.monotonic()
+    Create it before anything forks (DataLoader workers) so the handlers are in place as soon
+    as possible; call ``synchronize_start`` once the process group exists.
+    """
+
+    def __init__(self, *, handle_signals: bool, exit_duration_in_mins: float | None,
+                 start_time: float | None = None) -> None:
+        self.start_time = PROCESS_START_TIME if start_time is None else start_time
         self.exit_duration_s = None if exit_duration_in_mins is None else exit_duration_in_mins * 60
         self.received: int | None = None
         if handle_signals:
@@ -32,10 +48,17 @@ class ExitConditions:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.received = signum
 
+    def synchronize_start(self) -> None:
+        """Collective: count the time limit from the earliest start over all ranks."""
+        if dist.is_initialized():
+            start = torch.tensor([self.start_time], dtype=torch.float64, device=get_device())
+            dist.all_reduce(start, op=dist.ReduceOp.MIN)
+            self.start_time = float(start.item())
+
     def check(self) -> str | None:
         """Collective: the reason to stop now ("signal SIGTERM", "time limit"), or None."""
         over_time = (self.exit_duration_s is not None
-                     and time.monotonic() - self.start_time > self.exit_duration_s)
+                     and time.time() - self.start_time > self.exit_duration_s)
         flags = torch.tensor([self.received or 0, int(over_time)], dtype=torch.int64,
                              device=get_device())
         if dist.is_initialized():

@@ -76,8 +76,16 @@ class Run:
     forward_backward: Any = field(default_factory=get_forward_backward_func)
 
 
-def setup(cfg: PretrainConfig) -> Run:
-    """Distributed bring-up, model, optimizer, schedule, checkpoint load, data, reporting."""
+def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
+    """Distributed bring-up, model, optimizer, schedule, checkpoint load, data, reporting.
+
+    ``start_time`` (time.time() at process start) is where --exit-duration-in-mins counts from.
+    """
+    # Signal handlers first: SLURM signals every process, and DataLoader workers forked later
+    # must not die of a SIGTERM that arrives while this process is still setting up.
+    exits = ExitConditions(handle_signals=cfg.training.exit_signal_handler,
+                           exit_duration_in_mins=cfg.training.exit_duration_in_mins,
+                           start_time=start_time)
     preset = builders.resolve_preset(cfg.model)
     vpp = virtual_pipeline_size(cfg, preset.num_layers)
     p = cfg.parallel
@@ -86,6 +94,7 @@ def setup(cfg: PretrainConfig) -> Run:
         pipeline_model_parallel_size=p.pipeline_model_parallel_size,
         virtual_pipeline_model_parallel_size=vpp, seed=cfg.training.seed,
         timeout_minutes=p.distributed_timeout_minutes)
+    exits.synchronize_start()
     layout = batch_layout(cfg, env.world_size)
     tokenizer = build_tokenizer(cfg.tokenizer)
     vocab = builders.padded_vocab(cfg, tokenizer.vocab_size)
@@ -118,37 +127,40 @@ def setup(cfg: PretrainConfig) -> Run:
             config, batch_size=layout.global_batch_size, seq_length=seq_length,
             padded_vocab_size=vocab),
         writer=MetricsWriter(cfg.logging, default_dir=cfg.checkpoint.save,
-                             run_config=cfg.to_flat_dict(), enabled=is_rank_0()),
-        exits=ExitConditions(handle_signals=cfg.training.exit_signal_handler,
-                             exit_duration_in_mins=cfg.training.exit_duration_in_mins),
+                             run_config=cfg.to_flat_dict(), enabled=is_rank_0(),
+                             start_iteration=state.iteration),
+        exits=exits,
     )
 
 
 def _load(cfg: PretrainConfig, model: list, optimizer: Any, scheduler: Any,
           padded_vocab_size: int) -> TrainState:
-    """Resume from --save when it holds a checkpoint (a requeued job), else start from --load."""
+    """Resume from --save when it holds a checkpoint (a requeued job), else start from --load.
+
+    An empty --save is a fresh start; a --load elsewhere without a checkpoint is an error.
+    """
     c = cfg.checkpoint
     load, finetune = c.load, c.finetune
     if c.save and checkpointing.read_tracker(c.save) is not None:
         if load and Path(load).resolve() != Path(c.save).resolve():
             print_rank_0(f"--save {c.save} holds a checkpoint: resuming from it, not --load {load}")
         load, finetune = c.save, False
+    elif load and c.save and Path(load).resolve() == Path(c.save).resolve():
+        print_rank_0(f"no checkpoint in --save {c.save} yet: starting from random initialisation")
+        return TrainState()
     if not load:
         return TrainState()
-    try:
-        loaded = checkpointing.load_checkpoint(
-            load, model=model, optimizer=optimizer, scheduler=scheduler, finetune=finetune,
-            load_optim=not c.no_load_optim, load_rng=not c.no_load_rng,
-            use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
-            padded_vocab_size=padded_vocab_size)
-    except AssertionError as err:  # OptimizerParamScheduler's check of changed schedule flags
-        raise ValueError(f"{err}: the checkpoint's LR schedule differs from this run's flags; "
-                         "add --override-opt_param-scheduler (use the new flags) or "
-                         "--use-checkpoint-opt_param-scheduler (keep the checkpoint's)") from err
-    if loaded is None:
-        return TrainState()
-    if not loaded.scheduler_restored and loaded.consumed_train_samples:
-        scheduler.step(increment=loaded.consumed_train_samples)  # LR where the schedule was
+    loaded = checkpointing.load_checkpoint(
+        load, model=model, optimizer=optimizer, scheduler=scheduler, finetune=finetune,
+        load_optim=not c.no_load_optim, load_rng=not c.no_load_rng,
+        use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
+        padded_vocab_size=padded_vocab_size)
+    if loaded.iteration and not loaded.scheduler_restored:
+        # Megatron-LM: the schedule is part of the optimizer state, so it restarts (warm-up
+        # again) while the iteration count and the data position carry on.
+        print_rank_0(f"LR schedule not loaded: it restarts at step 0 (warm-up of "
+                     f"{cfg.scheduler.lr_warmup_iters} iterations) from iteration "
+                     f"{loaded.iteration}")
     return TrainState(iteration=loaded.iteration,
                       consumed_train_samples=loaded.consumed_train_samples,
                       flops_so_far=loaded.num_floating_point_operations_so_far,
@@ -167,11 +179,13 @@ def _data(cfg: PretrainConfig, layout: BatchLayout, tokenizer: Any, seq_length: 
     return _batches(cfg, layout, train, state.consumed_train_samples), valid
 
 
-def _batches(cfg: PretrainConfig, layout: BatchLayout, dataset: Any, consumed: int) -> Any:
+def _batches(cfg: PretrainConfig, layout: BatchLayout, dataset: Any, consumed: int,
+             *, persistent_workers: bool = True) -> Any:
     return batch_iterator(
         dataset, consumed_samples=consumed, micro_batch_size=layout.micro_batch_size,
         data_parallel_rank=parallel_state.get_data_parallel_rank(),
-        data_parallel_size=layout.data_parallel_size, num_workers=cfg.data.num_workers)
+        data_parallel_size=layout.data_parallel_size, num_workers=cfg.data.num_workers,
+        persistent_workers=persistent_workers)
 
 
 def loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -219,7 +233,14 @@ def train_step(run: Run) -> tuple[float, float | None, bool]:
         chunk.zero_grad_buffer()
     run.optimizer.zero_grad()
     batches = [next(run.train_data) for _ in range(run.layout.num_microbatches)]
-    loss = _forward_backward(run, batches, forward_only=False)
+    try:
+        loss = _forward_backward(run, batches, forward_only=False)
+    except RuntimeError as err:  # megatron DDP's check_for_nan_in_grad, before the all-reduce
+        if "in local grad norm" not in str(err):
+            raise
+        kind = "nan" if "found NaN" in str(err) else "inf"
+        raise NonFiniteLossError(f"grad norm is {kind} at iteration {run.state.iteration + 1}: "
+                                 f"stopping without applying that update ({err})") from err
     if not math.isfinite(loss):
         raise NonFiniteLossError(f"lm loss is {loss} at iteration {run.state.iteration + 1}: "
                                  "stopping without applying that update")
@@ -248,7 +269,7 @@ def evaluate(run: Run) -> dict[str, float]:
     losses = {}
     with torch.no_grad():
         for name, dataset in run.valid_data.items():
-            batches = _batches(run.cfg, run.layout, dataset, 0)
+            batches = _batches(run.cfg, run.layout, dataset, 0, persistent_workers=False)
             total = 0.0
             for _ in range(run.cfg.training.eval_iters):
                 total += _forward_backward(
@@ -299,7 +320,7 @@ def report(run: Run, loss: float, grad_norm: float | None, elapsed: float) -> No
         tokens_per_second=run.layout.global_batch_size * run.seq_length / per_iter,
         learning_rate=lr, global_batch_size=run.layout.global_batch_size,
         lm_loss=acc["loss"] / acc["n"], loss_scale=float(run.optimizer.get_loss_scale()),
-        grad_norm=grad_norm, skipped_iterations=s.skipped_iterations, nan_iterations=0)
+        grad_norm=grad_norm, skipped_iterations=s.skipped_iterations)
     print_rank_0(format_log_line(stats))
     run.writer.interval(stats)
     s.interval = {"loss": 0.0, "n": 0, "time": 0.0}
