@@ -21,12 +21,7 @@
 set -euo pipefail
 
 root="${CURATE_ROOT:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}}"
-cd "$root"
-if [[ -n "${VIRTUAL_ENV:-}" ]]; then
-    source "$VIRTUAL_ENV/bin/activate"
-elif [[ -f "$root/.venv/bin/activate" ]]; then
-    source "$root/.venv/bin/activate"
-fi
+source "$root/slurm/env.sh"
 
 executor="${CURATE_EXECUTOR:-local}"
 cpus="${SLURM_CPUS_PER_TASK:-$(nproc)}"

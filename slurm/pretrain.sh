@@ -41,12 +41,7 @@ config="$1"
 shift
 
 root="${PRETRAIN_ROOT:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}}"
-cd "$root"
-if [[ -n "${VIRTUAL_ENV:-}" ]]; then
-    source "$VIRTUAL_ENV/bin/activate"
-elif [[ -f "$root/.venv/bin/activate" ]]; then
-    source "$root/.venv/bin/activate"
-fi
+source "$root/slurm/env.sh"
 
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}"
 export CUDA_DEVICE_MAX_CONNECTIONS=1   # megatron-core: keeps TP/SP communication ordered

@@ -64,6 +64,16 @@ def run_subprocess(cmd: list[str], *, env: dict[str, str], timeout: float,
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
+def run_script_for_record(script: str, out: Path, *, timeout: float = 180) -> dict:
+    """Run a test module as a fresh single-process script (`python script OUT`) and return the
+    JSON record it writes: for checks that need a process of their own (the CPU shim is global)."""
+    env = subprocess_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    env.pop("SLURM_PROCID", None)
+    proc = run_subprocess([sys.executable, script, str(out)], env=env, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return json.loads(out.read_text())
+
+
 def run_torchrun(nproc: int, args: list[str], *, module: str = "megatron_telecom.pretrain",
                  timeout: float = DEFAULT_TIMEOUT_S, check: bool = True,
                  ) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _dist_helpers import free_port, run_subprocess, subprocess_env
+from _dist_helpers import run_script_for_record
 
 VOCAB = 512
 
@@ -59,12 +59,7 @@ def _child_main(out_path: str) -> None:
 def record(tmp_path_factory) -> dict:
     if torch.cuda.is_available():
         pytest.skip("exercises the CPU path")
-    out = tmp_path_factory.mktemp("gpt") / "record.json"
-    env = subprocess_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
-    env.pop("SLURM_PROCID", None)
-    proc = run_subprocess([sys.executable, __file__, str(out)], env=env, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return json.loads(out.read_text())
+    return run_script_for_record(__file__, tmp_path_factory.mktemp("gpt") / "record.json")
 
 
 def _inv_freq(base: float, dim: int) -> list[float]:

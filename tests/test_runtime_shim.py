@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _dist_helpers import free_port, run_subprocess, subprocess_env
+from _dist_helpers import run_script_for_record, run_subprocess, subprocess_env
 
 pytestmark = pytest.mark.skipif(
     torch.cuda.is_available(), reason="the CPU shim is only installed where CUDA is absent"
@@ -191,12 +191,7 @@ def _child_main(out_path: str) -> None:
 # --------------------------------------------------------------------------- tests
 @pytest.fixture(scope="module")
 def record(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("shim") / "record.json"
-    env = subprocess_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
-    env.pop("SLURM_PROCID", None)
-    proc = run_subprocess([sys.executable, __file__, str(out)], env=env, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return json.loads(out.read_text())
+    return run_script_for_record(__file__, tmp_path_factory.mktemp("shim") / "record.json")
 
 
 def test_install_is_idempotent(record):
