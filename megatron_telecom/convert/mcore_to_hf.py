@@ -50,8 +50,27 @@ def checkpoint_folder(load: str | Path) -> tuple[Path, Path]:
                      f"{TRACKER_FILENAME}) or one of its iter_* folders")
 
 
-def _load_model(folder: Path, preset: ModelPreset, padded_vocab: int) -> torch.nn.Module:
-    """The unsplit model with the checkpoint's weights (any TP/PP it was saved at)."""
+def read_checkpoint_model(folder: Path) -> tuple[ModelPreset, int, dict[str, Any]]:
+    """(recorded model config, padded vocabulary, common state) of checkpoint ``folder``."""
+    install_cpu_shim()  # before megatron's first import
+    from megatron_telecom.models.presets import preset_from_dict
+    from megatron_telecom.training.checkpointing import MODEL_CONFIG_KEY, read_common_state
+
+    common = read_common_state(folder)
+    record = common.get(MODEL_CONFIG_KEY)
+    if record is None:
+        raise ValueError(f"{folder} records no model config (written by Megatron-LM or an older "
+                         "megatron-telecom): it cannot be exported without knowing its model")
+    preset = preset_from_dict(record, where=str(folder))
+    padded = (common.get("args") or {}).get("padded_vocab_size") or preset.vocab_size
+    return preset, int(padded), common
+
+
+def load_unsplit_model(folder: Path, preset: ModelPreset, padded_vocab: int) -> torch.nn.Module:
+    """The unsplit model with the checkpoint's weights (any TP/PP it was saved at).
+
+    Call inside ``single_process_megatron()``.
+    """
     from megatron.core import dist_checkpointing
 
     from megatron_telecom.training.checkpointing import check_shapes
@@ -124,24 +143,13 @@ def _write_metadata(tmp: Path, preset: ModelPreset, common: dict[str, Any], root
 def export_mcore_to_hf(load: str | Path, save: str | Path, *, dtype: str = "float32",
                        max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> Path:
     """Export the megatron checkpoint at ``load`` (any TP/PP) as an HF folder ``save``; returns it."""
-    from megatron_telecom.models.presets import preset_from_dict
-
-    install_cpu_shim()  # before megatron's first import
-    from megatron_telecom.training.checkpointing import MODEL_CONFIG_KEY, read_common_state
-
     if dtype not in DTYPES:
         raise ValueError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     root, folder = checkpoint_folder(load)
-    common = read_common_state(folder)
-    record = common.get(MODEL_CONFIG_KEY)
-    if record is None:
-        raise ValueError(f"{folder} records no model config (written by Megatron-LM or an older "
-                         "megatron-telecom): it cannot be exported without knowing its model")
-    preset = preset_from_dict(record, where=str(folder))
-    padded = (common.get("args") or {}).get("padded_vocab_size") or preset.vocab_size
+    preset, padded, common = read_checkpoint_model(folder)
     with staged_folder(save) as tmp:
         with single_process_megatron():
-            model = _load_model(folder, preset, int(padded))
+            model = load_unsplit_model(folder, preset, padded)
         specs, produce = _hf_tensors(model, preset, DTYPES[dtype])
         with torch.no_grad():
             write_sharded(tmp, specs, produce, max_shard_bytes)
