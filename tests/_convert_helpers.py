@@ -83,3 +83,21 @@ def run_probe(nproc: int, out: Path, tokens: torch.Tensor | None, args: list[str
         record["logits"] = torch.load(logits_path, weights_only=True)
     record["stdout"] = proc.stdout
     return record
+
+
+def write_text_dataset(prefix: Path, tokenizer_folder: Path, jsonl: Path) -> Path:
+    """An indexed dataset of ``jsonl``'s "text" fields tokenised by an HF tokenizer (+ EOS)."""
+    import json
+
+    import numpy as np
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
+    for line in jsonl.read_text(encoding="utf-8").splitlines():
+        ids = tokenizer(json.loads(line)["text"])["input_ids"] + [tokenizer.eos_token_id]
+        builder.add_document(torch.tensor(ids, dtype=torch.int64), [len(ids)])
+    builder.finalize(f"{prefix}.idx")
+    return prefix
