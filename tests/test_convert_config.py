@@ -155,3 +155,31 @@ def test_staged_folder_leaves_nothing_on_error_and_refuses_existing(tmp_path):
     assert (target / "whole").is_file()
     with pytest.raises(ValueError, match="already exists and is not empty"), staged_folder(target):
         pass
+
+
+LLAMA3_8B = {**{k: v for k, v in LLAMA31_T4.items() if k != "rope_scaling"},
+             "max_position_embeddings": 8192}
+MISTRAL_7B_V03 = {
+    "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 4096,
+    "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+    "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 32768,
+    "max_position_embeddings": 32768, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0,
+    "sliding_window": None, "tie_word_embeddings": False, "hidden_act": "silu",
+}
+
+
+@pytest.mark.parametrize(("config_file", "hf_config"), [
+    ("llama3_8b_telecom.yaml", LLAMA3_8B), ("mistral_7b_telecom.yaml", MISTRAL_7B_V03)])
+def test_8b_example_configs_load_their_converted_base_models(config_file, hf_config):
+    from megatron_telecom.models.gpt import transformer_config_kwargs
+    from megatron_telecom.training.arguments import parse_config
+    from megatron_telecom.training.builders import resolve_preset
+
+    cfg = parse_config(["--config", str(Path(__file__).parents[1] / "examples" / "configs" /
+                                        config_file)])
+    assert cfg.checkpoint.load and cfg.checkpoint.finetune
+    converted = preset_from_hf_config(hf_config, name="base")
+    assert resolve_preset(cfg.model, converted) == converted  # `model:` agrees: adopted
+    transformer_config_kwargs(  # the recipe's TP/PP split the converted model
+        converted, tensor_model_parallel_size=cfg.parallel.tensor_model_parallel_size,
+        pipeline_model_parallel_size=cfg.parallel.pipeline_model_parallel_size)
