@@ -3,10 +3,9 @@
 
     python benchmarks/bench_convert.py [--size small|1b] [--workdir DIR]
 
-Prints, for each direction, the seconds and the peak memory (PSS: each page counted once) of the
-converting process tree as
-a multiple of the model's fp32 bytes (target <= 1.3x for 1b), plus the RSS of a process that
-only imports the libraries (the fixed cost included in every figure). ``small`` (~0.3B
+Prints, for each direction, the seconds and the peak memory (PSS: each page counted once) of
+the converting process tree as a multiple of the model's fp32 bytes (target <= 1.3x), plus the
+memory of a process that only imports the libraries (the fixed cost included in every figure). ``small`` (~0.3B
 parameters) is the default for shared CI machines; ``1b`` (~1.1B, 4.4 GB) is the issue's size.
 """
 
@@ -16,17 +15,17 @@ import argparse
 import json
 import math
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_preprocess import run_measured  # noqa: E402
 
 from megatron_telecom.convert.hf_config import hf_config_from_preset  # noqa: E402
 from megatron_telecom.convert.hf_io import write_sharded  # noqa: E402
@@ -59,21 +58,10 @@ def write_random_llama(folder: Path, size: str) -> int:
 
 
 def measure(command: list[str]) -> tuple[float, int]:
-    """(seconds, peak memory of the process and its children, PSS summed) of one command."""
-    start = time.monotonic()
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    root, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-            # PSS: pages shared with forked writer processes are counted once, not per process
-            peak = max(peak, sum(p.memory_full_info().pss for p in tree if p.is_running()))
-        except psutil.NoSuchProcess:
-            pass
-        time.sleep(0.05)
-    if proc.returncode:
-        raise RuntimeError(f"{command} failed: {proc.stderr.read().decode()[-3000:]}")
-    return time.monotonic() - start, peak
+    """(seconds, peak bytes of the process tree): PSS, so pages shared with the forked
+    checkpoint-writer processes count once (RSS would count them in every process)."""
+    seconds, peak_mb = run_measured(command, REPO, memory=lambda p: p.memory_full_info().pss)
+    return seconds, int(peak_mb * 2**20)
 
 
 def main() -> None:

@@ -52,8 +52,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float]:
-    """Run a command; returns (wall seconds, peak RSS of its whole process tree in MB)."""
+def run_measured(cmd: list[str], cwd: Path, memory=lambda p: p.memory_info().rss  # noqa: ANN001
+                 ) -> tuple[float, float]:
+    """Run a command; returns (wall seconds, peak ``memory`` (RSS) of its whole process tree in MB)."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     root = psutil.Process(proc.pid)
@@ -61,7 +62,7 @@ def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float]:
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            peak = max(peak, sum(memory(p) for p in tree if p.is_running()))
         except psutil.Error:
             pass
         time.sleep(0.05)

@@ -17,27 +17,21 @@ from megatron_telecom.models.presets import ModelPreset
 
 def _datasets(args: dict[str, Any]) -> list[str]:
     """One line per dataset: weight, prefix, and its sidecar's documents/tokens when present."""
-    paths = list(args.get("data_path") or [])
-    weighted = len(paths) % 2 == 0 and all(_is_number(p) for p in paths[::2])
-    pairs = list(zip(paths[::2], paths[1::2], strict=True)) if weighted and paths else [
-        ("1", p) for p in paths]
+    from megatron_telecom.training.data import parse_data_path
+
+    if not args.get("data_path"):
+        return []
+    blend = parse_data_path(list(args["data_path"]))
     lines = []
-    for weight, prefix in pairs:
+    for index, prefix in enumerate(blend.prefixes):
         sidecar = Path(prefix + ".json")
         counts = ""
         if sidecar.is_file():
             dataset = json.loads(sidecar.read_text(encoding="utf-8")).get("dataset", {})
             counts = f": {dataset.get('documents', '?'):,} documents, {dataset.get('tokens', '?'):,} tokens"
-        lines.append(f"- weight {weight}: `{prefix}`{counts}")
+        weight = f"weight {blend.weights[index]:g}: " if blend.weights else ""
+        lines.append(f"- {weight}`{prefix}`{counts}")
     return lines
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _last_losses(args: dict[str, Any]) -> tuple[float | None, dict[str, float]]:
