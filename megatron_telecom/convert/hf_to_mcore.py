@@ -65,11 +65,21 @@ def _check_tokenizer(source: Path, preset: ModelPreset) -> int | None:
     return size
 
 
-def _fill(model: torch.nn.Module, weights: HFWeights, preset: ModelPreset) -> None:
-    """Copy every HF tensor into the model, one at a time (padded vocabulary rows zero)."""
+def _sharded_state(model: torch.nn.Module, weights: HFWeights, preset: ModelPreset) -> dict:
+    """The model's sharded state holding the HF weights, one copy of them in memory.
+
+    Every tensor is copied into the model one at a time (padded vocabulary rows zero), except
+    fc1: megatron's [gate; up] factory would hand the writer views of the fused weight, which
+    it clones; its two halves get HF's gate and up tensors instead (the fused weight is never
+    touched, so never allocated).
+    """
+    from megatron.core.dist_checkpointing.mapping import apply_factories
+
     params = model.state_dict(keep_vars=True)
     with torch.no_grad():
         for name, hf_names in mapping.tensor_names(preset):
+            if name.endswith(mapping.FC1_SUFFIX):
+                continue
             tensor = mapping.merge(name, [weights.get(n) for n in hf_names], preset)
             target = params[name]
             if name in (mapping.EMBEDDING[0], mapping.OUTPUT_LAYER[0]):
@@ -77,6 +87,13 @@ def _fill(model: torch.nn.Module, weights: HFWeights, preset: ModelPreset) -> No
                 target = target[: tensor.shape[0]]
             target.copy_(tensor)
             del tensor
+    state = model.sharded_state_dict()
+    apply_factories(state)
+    for name, hf_names in mapping.tensor_names(preset):
+        if name.endswith(mapping.FC1_SUFFIX):
+            for half, hf_name in zip(state[name], hf_names, strict=True):  # [gate, up]
+                half.data = weights.get(hf_name)
+    return state
 
 
 def _common_state(preset: ModelPreset, padded_vocab: int, tp: int, pp: int,
@@ -127,10 +144,9 @@ def convert_hf_to_mcore(hf_path: str | Path, save: str | Path, *,
                   "hf_config": hf_config, "tokenizer_size": tokenizer_size}
     with staged_folder(save) as tmp, single_process_megatron():
         model = build_unsplit_model(preset, padded)
-        _fill(model, weights, preset)
         release = checkpoint_dir(tmp, None)
         release.mkdir()
-        state = {"model": model.sharded_state_dict(),
+        state = {"model": _sharded_state(model, weights, preset),
                  **_common_state(preset, padded, tp, pp, make_vocab_size_divisible_by, provenance)}
         dist_checkpointing.save(state, str(release), get_default_save_sharded_strategy("torch_dist"))
         write_tracker(tmp, "release")

@@ -25,6 +25,7 @@ LAYER_TENSORS: dict[str, tuple[str, ...]] = {
     "mlp.linear_fc1.weight": ("mlp.gate_proj.weight", "mlp.up_proj.weight"),
     "mlp.linear_fc2.weight": ("mlp.down_proj.weight",),
 }
+FC1_SUFFIX = "mlp.linear_fc1.weight"
 EMBEDDING = ("embedding.word_embeddings.weight", "model.embed_tokens.weight")
 FINAL_NORM = ("decoder.final_layernorm.weight", "model.norm.weight")
 OUTPUT_LAYER = ("output_layer.weight", "lm_head.weight")
@@ -67,7 +68,7 @@ def split(name: str, tensor: torch.Tensor, preset: ModelPreset) -> list[torch.Te
         hidden = tensor.shape[-1]
         grouped = tensor.reshape(preset.num_query_groups, -1, hidden)
         return [part.reshape(-1, hidden) for part in grouped.split(_qkv_group_sizes(preset), dim=1)]
-    if name.endswith("linear_fc1.weight"):
+    if name.endswith(FC1_SUFFIX):
         return list(tensor.chunk(2, dim=0))
     return [tensor]
 

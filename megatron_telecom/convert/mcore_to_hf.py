@@ -69,17 +69,20 @@ def read_checkpoint_model(folder: Path) -> tuple[ModelPreset, int, dict[str, Any
 def load_unsplit_model(folder: Path, preset: ModelPreset, padded_vocab: int) -> torch.nn.Module:
     """The unsplit model with the checkpoint's weights (any TP/PP it was saved at).
 
-    Call inside ``single_process_megatron()``.
+    Call inside ``single_process_megatron()``. Every tensor is read straight into the model's
+    own storage: the [gate; up] factory is applied up front, so its halves load into views of
+    the fc1 weight instead of being concatenated into a second copy.
     """
     from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.mapping import apply_factories
 
     from megatron_telecom.training.checkpointing import check_shapes
 
     model = build_unsplit_model(preset, padded_vocab)
     state = {"model": model.sharded_state_dict()}
+    apply_factories(state)
     check_shapes(folder, state)
-    loaded = dist_checkpointing.load(state, str(folder))
-    model.load_state_dict(loaded["model"])
+    dist_checkpointing.load(state, str(folder))  # in place: the data are the parameters
     return model
 
 

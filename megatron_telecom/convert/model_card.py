@@ -54,7 +54,8 @@ def model_card(preset: ModelPreset, common: dict[str, Any], folder: Path,
     """Markdown model card for the export of checkpoint ``folder``."""
     args = common.get("args") or {}
     iteration = int(common.get("iteration") or 0)
-    tokens = int(args.get("consumed_train_samples") or 0) * int(args.get("seq_length") or 0)
+    seq_length = int(args.get("seq_length") or preset.seq_length)  # None: the model's default
+    tokens = int(args.get("consumed_train_samples") or 0) * seq_length
     train_loss, valid = _last_losses(args)
     base = provenance.get("source", "unknown (random initialisation or not recorded)")
     lines = [
