@@ -11,6 +11,7 @@ are zero); TP and PP are otherwise only checked here, since torch_dist stores gl
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +100,6 @@ def _sharded_state(model: torch.nn.Module, weights: HFWeights, preset: ModelPres
 def _common_state(preset: ModelPreset, padded_vocab: int, tp: int, pp: int,
                   divisible_by: int, provenance: dict[str, Any]) -> dict[str, Any]:
     """What the trainer reads from a converted checkpoint besides the weights."""
-    from dataclasses import asdict
-
     from megatron_telecom.training.checkpointing import CHECKPOINT_VERSION, MODEL_CONFIG_KEY
 
     return {

@@ -25,6 +25,8 @@ from megatron_telecom.convert.output import staged_folder
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.runtime.cpu_shim import install_cpu_shim
 
+# as training.checkpointing.TRACKER_FILENAME, which cannot be imported here: it imports megatron,
+# and is_megatron_checkpoint must work before the CPU shim is installed
 TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
