@@ -34,36 +34,49 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def hf_to_mcore(args: argparse.Namespace) -> int:
+    from megatron_telecom.convert.hf_to_mcore import convert_hf_to_mcore
+
+    convert_hf_to_mcore(args.hf_path, args.save,
+                        target_tensor_parallel_size=args.target_tensor_parallel_size,
+                        target_pipeline_model_parallel_size=args.target_pipeline_model_parallel_size,
+                        make_vocab_size_divisible_by=args.make_vocab_size_divisible_by)
+    return 0
+
+
+def mcore_to_hf(args: argparse.Namespace) -> int:
+    from megatron_telecom.convert.mcore_to_hf import export_mcore_to_hf
+
+    export_mcore_to_hf(args.load, args.save, dtype=args.dtype,
+                       max_shard_bytes=args.max_shard_size_mb * 1024**2)
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    """Exit 1 when the logits differ by more than --tolerance."""
+    from megatron_telecom.convert.verify import verify as run_verify
+
+    report = run_verify(args.hf_path, args.load, batch_size=args.batch_size,
+                        seq_length=args.seq_length, seed=args.seed)
+    print(report.summary(), flush=True)
+    if report.max_abs_diff <= args.tolerance:
+        return 0
+    print(f"FAILED: max |logit difference| {report.max_abs_diff:.3g} > --tolerance "
+          f"{args.tolerance:g}", file=sys.stderr)
+    return 1
+
+
+COMMANDS = {"hf-to-mcore": hf_to_mcore, "mcore-to-hf": mcore_to_hf, "verify": verify}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; bad input is one 'error:' line and exit code 2."""
     args = get_args(argv)
     try:
-        if args.command == "hf-to-mcore":
-            from megatron_telecom.convert.hf_to_mcore import convert_hf_to_mcore
-
-            convert_hf_to_mcore(
-                args.hf_path, args.save,
-                target_tensor_parallel_size=args.target_tensor_parallel_size,
-                target_pipeline_model_parallel_size=args.target_pipeline_model_parallel_size,
-                make_vocab_size_divisible_by=args.make_vocab_size_divisible_by)
-        elif args.command == "mcore-to-hf":
-            from megatron_telecom.convert.mcore_to_hf import export_mcore_to_hf
-
-            export_mcore_to_hf(args.load, args.save, dtype=args.dtype,
-                               max_shard_bytes=args.max_shard_size_mb * 1024**2)
-        else:
-            from megatron_telecom.convert.verify import verify
-
-            report = verify(args.hf_path, args.load, batch_size=args.batch_size,
-                            seq_length=args.seq_length, seed=args.seed)
-            print(report.summary(), flush=True)
-            if report.max_abs_diff > args.tolerance:
-                print(f"FAILED: max |logit difference| {report.max_abs_diff:.3g} > "
-                      f"--tolerance {args.tolerance:g}", file=sys.stderr)
-                return 1
+        return COMMANDS[args.command](args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def resolve_preset(cfg: ModelConfig, recorded: ModelPreset | None = None,
     if differ:
         given = " ".join(f"--{k.replace('_', '-')}" for k in ("model", *_PRESET_OVERRIDES)
                          if getattr(cfg, k) is not None)
-        raise ValueError(f"{where} holds a {recorded.name} model that {given} contradict: "
+        raise ValueError(f"{where} holds a {recorded.name} model that the flags {given} contradict: "
                          f"{'; '.join(differ)}. Drop those flags to adopt the checkpoint's model")
     return recorded
 
