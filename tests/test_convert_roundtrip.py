@@ -76,3 +76,23 @@ def test_refusals_name_the_problem_and_write_nothing(convert_hf_models, tmp_path
     proc = convert_tool("hf-to-mcore", "--hf-path", source, "--save", save)
     assert proc.returncode == 2 and "already exists and is not empty" in proc.stderr
     assert [p.name for p in save.iterdir()] == ["keep.txt"]
+
+
+def test_bf16_source_round_trips_bitwise_with_dtype_bfloat16(tmp_path):
+    source = write_tiny_hf_model(tmp_path / "bf16", "llama3")
+    weights = load_file(source / "model.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({k: v.to(torch.bfloat16) for k, v in weights.items()}, source / "model.safetensors",
+              metadata={"format": "pt"})
+    for args in (["hf-to-mcore", "--hf-path", source, "--save", tmp_path / "mcore"],
+                 ["mcore-to-hf", "--load", tmp_path / "mcore", "--save", tmp_path / "back",
+                  "--dtype", "bfloat16"]):
+        proc = convert_tool(*args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    before, after = load_file(source / "model.safetensors"), load_file(tmp_path / "back" /
+                                                                        "model.safetensors")
+    assert sorted(before) == sorted(after)
+    assert all(after[k].dtype == torch.bfloat16 and torch.equal(after[k].view(torch.uint8),
+                                                                 before[k].view(torch.uint8))
+               for k in before)

@@ -93,7 +93,7 @@ def _sharded_state(model: torch.nn.Module, weights: HFWeights, preset: ModelPres
     for name, hf_names in mapping.tensor_names(preset):
         if name.endswith(mapping.FC1_SUFFIX):
             for half, hf_name in zip(state[name], hf_names, strict=True):  # [gate, up]
-                half.data = weights.get(hf_name)
+                half.data = weights.get(hf_name).to(half.data.dtype)  # no copy when fp32
     return state
 
 
