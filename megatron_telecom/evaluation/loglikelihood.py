@@ -3,7 +3,8 @@
 A (context, continuation) pair is tokenized like lm-evaluation-harness 0.4's ``_encode_pair``:
 trailing whitespace of the context moves to the continuation, the context is tokenized alone,
 and the continuation is what ``tokenize(context + continuation)`` has beyond the context's
-length; no special tokens are added. The model input is ``context + continuation`` left-truncated
+length; special tokens are the tokenizer's default (a BOS where the tokenizer adds one), as
+lm-evaluation-harness 0.4.13's ``hf`` backend encodes by default. The model input is ``context + continuation`` left-truncated
 to the model's length, and the score is the summed log-probability of the continuation tokens.
 
 Speed: the choices of one question share the context, so the context runs once (only its last
@@ -27,8 +28,8 @@ class ContinuationScore:
 
 
 def tokenize(tokenizer, text: str) -> list[int]:
-    """Token ids of ``text`` without special tokens (lm-evaluation-harness's causal default)."""
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    """Token ids of ``text`` with the tokenizer's default special tokens (lm-evaluation-harness's default)."""
+    return tokenizer(text)["input_ids"]
 
 
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
