@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from megatron_telecom.evaluation.cli import evaluate_main
-from megatron_telecom.evaluation.loglikelihood import encode_pair, score_continuations
+from megatron_telecom.evaluation.loglikelihood import encode_pair, pack, score_requests
 from megatron_telecom.evaluation.model_source import load_model
 from megatron_telecom.evaluation.results import read_results
 
@@ -41,7 +41,7 @@ def test_encode_pair_moves_trailing_space_to_the_continuation(tiny):
 def test_scores_equal_a_direct_forward(tiny, choices):
     context = "Question: What does the abbreviation HARQ stand for?\nAnswer:"
     pairs = [encode_pair(tiny.tokenizer, context, c) for c in choices]
-    scores = score_continuations(tiny.model, pairs[0][0], [p[1] for p in pairs])
+    scores = score_requests(tiny.model, [(pairs[0][0], [p[1] for p in pairs])])[0]
     for (ctx, cont), score in zip(pairs, scores):
         assert score.num_tokens == len(cont)
         assert score.loglik == pytest.approx(direct_loglik(tiny.model, ctx, cont), abs=1e-4)
@@ -50,11 +50,40 @@ def test_scores_equal_a_direct_forward(tiny, choices):
 
 def test_scores_of_the_bundled_model_equal_a_direct_forward():
     model = load_model("bundled:smollm2-135m")
-    context = "Question: Which channel carries the master information block in NR?\nAnswer:"
-    pairs = [encode_pair(model.tokenizer, context, c) for c in [" PBCH", " PDSCH", " Physical uplink control channel"]]
-    scores = score_continuations(model.model, pairs[0][0], [p[1] for p in pairs])
-    for (ctx, cont), score in zip(pairs, scores):
-        assert score.loglik == pytest.approx(direct_loglik(model.model, ctx, cont), abs=1e-4)
+    questions = {  # options sharing leading tokens share trie nodes; two questions form one batch
+        "Question: Which channel carries the master information block in NR?\nAnswer:":
+            [" PBCH", " PDSCH", " Physical uplink control channel", " Physical downlink shared channel"],
+        "Question: What is the formula to determine the Paging Frame?\nAnswer:":
+            [" SFN mod T = (T div N)*(UE_ID mod N)", " SFN mod T = (T div N)*(UE_ID_H mod N)", " 7"],
+    }
+    pairs = [[encode_pair(model.tokenizer, q, c) for c in choices] for q, choices in questions.items()]
+    scores = score_requests(model.model, [(p[0][0], [c for _, c in p]) for p in pairs])
+    for question_pairs, question_scores in zip(pairs, scores):
+        for (ctx, cont), score in zip(question_pairs, question_scores):
+            assert score.loglik == pytest.approx(direct_loglik(model.model, ctx, cont), abs=1e-4)
+
+
+def test_pack_shares_context_and_common_option_prefixes():
+    packed = pack([5, 6, 7], [[1, 2, 3], [1, 2, 4], [9]], limit=100)
+    assert packed.input_ids == [5, 6, 7, 1, 2]  # the context once, then the shared prefix [1, 2] once
+    assert packed.positions == [0, 1, 2, 3, 4] and packed.parents == [-1, 0, 1, 2, 3]
+    assert packed.targets == [[(2, 1), (3, 2), (4, 3)], [(2, 1), (3, 2), (4, 4)], [(2, 9)]]
+    # left-truncated as lm-eval does: (context + continuation)[-(limit + 1):][:-1] is the input
+    assert pack(list(range(10)), [[1, 2, 3]], limit=6).input_ids == [6, 7, 8, 9, 1, 2]
+    with pytest.raises(ValueError, match="empty context"):
+        pack([], [[1]], limit=10)
+
+
+def test_padded_batches_equal_single_requests(tiny):
+    contexts = ["Question: Short?\nAnswer:", "Question: A much longer question about the RRC timers?\nAnswer:"]
+    requests = []
+    for context in contexts:
+        pairs = [encode_pair(tiny.tokenizer, context, c) for c in [" T300", " T310 timer", " none"]]
+        requests.append((pairs[0][0], [c for _, c in pairs]))
+    together = score_requests(tiny.model, requests, tokens_per_batch=4096)
+    alone = [score_requests(tiny.model, [r], tokens_per_batch=1)[0] for r in requests]
+    for a, b in zip(together, alone):
+        assert [s.loglik for s in a] == pytest.approx([s.loglik for s in b], abs=1e-4)
 
 
 def run_teleqna(tmp_path, model, data, *extra: str) -> dict:

@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     qna.add_argument("--num-shards", type=int, default=1)
     qna.add_argument("--shard-index", type=int, default=0)
     qna.add_argument("--log-samples", help="JSONL of per-question log-likelihoods")
+    qna.add_argument("--tokens-per-batch", type=int,
+                     help="padded tokens per forward (default: 2048 on CPU, 32768 on GPU)")
     qna.add_argument("--output", required=True, help="results JSON (created, or updated for the same model)")
 
     merge = commands.add_parser("merge", help="merge TeleQnA shard results into one results file")
@@ -71,14 +73,19 @@ def run_perplexity(args: argparse.Namespace) -> None:
 
 def run_teleqna(args: argparse.Namespace) -> None:
     """Score a TeleQnA sample, write results (and per-question samples), print the table."""
-    from megatron_telecom.evaluation.model_source import load_model
+    from megatron_telecom.evaluation.model_source import (
+        default_device,
+        default_tokens_per_batch,
+        load_model,
+    )
     from megatron_telecom.evaluation.multiple_choice import TeleQnAConfig
     from megatron_telecom.evaluation.multiple_choice import run_teleqna as score
     from megatron_telecom.evaluation.results import teleqna_table, update_results
     from megatron_telecom.evaluation.teleqna import read_teleqna, stratified_sample
 
-    config = TeleQnAConfig(mode=args.mode, shots=args.shots, limit=args.limit,
-                           num_shards=args.num_shards, shard_index=args.shard_index)
+    config = TeleQnAConfig(mode=args.mode, shots=args.shots, limit=args.limit, num_shards=args.num_shards,
+                           shard_index=args.shard_index,
+                           tokens_per_batch=args.tokens_per_batch or default_tokens_per_batch(default_device()))
     config.validate()
     data = read_teleqna(args.data)
     if data.malformed:

@@ -4,16 +4,21 @@ A (context, continuation) pair is tokenized like lm-evaluation-harness 0.4's ``_
 trailing whitespace of the context moves to the continuation, the context is tokenized alone,
 and the continuation is what ``tokenize(context + continuation)`` has beyond the context's
 length; special tokens are the tokenizer's default (a BOS where the tokenizer adds one), as
-lm-evaluation-harness 0.4.13's ``hf`` backend encodes by default. The model input is ``context + continuation`` left-truncated
-to the model's length, and the score is the summed log-probability of the continuation tokens.
+lm-evaluation-harness 0.4.13's ``hf`` backend encodes by default. The score is the summed
+log-probability of the continuation tokens after the context (left-truncated to the model length).
 
-Speed: the choices of one question share the context, so the context runs once (only its last
-position goes through the LM head) and its KV cache is repeated over all continuations, which run
-as one right-padded batch (causal attention: padding after a sequence never changes it).
+Speed: the choices of a question share the context and often their first tokens. One packed
+sequence holds the context once and then a prefix tree (trie) of the continuations: every
+distinct continuation prefix is one token, placed at its position after the context, and a 4-D
+attention mask lets it see the context and its own ancestors only, so each token is computed
+once and sees exactly the tokens it would see in ``context + continuation``. Several questions
+run as one right-padded batch, and only the positions that predict a continuation token go
+through the LM head.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +30,16 @@ class ContinuationScore:
 
     loglik: float
     num_tokens: int
+
+
+@dataclass(frozen=True)
+class PackedRequest:
+    """Context + continuation trie as one sequence, and the (position, token) pairs to score."""
+
+    input_ids: list[int]
+    positions: list[int]
+    parents: list[int]  # index of the token each token follows (-1: the first)
+    targets: list[list[tuple[int, int]]]  # per continuation: (predicting index, token)
 
 
 def tokenize(tokenizer, text: str) -> list[int]:
@@ -48,44 +63,81 @@ def max_length(model) -> int:
     return int(getattr(model.config, "max_position_embeddings", 2048))
 
 
-def _gather(logprobs: torch.Tensor, ids: list[int]) -> float:
-    """Sum of ``logprobs[i, ids[i]]`` over rows; logprobs is [n, vocab]."""
-    index = torch.tensor(ids, dtype=torch.long, device=logprobs.device)
-    return float(logprobs[torch.arange(len(ids), device=logprobs.device), index].sum())
-
-
-@torch.inference_mode()
-def score_continuations(model, context_ids: list[int], continuations: list[list[int]]) -> list[ContinuationScore]:
-    """Summed log-likelihood of each continuation after one shared context (KV cache reused)."""
+def pack(context_ids: list[int], continuations: list[list[int]], limit: int) -> PackedRequest:
+    """The packed sequence of one request; the context is left-truncated to fit ``limit`` positions."""
     if not context_ids:
         raise ValueError("an empty context has no position to predict the first token from; "
                          "start the prompt with text")
     if any(not ids for ids in continuations):
         raise ValueError("a continuation tokenized to nothing: every choice needs text")
-    longest = max(len(ids) for ids in continuations)
-    context_ids = context_ids[-(max_length(model) - longest + 1):]  # lm-eval truncates on the left too
-    device = next(model.parameters()).device
-    prefix = model(input_ids=torch.tensor([context_ids], device=device), use_cache=longest > 1,
-                   logits_to_keep=1)
-    first = torch.log_softmax(prefix.logits[0, -1].float(), dim=-1)  # [vocab]
-    scores = [float(first[ids[0]]) for ids in continuations]
-    if longest > 1:
-        rest = _score_tails(model, prefix.cache, len(context_ids), continuations, longest)
-        scores = [s + r for s, r in zip(scores, rest)]
-    return [ContinuationScore(s, len(ids)) for s, ids in zip(scores, continuations)]
+    context_ids = context_ids[-(limit - max(len(ids) for ids in continuations) + 1):]
+    length = len(context_ids)
+    input_ids, positions, parents = list(context_ids), list(range(length)), list(range(-1, length - 1))
+    node: dict[tuple[int, ...], int] = {(): length - 1}
+    targets = []
+    for ids in continuations:
+        for depth in range(1, len(ids)):  # every prefix but the whole continuation is an input
+            if tuple(ids[:depth]) not in node:
+                node[tuple(ids[:depth])] = len(input_ids)
+                input_ids.append(ids[depth - 1])
+                positions.append(length + depth - 1)
+                parents.append(node[tuple(ids[:depth - 1])])
+        targets.append([(node[tuple(ids[:depth])], ids[depth]) for depth in range(len(ids))])
+    return PackedRequest(input_ids, positions, parents, targets)
 
 
-def _score_tails(model, cache, context_len: int, continuations: list[list[int]], longest: int) -> list[float]:
-    """Log-likelihood of every continuation token after the first, all continuations in one batch."""
+def _attention_mask(parents: list[int], width: int) -> torch.Tensor:
+    """[width, width] bool: each token sees itself and its ancestors; padding sees itself."""
+    mask = torch.eye(width, dtype=torch.bool)
+    for index, parent in enumerate(parents):
+        if parent >= 0:
+            mask[index] |= mask[parent]
+    return mask
+
+
+@torch.inference_mode()
+def _score_batch(model, batch: list[PackedRequest]) -> list[list[ContinuationScore]]:
+    """Scores of every continuation of a batch of packed requests, in one forward."""
     device = next(model.parameters()).device
-    cache.batch_repeat_interleave(len(continuations))
-    inputs = torch.zeros(len(continuations), longest - 1, dtype=torch.long, device=device)  # [n, s]
-    for row, ids in enumerate(continuations):
-        inputs[row, : len(ids) - 1] = torch.tensor(ids[:-1], device=device)
-    positions = torch.arange(context_len, context_len + longest - 1, device=device).expand_as(inputs)
-    logits = model(input_ids=inputs, cache=cache, position_ids=positions, use_cache=False).logits
-    tails = []
-    for row, ids in enumerate(continuations):
-        logprobs = torch.log_softmax(logits[row, : len(ids) - 1].float(), dim=-1)  # [len-1, vocab]
-        tails.append(_gather(logprobs, ids[1:]) if len(ids) > 1 else 0.0)
-    return tails
+    width = max(len(p.input_ids) for p in batch)
+    inputs = torch.zeros(len(batch), width, dtype=torch.long)  # [b, s]
+    positions = torch.zeros(len(batch), width, dtype=torch.long)  # [b, s]
+    for row, packed in enumerate(batch):
+        inputs[row, : len(packed.input_ids)] = torch.tensor(packed.input_ids)
+        positions[row, : len(packed.positions)] = torch.tensor(packed.positions)
+    mask = torch.stack([_attention_mask(p.parents, width) for p in batch])[:, None]  # [b, 1, s, s]
+    hidden = model.get_decoder()(input_ids=inputs.to(device), position_ids=positions.to(device),
+                                 attention_mask=mask.to(device)).last_hidden_state  # [b, s, h]
+    wanted = sorted({(row, i) for row, p in enumerate(batch) for t in p.targets for i, _ in t})
+    where = {key: n for n, key in enumerate(wanted)}
+    rows, cols = zip(*wanted)
+    logits = model.get_output_embeddings()(hidden[list(rows), list(cols)]).float()  # [p, vocab]
+    logprobs = torch.log_softmax(logits, dim=-1).cpu()
+    return [[ContinuationScore(float(sum(logprobs[where[row, i], token] for i, token in t)), len(t))
+             for t in packed.targets] for row, packed in enumerate(batch)]
+
+
+def _batches(items: list[PackedRequest], tokens_per_batch: int) -> Iterator[list[int]]:
+    """Indexes of ``items`` in consecutive batches of at most ``tokens_per_batch`` padded tokens."""
+    batch: list[int] = []
+    width = 0
+    for index, packed in enumerate(items):
+        new_width = max(width, len(packed.input_ids))
+        if batch and new_width * (len(batch) + 1) > tokens_per_batch:
+            yield batch
+            batch, new_width = [], len(packed.input_ids)
+        batch.append(index)
+        width = new_width
+    if batch:
+        yield batch
+
+
+def score_requests(model, requests: list[tuple[list[int], list[list[int]]]],
+                   tokens_per_batch: int = 2048) -> list[list[ContinuationScore]]:
+    """Scores of the continuations of each (context ids, continuation ids) request."""
+    packed = [pack(context, continuations, max_length(model)) for context, continuations in requests]
+    scores: list[list[ContinuationScore]] = [[] for _ in requests]
+    for batch in _batches(packed, tokens_per_batch):
+        for index, result in zip(batch, _score_batch(model, [packed[i] for i in batch])):
+            scores[index] = result
+    return scores

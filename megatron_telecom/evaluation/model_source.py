@@ -5,7 +5,8 @@ exported once to Hugging Face format with ``megatron_telecom.convert.mcore_to_hf
 ``<cache>/hf-exports/<key>``, where the key hashes the checkpoint's resolved path and iteration;
 the export is written to a temporary folder and renamed into place under a lock, so concurrent
 evaluations (shards) export once and never see half a folder. Models run in fp32 on CPU and
-bf16 on GPU (``--dtype`` overrides).
+bf16 on GPU (``--dtype`` overrides); scoring batches hold 2,048 padded tokens on CPU and 32,768
+on a GPU (``--tokens-per-batch`` overrides).
 """
 
 from __future__ import annotations
@@ -102,6 +103,11 @@ def resolve_model_path(source: str | os.PathLike) -> Path:
 def default_device() -> torch.device:
     """The first GPU when there is one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_tokens_per_batch(device: torch.device) -> int:
+    """Padded tokens per scoring forward: small on CPU (cache-friendly), large on a GPU."""
+    return 32768 if device.type == "cuda" else 2048
 
 
 def load_model(source: str | os.PathLike, dtype: str | None = None,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from megatron_telecom.evaluation.loglikelihood import encode_pair, score_continuations
+from megatron_telecom.evaluation.loglikelihood import ContinuationScore, encode_pair, score_requests
 from megatron_telecom.evaluation.model_source import LoadedModel
 from megatron_telecom.evaluation.teleqna import (
     PROMPT_TEMPLATES,
@@ -25,6 +25,8 @@ from megatron_telecom.evaluation.teleqna import (
     shot_pool,
     shots_for,
 )
+
+QUESTIONS_PER_STEP = 32  # questions handed to the scorer at once (progress granularity)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class TeleQnAConfig:
     """Processes sharing the sample; shard i takes questions i, i + n, ..."""
     shard_index: int = 0
     """Which shard this process scores."""
+    tokens_per_batch: int = 2048
+    """Padded tokens per forward (questions are batched up to this)."""
 
     def validate(self) -> None:
         """Raise ValueError naming the flag to change."""
@@ -57,12 +61,8 @@ class TeleQnAConfig:
         return f"{self.mode}-{self.shots}shot"
 
 
-def score_question(model: LoadedModel, question: Question, mode: str, examples: list[Question]) -> dict:
+def _record(question: Question, choices: list[str], scores: list[ContinuationScore]) -> dict:
     """Per-question record: id, category, gold, and each option's log-likelihood, tokens, chars."""
-    context, continuations, choices = build_prompt(question, mode, examples)
-    pairs = [encode_pair(model.tokenizer, context, c) for c in continuations]
-    assert all(p[0] == pairs[0][0] for p in pairs), "context ids depend only on the context"
-    scores = score_continuations(model.model, pairs[0][0], [p[1] for p in pairs])
     return {
         "id": question.id,
         "category": question.category,
@@ -73,15 +73,33 @@ def score_question(model: LoadedModel, question: Question, mode: str, examples: 
     }
 
 
+def score_batch(model: LoadedModel, questions: list[Question], mode: str,
+                examples: list[list[Question]], tokens_per_batch: int) -> list[dict]:
+    """Records of ``questions`` (``examples``: each question's shots), scored together."""
+    prompts = [build_prompt(q, mode, shots) for q, shots in zip(questions, examples)]
+    requests = []
+    for context, continuations, _ in prompts:
+        pairs = [encode_pair(model.tokenizer, context, c) for c in continuations]
+        assert all(p[0] == pairs[0][0] for p in pairs), "context ids depend only on the context"
+        requests.append((pairs[0][0], [p[1] for p in pairs]))
+    scores = score_requests(model.model, requests, tokens_per_batch)
+    return [_record(q, choices, s) for q, (_, _, choices), s in zip(questions, prompts, scores)]
+
+
 def score_questions(model: LoadedModel, questions: list[Question], sample: list[Question],
                     config: TeleQnAConfig) -> list[dict]:
     """Records of this shard's part of ``sample`` (shots drawn from ``questions``), with progress."""
     pool = shot_pool(questions, config.shots)
     mine = list(enumerate(sample))[config.shard_index::config.num_shards]
     records = []
-    for order, question in tqdm(mine, desc=f"teleqna {config.name}", unit="q", mininterval=2.0):
-        record = score_question(model, question, config.mode, shots_for(question, pool, config.shots))
-        records.append({"order": order, **record})
+    with tqdm(total=len(mine), desc=f"teleqna {config.name}", unit="q", mininterval=2.0) as bar:
+        for lo in range(0, len(mine), QUESTIONS_PER_STEP):
+            orders, chunk = zip(*mine[lo:lo + QUESTIONS_PER_STEP])
+            shots = [shots_for(q, pool, config.shots) for q in chunk]
+            for order, record in zip(orders, score_batch(model, list(chunk), config.mode, shots,
+                                                         config.tokens_per_batch)):
+                records.append({"order": order, **record})
+            bar.update(len(chunk))
     return records
 
 
