@@ -12,7 +12,7 @@ sequence holds the context once and then a prefix tree (trie) of the continuatio
 distinct continuation prefix is one token, placed at its position after the context, and a 4-D
 attention mask lets it see the context and its own ancestors only, so each token is computed
 once and sees exactly the tokens it would see in ``context + continuation``. Several questions
-run as one right-padded batch, and only the positions that predict a continuation token go
+run as one right-padded batch (longest first, so padding is small), and only the positions that predict a continuation token go
 through the LM head.
 """
 
@@ -136,8 +136,9 @@ def score_requests(model, requests: list[tuple[list[int], list[list[int]]]],
                    tokens_per_batch: int = 2048) -> list[list[ContinuationScore]]:
     """Scores of the continuations of each (context ids, continuation ids) request."""
     packed = [pack(context, continuations, max_length(model)) for context, continuations in requests]
+    order = sorted(range(len(packed)), key=lambda i: -len(packed[i].input_ids))  # little padding
     scores: list[list[ContinuationScore]] = [[] for _ in requests]
-    for batch in _batches(packed, tokens_per_batch):
-        for index, result in zip(batch, _score_batch(model, [packed[i] for i in batch])):
-            scores[index] = result
+    for batch in _batches([packed[i] for i in order], tokens_per_batch):
+        for position, result in zip(batch, _score_batch(model, [packed[order[i]] for i in batch])):
+            scores[order[position]] = result
     return scores

@@ -26,7 +26,7 @@ from megatron_telecom.evaluation.teleqna import (
     shots_for,
 )
 
-QUESTIONS_PER_STEP = 32  # questions handed to the scorer at once (progress granularity)
+QUESTIONS_PER_STEP = 64  # questions handed to the scorer at once (batched by length; progress step)
 
 
 @dataclass(frozen=True)
