@@ -306,3 +306,35 @@ def evaluation_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def evaluation_teleqna_fixture() -> Path:
     """Our TeleQnA-format sample: 3 questions per category, 2-5 options, 2 malformed records."""
     return EVALUATION_FIXTURES / "teleqna_sample.json"
+
+
+# ---- convert_ fixtures (tests/test_convert*.py) ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def convert_hf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random HF models, one per Llama-family variant (see _convert_helpers.TINY_VARIANTS)."""
+    from _convert_helpers import TINY_VARIANTS, write_tiny_hf_model
+
+    base = tmp_path_factory.mktemp("convert_hf")
+    return {name: write_tiny_hf_model(base / name, name) for name in TINY_VARIANTS}
+
+
+@pytest.fixture(scope="session")
+def convert_checkpoints(convert_hf_models: dict[str, Path],
+                        tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each tiny HF model converted by hf-to-mcore (one subprocess: the CPU shim is global)."""
+    import json
+    import sys
+
+    from _dist_helpers import REPO, run_subprocess, subprocess_env
+
+    base = tmp_path_factory.mktemp("convert_mcore")
+    jobs = {name: str(base / name) for name in convert_hf_models}
+    script = ("import json, sys\nfrom megatron_telecom.convert.hf_to_mcore import convert_hf_to_mcore\n"
+              "for hf, save in json.loads(sys.argv[1]):\n    convert_hf_to_mcore(hf, save)\n")
+    pairs = [(str(convert_hf_models[name]), save) for name, save in jobs.items()]
+    proc = run_subprocess([sys.executable, "-c", script, json.dumps(pairs)], env=subprocess_env(),
+                          timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return {name: Path(save) for name, save in jobs.items()}

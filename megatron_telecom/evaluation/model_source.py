@@ -2,8 +2,9 @@
 
 A megatron checkpoint folder (any TP/PP; the ``--save`` folder or one ``iter_*`` folder) is
 exported once to Hugging Face format with ``megatron_telecom.convert.mcore_to_hf`` into
-``<cache>/hf-exports/<key>``, where the key hashes the checkpoint's resolved path and iteration;
-the export is written to a temporary folder and renamed into place under a lock, so concurrent
+``<cache>/hf-exports/<name>-<key>``, where the key hashes the checkpoint's resolved path and
+iteration (a new save gets a new export; re-saving the same iteration in place does not); the
+export (a child process, staged and renamed by the converter) runs under a lock, so concurrent
 evaluations (shards) export once and never see half a folder. Models run in fp32 on CPU and
 bf16 on GPU (``--dtype`` overrides); scoring batches hold 2,048 padded tokens on CPU and 32,768
 on a GPU (``--tokens-per-batch`` overrides).
@@ -14,17 +15,18 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
-import tempfile
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from megatron_telecom.convert.bundled import cache_dir, is_bundled, resolve_hf_path
+from megatron_telecom.convert.mcore_to_hf import TRACKER_FILENAME, is_megatron_checkpoint
 
-TRACKER_FILE = "latest_checkpointed_iteration.txt"
-EXPORT_COMPLETE = ".export-complete"
+EXPORT_SCRIPT = ("import sys\nfrom megatron_telecom.convert.mcore_to_hf import export_mcore_to_hf\n"
+                 "export_mcore_to_hf(sys.argv[1], sys.argv[2])\n")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -41,7 +43,7 @@ class LoadedModel:
 
 def checkpoint_iteration(path: Path) -> str:
     """The iteration a checkpoint folder stands for: its tracker file, or its ``iter_*`` name."""
-    tracker = path / TRACKER_FILE
+    tracker = path / TRACKER_FILENAME
     if tracker.is_file():
         return tracker.read_text().strip()
     if path.name.startswith("iter_"):
@@ -57,31 +59,19 @@ def export_cache_path(checkpoint: Path) -> Path:
 
 
 def _export_checkpoint(checkpoint: Path) -> Path:
-    """The HF folder of a megatron checkpoint, exported on first use (locked, atomic)."""
-    from megatron_telecom.convert.mcore_to_hf import export_mcore_to_hf
-
+    """The HF folder of a megatron checkpoint, exported on first use (locked; the export is atomic)."""
     target = export_cache_path(checkpoint)
-    if (target / EXPORT_COMPLETE).is_file():
-        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / EXPORT_COMPLETE).is_file():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-            try:
-                export_mcore_to_hf(checkpoint, tmp)
-                (tmp / EXPORT_COMPLETE).write_text(f"{checkpoint.resolve()}\n")
-                shutil.rmtree(target, ignore_errors=True)
-                os.replace(tmp, target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # shards of one evaluation: one exports, the others wait
+        if not target.is_dir():
+            print(f"exporting megatron checkpoint {checkpoint} to {target} (once)", file=sys.stderr)
+            # A child process: megatron's CPU shim, which the export needs, stays on for a process's life.
+            done = subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, str(checkpoint), str(target)],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise ValueError(f"--model {checkpoint}: export to HF failed:\n{done.stderr[-3000:]}")
     return target
-
-
-def _is_megatron_checkpoint(path: Path) -> bool:
-    from megatron_telecom.convert.mcore_to_hf import is_megatron_checkpoint
-
-    return is_megatron_checkpoint(path)
 
 
 def resolve_model_path(source: str | os.PathLike) -> Path:
@@ -94,10 +84,10 @@ def resolve_model_path(source: str | os.PathLike) -> Path:
     if not path.is_dir():
         raise ValueError(f"--model {source}: no such folder; give an HF model folder, a megatron "
                          f"checkpoint folder or bundled:smollm2-135m")
-    if _is_megatron_checkpoint(path):
+    if is_megatron_checkpoint(path):
         return _export_checkpoint(path)
     raise ValueError(f"--model {source}: neither an HF model folder (no config.json) nor a megatron "
-                     f"checkpoint (no {TRACKER_FILE} or iter_* checkpoint)")
+                     f"checkpoint (no {TRACKER_FILENAME} or iter_* checkpoint)")
 
 
 def default_device() -> torch.device:
