@@ -11,9 +11,9 @@ Speed: the choices of a question share the context and often their first tokens.
 sequence holds the context once and then a prefix tree (trie) of the continuations: every
 distinct continuation prefix is one token, placed at its position after the context, and a 4-D
 attention mask lets it see the context and its own ancestors only, so each token is computed
-once and sees exactly the tokens it would see in ``context + continuation``. Several questions
-run as one right-padded batch (longest first, so padding is small), and only the positions that predict a continuation token go
-through the LM head.
+once and sees exactly the tokens it would see in ``context + continuation``. Several requests
+share a row of ``ROW_TOKENS`` tokens (the mask keeps them apart), rows form a right-padded batch,
+and only the positions that predict a continuation token go through the LM head.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+ROW_TOKENS = 512  # requests are packed into rows of this many tokens (no padding between them)
 
 @dataclass(frozen=True)
 class ContinuationScore:
@@ -117,28 +118,46 @@ def _score_batch(model, batch: list[PackedRequest]) -> list[list[ContinuationSco
              for t in packed.targets] for row, packed in enumerate(batch)]
 
 
-def _batches(items: list[PackedRequest], tokens_per_batch: int) -> Iterator[list[int]]:
-    """Indexes of ``items`` in consecutive batches of at most ``tokens_per_batch`` padded tokens."""
-    batch: list[int] = []
-    width = 0
-    for index, packed in enumerate(items):
-        new_width = max(width, len(packed.input_ids))
-        if batch and new_width * (len(batch) + 1) > tokens_per_batch:
-            yield batch
-            batch, new_width = [], len(packed.input_ids)
-        batch.append(index)
-        width = new_width
-    if batch:
-        yield batch
+def _concat(requests: list[PackedRequest]) -> PackedRequest:
+    """Several packed requests as one row: parents keep each request blind to the others."""
+    row = PackedRequest([], [], [], [])
+    for packed in requests:
+        offset = len(row.input_ids)
+        row.input_ids.extend(packed.input_ids)
+        row.positions.extend(packed.positions)
+        row.parents.extend(p + offset if p >= 0 else -1 for p in packed.parents)
+        row.targets.extend([(i + offset, token) for i, token in t] for t in packed.targets)
+    return row
+
+
+def _rows(order: list[int], packed: list[PackedRequest], row_tokens: int) -> Iterator[list[int]]:
+    """Request indexes filling rows of at most ``row_tokens`` tokens (longer requests alone)."""
+    row: list[int] = []
+    used = 0
+    for index in order:
+        length = len(packed[index].input_ids)
+        if row and used + length > row_tokens:
+            yield row
+            row, used = [], 0
+        row.append(index)
+        used += length
+    if row:
+        yield row
 
 
 def score_requests(model, requests: list[tuple[list[int], list[list[int]]]],
                    tokens_per_batch: int = 2048) -> list[list[ContinuationScore]]:
     """Scores of the continuations of each (context ids, continuation ids) request."""
     packed = [pack(context, continuations, max_length(model)) for context, continuations in requests]
-    order = sorted(range(len(packed)), key=lambda i: -len(packed[i].input_ids))  # little padding
+    order = sorted(range(len(packed)), key=lambda i: -len(packed[i].input_ids))
+    rows = list(_rows(order, packed, ROW_TOKENS))
     scores: list[list[ContinuationScore]] = [[] for _ in requests]
-    for batch in _batches([packed[i] for i in order], tokens_per_batch):
-        for position, result in zip(batch, _score_batch(model, [packed[order[i]] for i in batch])):
-            scores[order[position]] = result
+    per_batch = max(1, tokens_per_batch // ROW_TOKENS)
+    for lo in range(0, len(rows), per_batch):
+        batch = rows[lo:lo + per_batch]
+        results = _score_batch(model, [_concat([packed[i] for i in row]) for row in batch])
+        for row, result in zip(batch, results):
+            for index in row:
+                count = len(packed[index].targets)
+                scores[index], result = result[:count], result[count:]
     return scores
