@@ -78,8 +78,7 @@ def run_teleqna(args: argparse.Namespace) -> None:
         default_tokens_per_batch,
         load_model,
     )
-    from megatron_telecom.evaluation.multiple_choice import TeleQnAConfig
-    from megatron_telecom.evaluation.multiple_choice import run_teleqna as score
+    from megatron_telecom.evaluation.multiple_choice import TeleQnAConfig, evaluate_teleqna
     from megatron_telecom.evaluation.results import teleqna_table, update_results
     from megatron_telecom.evaluation.teleqna import read_teleqna, stratified_sample
 
@@ -93,7 +92,7 @@ def run_teleqna(args: argparse.Namespace) -> None:
               file=sys.stderr)
     sample = stratified_sample(data.questions, args.limit)
     model = load_model(args.model, args.dtype)
-    result, records = score(model, data.questions, sample, config)
+    result, records = evaluate_teleqna(model, data.questions, sample, config)
     result.update(data=str(args.data), malformed=data.malformed, malformed_examples=data.malformed_examples)
     if args.log_samples:
         atomic_write_text(args.log_samples, "".join(json.dumps(r) + "\n" for r in records))

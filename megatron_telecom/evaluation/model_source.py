@@ -32,11 +32,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class LoadedModel:
-    """A causal LM ready for scoring, with its tokenizer and where it came from."""
+    """A causal LM ready for scoring, with its tokenizer, HF folder and device."""
 
     model: torch.nn.Module
     tokenizer: object
-    source: str
     hf_path: Path
     device: torch.device
 
@@ -112,4 +111,4 @@ def load_model(source: str | os.PathLike, dtype: str | None = None,
     hf_path = resolve_model_path(source)
     tokenizer = AutoTokenizer.from_pretrained(hf_path)
     model = AutoModelForCausalLM.from_pretrained(hf_path, dtype=torch_dtype).to(device).eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, source=str(source), hf_path=hf_path, device=device)
+    return LoadedModel(model=model, tokenizer=tokenizer, hf_path=hf_path, device=device)

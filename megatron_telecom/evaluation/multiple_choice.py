@@ -124,7 +124,7 @@ def summarize(records: list[dict]) -> dict:
     return {"overall": _metrics(records), "categories": {c: _metrics(g) for c, g in sorted(groups.items())}}
 
 
-def run_teleqna(model: LoadedModel, questions: list[Question], sample: list[Question],
+def evaluate_teleqna(model: LoadedModel, questions: list[Question], sample: list[Question],
                 config: TeleQnAConfig) -> tuple[dict, list[dict]]:
     """Score this shard and return (result section, per-question records)."""
     config.validate()

@@ -8,8 +8,7 @@ no valid option number in ``answer``, no category) is counted by reason and skip
 
 Decisions: question and option texts are stripped of surrounding whitespace; ``--limit N`` takes
 from every category its share of N (largest remainder), each category in a fixed pseudo-random
-order (sha256 of the question id), so a sample is the same on every machine and a larger limit
-contains a smaller one's questions; few-shot examples come from a fixed pool: the last ``K + 1``
+order (sha256 of the question id), so a sample is the same on every machine; few-shot examples come from a fixed pool: the last ``K + 1``
 questions of each category in that order (a ``--limit`` sample takes the first ones), the question
 itself excluded, so shots are of the same category and never the evaluated question.
 """
