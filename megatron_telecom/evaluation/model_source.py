@@ -90,8 +90,11 @@ def resolve_model_path(source: str | os.PathLike) -> Path:
 
 
 def default_device() -> torch.device:
-    """The first GPU when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This process's GPU (``LOCAL_RANK`` / ``SLURM_LOCALID``, else the first) when there is one, else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+    return torch.device("cuda", int(local) % torch.cuda.device_count())
 
 
 def default_tokens_per_batch(device: torch.device) -> int:
