@@ -57,13 +57,18 @@ def plot(runs: dict[str, dict[str, float]], path: Path) -> None:
     for ax, panel in zip(axes[0], panels):
         suffix = "/perplexity" if panel == "perplexity" else "/acc"
         keys = sorted(n for n in names if n.startswith(panel + "/") and n.endswith(suffix))
-        groups = [k[len(panel) + 1: -len(suffix)] for k in keys]
+        groups = [Path(k[len(panel) + 1: -len(suffix)]).name for k in keys]
         width = 0.8 / len(runs)
         for i, (label, metrics) in enumerate(runs.items()):
             ax.bar([g + i * width for g in range(len(keys))], [metrics.get(k, 0) for k in keys], width, label=label)
+        if suffix == "/acc":  # the random-guess baseline of the first run's sample
+            first = next(iter(runs.values()))
+            ax.plot([g + 0.4 - width / 2 for g in range(len(keys))],
+                    [first.get(k[: -len(suffix)] + "/random", float("nan")) for k in keys], "k_", markersize=30,
+                    label="random")
         ax.set_xticks([g + 0.4 - width / 2 for g in range(len(keys))], groups, rotation=30, ha="right", fontsize=8)
         ax.set_title(panel.replace("teleqna/", "TeleQnA ") + (" accuracy" if suffix == "/acc" else ""))
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     tmp = temporary_path(path)
     fig.savefig(tmp, format="png", dpi=120)
