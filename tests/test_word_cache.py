@@ -18,6 +18,8 @@ from megatron.core.tokenizers import MegatronTokenizer
 from megatron_telecom.convert.bundled import resolve_hf_path
 from megatron_telecom.data.tokenizers import HuggingFaceTokenizer, build_tokenizer
 from megatron_telecom.data.word_cache import LLAMA3_PATTERN, QWEN2_PATTERN
+from megatron_telecom.training.config import TokenizerConfig
+from megatron_telecom.training.data import build_tokenizer as build_training_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "hf_tokenizer"
@@ -144,7 +146,8 @@ def test_characters_the_engines_split_differently_are_encoded_whole(tokenizers, 
 
 
 def test_bundled_smollm2_tokenizer():
-    """`bundled:smollm2-135m` is the built-in base model's tokenizer, for preprocess and trainer."""
+    """`bundled:smollm2-135m` is the built-in base model's tokenizer, for preprocess and trainer,
+    with megatron-core's own ids and EOD."""
     ours = build_tokenizer("HuggingFaceTokenizer", "bundled:smollm2-135m")
     folder = resolve_hf_path("bundled:smollm2-135m")
     assert ours.model_path == folder
@@ -154,6 +157,9 @@ def test_bundled_smollm2_tokenizer():
     assert (ours.vocab_size, ours.eod) == (theirs.vocab_size, theirs.eod) == (49152, 2)  # eos: <|im_end|>
     texts = fuzz_texts(11, 200)
     assert ours.tokenize_batch(texts) == [theirs.tokenize(t) for t in texts]
+    trainer = build_training_tokenizer(TokenizerConfig(tokenizer_type="HuggingFaceTokenizer",
+                                                       tokenizer_model="bundled:smollm2-135m"))
+    assert (trainer.vocab_size, trainer.eod, trainer.model_path) == (49152, 2, folder)
     with pytest.raises(ValueError, match="use --tokenizer-type HuggingFaceTokenizer"):
         build_tokenizer("SentencePieceTokenizer", "bundled:smollm2-135m")
     with pytest.raises(ValueError, match="use --tokenizer-type SentencePieceTokenizer"):
