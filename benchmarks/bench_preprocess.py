@@ -5,7 +5,8 @@ Builds JSONL from the 80 RFCs in ../shared/data/rfc (one document per RFC, the s
 about the target size: 50 MB is 4 copies), runs both tools with the same flags (`--workers 2
 --append-eod`) for each tokenizer family (SentencePiece: Mistral v3; Hugging Face: SmolLM2's
 byte-level BPE, the built-in base model's) and prints docs/s, tokens/s, MB/s, peak RSS (summed
-over the process tree, sampled every 50 ms), our speedup and whether the outputs are
+over the process tree, sampled every 50 ms), CPU seconds of the process tree (the figure to
+trust on a shared machine), our speedup and whether the outputs are
 byte-identical. Megatron-LM runs only when --megatron-lm points at its source tree (tag
 core_v0.16.1; see ../shared/reference/megatron-lm-preprocess.md) and --megatron-python at a Python
 that can run it; the two tools run back to back.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -61,8 +63,10 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float]:
-    """Run a command; returns (wall seconds, peak RSS of its whole process tree in MB)."""
+def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float, float]:
+    """Run a command; returns (wall seconds, CPU seconds of its whole process tree, peak RSS of
+    the tree in MB). CPU seconds hardly change with other load on a shared machine; wall does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     root = psutil.Process(proc.pid)
@@ -75,9 +79,11 @@ def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float]:
             pass
         time.sleep(0.05)
     wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited-for descendants: the workers too
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[:3]} failed:\n{proc.stderr.read()[-3000:]}")
-    return wall, peak / 2**20
+    return wall, cpu, peak / 2**20
 
 
 def measure_size(args: argparse.Namespace, corpus: Path, docs: int, nbytes: int, name: str) -> None:
@@ -88,19 +94,20 @@ def measure_size(args: argparse.Namespace, corpus: Path, docs: int, nbytes: int,
     tools = [("megatron-telecom", [sys.executable, str(REPO / "tools" / "preprocess_data.py")], REPO)]
     if args.megatron_lm:
         tools.append(("Megatron-LM", [args.megatron_python, "tools/preprocess_data.py"], args.megatron_lm))
-    outputs, walls = {}, {}
+    outputs, walls, cpus = {}, {}, {}
     for tool, cmd, cwd in tools:
         prefix = args.work_dir / f"{tool}_{name}_{nbytes}"
-        wall, rss = run_measured([*cmd, "--input", str(corpus), "--output-prefix", str(prefix), *flags], cwd)
+        wall, cpus[tool], rss = run_measured([*cmd, "--input", str(corpus), "--output-prefix", str(prefix), *flags], cwd)
         dataset = Path(f"{prefix}_text_document")
         tokens = read_index(dataset).num_tokens
         outputs[tool] = tuple(sha256_file(Path(f"{dataset}{suffix}")) for suffix in (".bin", ".idx"))
         walls[tool] = wall
+        ours = "megatron-telecom"
         same = "" if len(outputs) == 1 else (
-            f"{walls[tool] / walls['megatron-telecom']:.2f}x slower, "
-            + ("byte-identical" if outputs[tool] == outputs["megatron-telecom"] else "DIFFERENT"))
-        print(f"{nbytes / 1e6:>6.1f}MB {name:<13} {tool:<17} {wall:>7.1f} {docs / wall:>8.1f} {tokens / wall / 1e6:>7.2f} "
-              f"{nbytes / wall / 1e6:>7.2f} {rss:>11.0f}  {same}", flush=True)
+            f"{walls[tool] / walls[ours]:.2f}x wall, {cpus[tool] / cpus[ours]:.2f}x CPU, "
+            + ("byte-identical" if outputs[tool] == outputs[ours] else "DIFFERENT"))
+        print(f"{nbytes / 1e6:>6.1f}MB {name:<13} {tool:<17} {wall:>7.1f} {cpus[tool]:>6.1f} {docs / wall:>7.1f} "
+              f"{tokens / wall / 1e6:>7.2f} {nbytes / wall / 1e6:>6.2f} {rss:>11.0f}  {same}", flush=True)
         for suffix in (".bin", ".idx", ".json"):
             Path(f"{dataset}{suffix}").unlink(missing_ok=True)
 
@@ -120,8 +127,8 @@ def main() -> int:
         return 0
     args.work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_preprocess_"))
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{'size':>8} {'tokenizer':<13} {'tool':<17} {'wall s':>7} {'docs/s':>8} {'Mtok/s':>7} {'MB/s':>7} "
-          f"{'peak RSS MB':>11}  vs ours")
+    print(f"{'size':>8} {'tokenizer':<13} {'tool':<17} {'wall s':>7} {'CPU s':>6} {'docs/s':>7} {'Mtok/s':>7} "
+          f"{'MB/s':>6} {'peak RSS MB':>11}  vs ours")
     for size in args.sizes_mb:
         corpus = args.work_dir / f"rfc_{size}mb.jsonl"
         docs, nbytes = build_corpus(corpus, size)
