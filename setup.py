@@ -32,6 +32,7 @@ setup(
         "mistral-common",  # ships real Mistral SentencePiece models, used offline
         "pyyaml",
         "orjson",  # fast JSON parsing in preprocessing
+        "regex",  # Unicode classes (\p{L}) of Hugging Face pre-tokenizer patterns, for the word cache
         "tensorboard",
         "gguf",  # transformers reads the built-in base model's GGUF file with it
         "accelerate",

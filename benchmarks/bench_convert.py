@@ -60,7 +60,7 @@ def write_random_llama(folder: Path, size: str) -> int:
 def measure(command: list[str]) -> tuple[float, int]:
     """(seconds, peak bytes of the process tree): PSS, so pages shared with the forked
     checkpoint-writer processes count once (RSS would count them in every process)."""
-    seconds, peak_mb = run_measured(command, REPO, memory=lambda p: p.memory_full_info().pss)
+    seconds, _, peak_mb = run_measured(command, REPO, memory=lambda p: p.memory_full_info().pss)
     return seconds, int(peak_mb * 2**20)
 
 

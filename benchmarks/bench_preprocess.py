@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Preprocessing throughput and peak memory: ours vs Megatron-LM's tools/preprocess_data.py.
 
-Builds JSONL from the 80 RFCs in ../shared/data/rfc (one document per RFC, the set repeated
-until the target size), runs both tools with the same flags and prints docs/s, tokens/s, MB/s,
-peak RSS (summed over the process tree, sampled every 50 ms) and whether the outputs are
+Builds JSONL from the 80 RFCs in ../shared/data/rfc (one document per RFC, the set repeated to
+about the target size: 50 MB is 4 copies), runs both tools with the same flags (`--workers 2
+--append-eod`) for each tokenizer family (SentencePiece: Mistral v3; Hugging Face: SmolLM2's
+byte-level BPE, the built-in base model's) and prints docs/s, tokens/s, MB/s, peak RSS (summed
+over the process tree, sampled every 50 ms), CPU seconds of the process tree (the figure to
+trust on a shared machine), our speedup and whether the outputs are
 byte-identical. Megatron-LM runs only when --megatron-lm points at its source tree (tag
 core_v0.16.1; see ../shared/reference/megatron-lm-preprocess.md) and --megatron-python at a Python
-that can run it.
+that can run it; the two tools run back to back.
 
-    python benchmarks/bench_preprocess.py --sizes-mb 100 1000 \
+    python benchmarks/bench_preprocess.py --sizes-mb 50 100 \
         --megatron-lm /path/to/Megatron-LM --megatron-python /path/to/venv/bin/python
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -25,19 +29,26 @@ from pathlib import Path
 
 import psutil
 
+from megatron_telecom.convert.bundled import resolve_hf_path
 from megatron_telecom.data.indexed import read_index
 from megatron_telecom.data.tokenizers import bundled_tokenizer_model
 
 REPO = Path(__file__).resolve().parents[1]
 RFC_DIR = REPO.parent / "shared" / "data" / "rfc"
+# --tokenizers names -> (--tokenizer-type, how to find the model)
+TOKENIZERS = {
+    "mistral-v3": ("SentencePieceTokenizer", lambda: bundled_tokenizer_model("mistral-v3")),
+    "mistral-v1": ("SentencePieceTokenizer", lambda: bundled_tokenizer_model("mistral-v1")),
+    "smollm2-135m": ("HuggingFaceTokenizer", lambda: resolve_hf_path("bundled:smollm2-135m")),
+}
 
 
 def build_corpus(path: Path, size_mb: int) -> tuple[int, int]:
-    """Write RFC JSONL of at least size_mb MB; returns (documents, bytes)."""
+    """Write RFC JSONL of about size_mb MB (whole copies of the 80 RFCs); returns (documents, bytes)."""
     lines = [json.dumps({"text": p.read_bytes().decode("utf-8"), "id": p.stem}) + "\n"
              for p in sorted(RFC_DIR.glob("*.txt"))]
     block = "".join(lines).encode()
-    copies = -(-size_mb * 1_000_000 // len(block))
+    copies = max(1, round(size_mb * 1_000_000 / len(block)))
     with open(path, "wb") as f:
         for _ in range(copies):
             f.write(block)
@@ -53,8 +64,11 @@ def sha256_file(path: Path) -> str:
 
 
 def run_measured(cmd: list[str], cwd: Path, memory=lambda p: p.memory_info().rss  # noqa: ANN001
-                 ) -> tuple[float, float]:
-    """Run a command; returns (wall seconds, peak ``memory`` (RSS) of its whole process tree in MB)."""
+                 ) -> tuple[float, float, float]:
+    """Run a command; returns (wall seconds, CPU seconds of its whole process tree, peak ``memory``
+    (RSS by default) of the tree in MB). CPU seconds hardly change with other load on a shared
+    machine; wall does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     root = psutil.Process(proc.pid)
@@ -67,16 +81,45 @@ def run_measured(cmd: list[str], cwd: Path, memory=lambda p: p.memory_info().rss
             pass
         time.sleep(0.05)
     wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited-for descendants: the workers too
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[:3]} failed:\n{proc.stderr.read()[-3000:]}")
-    return wall, peak / 2**20
+    return wall, cpu, peak / 2**20
+
+
+def measure_size(args: argparse.Namespace, corpus: Path, docs: int, nbytes: int, name: str) -> None:
+    """Both tools on one corpus and tokenizer, back to back; prints one row per tool."""
+    tokenizer_type, model = TOKENIZERS[name]
+    flags = ["--tokenizer-type", tokenizer_type, "--tokenizer-model", str(model()),
+             "--workers", str(args.workers), "--append-eod", "--log-interval", "100000"]
+    tools = [("megatron-telecom", [sys.executable, str(REPO / "tools" / "preprocess_data.py")], REPO)]
+    if args.megatron_lm:
+        tools.append(("Megatron-LM", [args.megatron_python, "tools/preprocess_data.py"], args.megatron_lm))
+    outputs, walls, cpus = {}, {}, {}
+    for tool, cmd, cwd in tools:
+        prefix = args.work_dir / f"{tool}_{name}_{nbytes}"
+        wall, cpus[tool], rss = run_measured([*cmd, "--input", str(corpus), "--output-prefix", str(prefix), *flags], cwd)
+        dataset = Path(f"{prefix}_text_document")
+        tokens = read_index(dataset).num_tokens
+        outputs[tool] = tuple(sha256_file(Path(f"{dataset}{suffix}")) for suffix in (".bin", ".idx"))
+        walls[tool] = wall
+        ours = "megatron-telecom"
+        same = "" if len(outputs) == 1 else (
+            f"{walls[tool] / walls[ours]:.2f}x wall, {cpus[tool] / cpus[ours]:.2f}x CPU, "
+            + ("byte-identical" if outputs[tool] == outputs[ours] else "DIFFERENT"))
+        print(f"{nbytes / 1e6:>6.1f}MB {name:<13} {tool:<17} {wall:>7.1f} {cpus[tool]:>6.1f} {docs / wall:>7.1f} "
+              f"{tokens / wall / 1e6:>7.2f} {nbytes / wall / 1e6:>6.2f} {rss:>11.0f}  {same}", flush=True)
+        for suffix in (".bin", ".idx", ".json"):
+            Path(f"{dataset}{suffix}").unlink(missing_ok=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes-mb", type=int, nargs="+", default=[100])
+    parser.add_argument("--sizes-mb", type=int, nargs="+", default=[50, 100])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--tokenizer", default="mistral-v3", help="bundled SentencePiece model")
+    parser.add_argument("--tokenizers", nargs="+", choices=sorted(TOKENIZERS), default=["mistral-v3", "smollm2-135m"],
+                        help="bundled tokenizers to run (SentencePiece mistral-*, Hugging Face smollm2-135m)")
     parser.add_argument("--megatron-lm", type=Path, help="Megatron-LM source tree (core_v0.16.1)")
     parser.add_argument("--megatron-python", default=sys.executable)
     parser.add_argument("--work-dir", type=Path)
@@ -84,31 +127,15 @@ def main() -> int:
     if not RFC_DIR.is_dir():
         print(f"skipped: {RFC_DIR} is absent (the benchmark reads the shared RFC corpus)")
         return 0
-    model = str(bundled_tokenizer_model(args.tokenizer))
-    flags = ["--tokenizer-type", "SentencePieceTokenizer", "--tokenizer-model", model,
-             "--workers", str(args.workers), "--append-eod", "--log-interval", "100000"]
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_preprocess_"))
-    work.mkdir(parents=True, exist_ok=True)
-    print(f"{'size':>7} {'tool':<15} {'wall s':>7} {'docs/s':>8} {'Mtok/s':>7} {'MB/s':>7} {'peak RSS MB':>11}  output")
+    args.work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_preprocess_"))
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{'size':>8} {'tokenizer':<13} {'tool':<17} {'wall s':>7} {'CPU s':>6} {'docs/s':>7} {'Mtok/s':>7} "
+          f"{'MB/s':>6} {'peak RSS MB':>11}  vs ours")
     for size in args.sizes_mb:
-        corpus = work / f"rfc_{size}mb.jsonl"
+        corpus = args.work_dir / f"rfc_{size}mb.jsonl"
         docs, nbytes = build_corpus(corpus, size)
-        tools = [("megatron-telecom", [sys.executable, str(REPO / "tools" / "preprocess_data.py")], REPO)]
-        if args.megatron_lm:
-            tools.append(("Megatron-LM", [args.megatron_python, "tools/preprocess_data.py"], args.megatron_lm))
-        outputs = {}
-        for name, cmd, cwd in tools:
-            prefix = work / f"{name}_{size}"
-            wall, rss = run_measured([*cmd, "--input", str(corpus), "--output-prefix", str(prefix), *flags], cwd)
-            dataset = Path(f"{prefix}_text_document")
-            tokens = read_index(dataset).num_tokens
-            outputs[name] = tuple(sha256_file(Path(f"{dataset}{suffix}")) for suffix in (".bin", ".idx"))
-            same = "" if len(outputs) == 1 else (
-                "byte-identical" if outputs[name] == outputs["megatron-telecom"] else "DIFFERENT")
-            print(f"{size:>5}MB {name:<15} {wall:>7.1f} {docs / wall:>8.1f} {tokens / wall / 1e6:>7.2f} "
-                  f"{nbytes / wall / 1e6:>7.2f} {rss:>11.0f}  {same}", flush=True)
-            for suffix in (".bin", ".idx", ".json"):
-                Path(f"{dataset}{suffix}").unlink(missing_ok=True)
+        for name in args.tokenizers:
+            measure_size(args, corpus, docs, nbytes, name)
         corpus.unlink()
     return 0
 

@@ -462,6 +462,8 @@ def preprocess(config: PreprocessConfig) -> PreprocessResult:
     """Run the whole conversion; on any error (or Ctrl-C) no output file is left behind."""
     inputs = resolve_inputs(config.input)
     encoder = Encoder(config)
+    if encoder.tokenizer.fast_path_note:
+        print(f"note: {encoder.tokenizer.fast_path_note}", file=sys.stderr, flush=True)
     dtype = encoder.dtype
     progress = Progress(total_bytes=sum(i.size for i in inputs), log_interval=config.log_interval)
     writers = {key: IndexedDatasetWriter(config.dataset_prefix(key), dtype) for key in config.json_keys}
