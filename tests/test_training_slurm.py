@@ -19,7 +19,6 @@ import pytest
 from _dist_helpers import (
     REPO,
     read_jsonl,
-    run_torchrun,
     subprocess_env,
     tiny_train_args,
     train_losses,
@@ -123,8 +122,11 @@ def test_time_limit_signal_requeues_and_resumes_to_train_iters(slurm_cluster, to
                       ("start", saved_at, 1, None, None),
                       ("stop", train_iters, 1, "done", False)]
 
-    reference = tmp_path / "reference"
-    run_torchrun(2, _flags(tokens, reference, train_iters))
+    # the same job never signalled (under srun: torchrun's launch differs in the last bits)
+    reference, reference_log = tmp_path / "reference", tmp_path / "reference.out"
+    reference_job = _sbatch(env, reference_log, _flags(tokens, reference, train_iters))
+    assert _wait_done(env, reference_job, reference_log)["JobState"] == "COMPLETED", \
+        _log(reference_log)
     expected, got = train_losses(reference / "metrics.jsonl"), train_losses(root / "metrics.jsonl")
     assert sorted(got) == list(range(1, train_iters + 1))
     assert {i: got[i] for i in expected if i > saved_at} == \
