@@ -173,7 +173,8 @@ def after_stop(reason: str, *, iteration: int | None, save: str | None, max_requ
         return False
     decision = decide(reason, job=history.job, save=save, max_requeues=max_requeues)
     if not decision.requeue:
-        print(f"not requeued after iteration {iteration}: {decision.why}", flush=True)
+        if history.job is not None or is_signal_stop(reason):  # torchrun: only what to do next
+            print(f"not requeued after iteration {iteration}: {decision.why}", flush=True)
         if is_signal_stop(reason):
             print(resubmit_hint(save), flush=True)
         history.record("stop", iteration, reason=reason, requeued=False, why=decision.why)
