@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from megatron_telecom.training.arguments import parse_config
 from megatron_telecom.training.requeue import (
     Decision,
     RunHistory,
@@ -35,6 +36,15 @@ JOB = SlurmJob(job_id="77", restart_count=1)
 ])
 def test_decide(reason, job, save, expected):
     assert decide(reason, job=job, save=save, max_requeues=3) == expected
+
+
+def test_max_requeues_flag():
+    required = ["--train-iters", "5", "--lr", "1e-4", "--tokenizer-type", "NullTokenizer",
+                "--vocab-size", "512", "--data-path", "/data/a"]
+    assert parse_config([*required, "--max-requeues", "2"]).training.max_requeues == 2
+    assert parse_config(required).training.max_requeues == 5
+    with pytest.raises(ValueError, match="--max-requeues -1: give 0"):
+        parse_config([*required, "--max-requeues", "-1"])
 
 
 def test_slurm_job_from_environ_names_array_tasks():

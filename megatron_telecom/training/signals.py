@@ -1,7 +1,8 @@
 """Preemption and time limits: SIGTERM/SIGUSR1 (SLURM) and --exit-duration-in-mins.
 
 The handler only records the signal; the trainer checks at the end of every iteration, all
-ranks agree through one all-reduce, and then they save a checkpoint and exit 0 together.
+ranks agree through one all-reduce, and then they save a checkpoint and exit 0 together
+(under SLURM, after a signal, requeue.py has the job requeue itself first).
 The time limit counts from process start (the earliest over ranks), as Megatron-LM's does.
 """
 
