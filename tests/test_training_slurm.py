@@ -122,7 +122,7 @@ def test_time_limit_signal_requeues_and_resumes_to_train_iters(slurm_cluster, to
                       ("start", saved_at, 1, None, None),
                       ("stop", train_iters, 1, "done", False)]
 
-    # the same job never signalled (under srun: torchrun's launch differs in the last bits)
+    # the same job (same config file and flags), never signalled
     reference, reference_log = tmp_path / "reference", tmp_path / "reference.out"
     reference_job = _sbatch(env, reference_log, _flags(tokens, reference, train_iters))
     assert _wait_done(env, reference_job, reference_log)["JobState"] == "COMPLETED", \
