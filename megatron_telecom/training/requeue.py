@@ -8,8 +8,9 @@ for ``cred_expire``, 120 s by default) and the run resumes from --save. Decision
 
 - Requeued: a stop on a signal, with --save, inside a SLURM job that has been restarted fewer
   than --max-requeues times (``SLURM_RESTART_COUNT``: SLURM's own requeues count too) and that
-  SLURM still shows RUNNING. A job being cancelled (``scancel``) or ended at its hard time
-  limit shows COMPLETING and is left to end; preemption with a GraceTime leaves it RUNNING.
+  SLURM still shows RUNNING. A job being cancelled (``scancel``, tested) or ended at its hard
+  time limit shows COMPLETING and is left to end; a job preempted within its GraceTime should
+  still show RUNNING (SLURM's documented behaviour, untested: no preemption here).
 - Never requeued: a finished run (--train-iters), the --exit-duration-in-mins budget (the run's
   own limit), a failure (NaN/Inf, exception, bad configuration), a run without --save.
 - Array jobs requeue their own task (``ARRAYJOBID_TASKID``).
