@@ -4,8 +4,9 @@
     srun python -m megatron_telecom.pretrain --config X.yaml ...      (one task per GPU)
 
 Flags are Megatron-LM's (``--help`` lists them); they override the YAML file's keys.
-Exit codes: 0 finished or stopped cleanly on SIGTERM/SIGUSR1/time limit (checkpoint saved),
-1 NaN/Inf loss, 2 bad configuration.
+Exit codes: 0 finished or stopped cleanly on SIGTERM/SIGUSR1/time limit (checkpoint saved;
+under SLURM a signal stop requeues the job, see training/requeue.py), 1 NaN/Inf loss,
+2 bad configuration.
 """
 
 from __future__ import annotations
@@ -30,19 +31,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from megatron_telecom.runtime.distributed import destroy_distributed
+    from megatron_telecom.training.requeue import FAILED, RunHistory, SlurmJob, after_stop
     from megatron_telecom.training.trainer import NonFiniteLossError, setup, train
 
+    history = RunHistory(cfg.checkpoint.save, job=SlurmJob.from_environ())
     run = None
+
+    def stopped(reason: str) -> None:  # rank 0: requeue (SLURM) or say why not; record it
+        after_stop(reason, iteration=run.state.iteration if run else None,
+                   save=cfg.checkpoint.save, max_requeues=cfg.training.max_requeues,
+                   history=history)
+
     try:
         run = setup(cfg, start_time=_START_TIME)
-        train(run)
+        history.record("start", run.state.iteration)
+        stopped(train(run))
         return 0
-    except ValueError as err:
+    except (ValueError, NonFiniteLossError) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 1
+        stopped(f"{FAILED}{err}")
+        return 2 if isinstance(err, ValueError) else 1
+    except Exception as err:
+        stopped(f"{FAILED}{type(err).__name__}: {err}")
+        raise
     finally:
         if run is not None:
             run.writer.close()

@@ -6,19 +6,24 @@
 # Flags after the config override its keys (Megatron-LM names), e.g. --train-iters 2000.
 # The runtime reads SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID and takes the first host of the
 # job's node list as master (port: $MASTER_PORT, else derived from the job id).
-# Preemption: SLURM sends SIGUSR1 (5 min before the time limit, --signal below) or SIGTERM
-# (preemption, scancel); every task saves a checkpoint and exits 0. Submitting the same command
-# again resumes from the config's --save folder.
-# NOTE: such a stop exits 0, so the job ends COMPLETED and SLURM does NOT requeue it by itself
-# (--requeue only covers node failure/preemption requeues). Resubmit it, or chain jobs up front:
-#   jid=$(sbatch --parsable slurm/pretrain.sh CFG.yaml)
-#   sbatch --dependency=afterany:$jid slurm/pretrain.sh CFG.yaml    # resumes from --save
-# (a chained job that finds the run finished saves nothing new and exits 0).
-# Big checkpoints: the save after SIGUSR1 must fit in the 300 s of --signal=USR1@300 (raise it
-# for large models / slow storage); after SIGTERM, SLURM waits KillWait (slurm.conf, often 30 s)
-# and, for preemption, the partition's GraceTime before SIGKILL: ask the admins to set them
-# above the time one checkpoint save takes, else a preempted job may lose the work since its
-# last --save-interval checkpoint (the previous checkpoint always stays loadable).
+# Time limits and preemption: the run carries on by itself, in the same job id.
+# SLURM sends SIGUSR1 300 s before the time limit (--signal below) and SIGTERM on preemption;
+# every task saves a checkpoint, then rank 0 runs `scontrol requeue` for this job (array jobs:
+# their own task) and SLURM starts this script again, which resumes from the config's --save.
+# SLURM holds a requeued job for cred_expire (slurm.conf AuthInfo, 120 s by default) first.
+# Not requeued: a finished run (--train-iters), the --exit-duration-in-mins budget, a failure
+# (NaN/Inf, exception, bad config: the job ends FAILED), a job cancelled with scancel, and a job
+# already requeued --max-requeues times (default 5). Without scontrol on the compute nodes, or
+# if SLURM refuses, the job ends COMPLETED and prints the command to resubmit.
+# The log tells the story: one output file per job (--open-mode=append: each restart appends,
+# starting with a "job N (restart R)" line), and <save>/run_history.jsonl records every start
+# and stop (UTC time, iteration, reason, requeued or why not).
+# Limits: the save after SIGUSR1 must fit in the 300 s of --signal=USR1@300 (raise it for large
+# models / slow storage); after SIGTERM, SLURM waits KillWait (slurm.conf, often 30 s) and, for
+# preemption, the partition's GraceTime before SIGKILL: ask the admins to set them above the
+# time one checkpoint save takes, else a preempted job may lose the work since its last
+# --save-interval checkpoint (the previous checkpoint always stays loadable). A job killed at
+# its hard time limit (no SIGUSR1 margin) or by SIGKILL is not requeued by the run itself.
 # On a CPU-only cluster, override the GPU lines:
 #   sbatch --gpus-per-node=0 --ntasks-per-node=2 slurm/pretrain.sh examples/configs/tiny_cpu.yaml ...
 #SBATCH --job-name=telecom-cpt
@@ -31,6 +36,7 @@
 #SBATCH --signal=USR1@300
 #SBATCH --requeue
 #SBATCH --output=pretrain-%j.out
+#SBATCH --open-mode=append
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -48,7 +54,10 @@ export CUDA_DEVICE_MAX_CONNECTIONS=1   # megatron-core: keeps TP/SP communicatio
 export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
 export PYTHONUNBUFFERED=1
 
-echo "job ${SLURM_JOB_ID:-?}: ${SLURM_NNODES:-1} node(s), ${SLURM_NTASKS:-1} task(s), config $config"
+# how to continue by hand if the run cannot requeue itself (printed by the trainer)
+export PRETRAIN_RESUBMIT="sbatch [your sbatch options] slurm/pretrain.sh ${config}${*:+ $*}"
+echo "job ${SLURM_JOB_ID:-?} (restart ${SLURM_RESTART_COUNT:-0}) $(date -u +%FT%TZ):" \
+    "${SLURM_NNODES:-1} node(s), ${SLURM_NTASKS:-1} task(s), config $config"
 # SLURM >= 22.05 no longer passes the job's --cpus-per-task on to srun: ask for it again
 srun --kill-on-bad-exit=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" \
     python -m megatron_telecom.pretrain --config "$config" "$@"

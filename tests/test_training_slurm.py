@@ -1,8 +1,11 @@
 """``sbatch slurm/pretrain.sh`` for real on conftest's private one-node SLURM cluster.
 
-Two CPU tasks train the tiny model; ``scancel --signal=USR1`` (what ``--signal=USR1@300``
-sends before the time limit) makes every task save a checkpoint and exit 0, and submitting
-the same command again resumes from that checkpoint and finishes.
+Two CPU tasks train the tiny model. ``scancel --signal=USR1`` is what ``--signal=USR1@300``
+sends before the time limit: every task saves a checkpoint, rank 0 requeues the job, and the
+same job id resumes from that checkpoint up to --train-iters, with the losses of a run that was
+never interrupted. A failed run, a job at --max-requeues and a job without scontrol are not
+requeued. SLURM holds a requeued job for cred_expire (120 s) before it may start again; the
+tests lift that hold with ``scontrol update StartTime=now`` to stay fast.
 """
 
 from __future__ import annotations
@@ -10,69 +13,184 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from _dist_helpers import REPO, read_jsonl, subprocess_env, tiny_train_args, write_token_dataset
+from _dist_helpers import (
+    REPO,
+    read_jsonl,
+    subprocess_env,
+    tiny_train_args,
+    train_losses,
+    write_token_dataset,
+)
 
 from megatron_telecom.training.checkpointing import read_tracker
+from megatron_telecom.training.requeue import read_history
 
 CONFIG = REPO / "examples" / "configs" / "tiny_cpu.yaml"
+JOB_TIMEOUT_S = 420  # a job with a restart on a loaded 2-core machine
+ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING")
 
 
-def _sbatch(env: dict, out, flags: list[str]) -> str:
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory) -> Path:
+    return write_token_dataset(tmp_path_factory.mktemp("slurm_data") / "tokens")
+
+
+def _flags(tokens: Path, root: Path, train_iters: int, **extra: object) -> list[str]:
+    return tiny_train_args(tokens, cache=root / "cache", train_iters=train_iters,
+                           save=root / "ckpt", log_metrics_file=root / "metrics.jsonl", **extra)
+
+
+def _sbatch(env: dict, out: Path, flags: list[str], *sbatch_options: str) -> str:
     proc = subprocess.run(
         ["sbatch", "--parsable", "--gpus-per-node=0", "--ntasks-per-node=2", "--cpus-per-task=1",
-         "--time=00:10:00", f"--output={out}", str(REPO / "slurm" / "pretrain.sh"), str(CONFIG),
-         *flags], env=env, capture_output=True, text=True, timeout=60, cwd=REPO)
+         "--time=00:10:00", f"--output={out}", *sbatch_options,
+         str(REPO / "slurm" / "pretrain.sh"), str(CONFIG), *flags],
+        env=env, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().split(";")[0]
 
 
-def _state(env: dict, job: str) -> str:
-    proc = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True,
+def _job(env: dict, job: str) -> dict[str, str]:
+    """``scontrol show job`` fields (JobState, Restarts, Reason, ExitCode...); {} once gone."""
+    proc = subprocess.run(["scontrol", "show", "job", "-o", job], env=env, capture_output=True,
                           text=True, timeout=30)
-    match = re.search(r"JobState=(\S+)", proc.stdout)
-    return match.group(1) if match else "GONE"
+    return dict(re.findall(r"(\w+)=(\S*)", proc.stdout)) if proc.returncode == 0 else {}
 
 
-def _wait_done(env: dict, job: str, log, timeout: float = 300) -> str:
+def _log(path: Path) -> str:
+    return path.read_text()[-4000:] if path.exists() else "(no output file yet)"
+
+
+def _wait_done(env: dict, job: str, log: Path, timeout: float = JOB_TIMEOUT_S) -> dict[str, str]:
+    """Poll until the job has ended for good; a requeued job is released from SLURM's hold."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = _state(env, job)
-        if state not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING"):
-            return state
+        fields = _job(env, job)
+        state = fields.get("JobState", "GONE")
+        if state not in ACTIVE_STATES:
+            return fields
+        if state == "PENDING" and fields.get("Reason") == "BeginTime":
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env,
+                           capture_output=True, timeout=30)
         time.sleep(1)
     subprocess.run(["scancel", job], env=env, timeout=30)
-    pytest.fail(f"job {job} not done after {timeout}s:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"job {job} not done after {timeout}s:\n{_log(log)}")
+
+
+def _signal_when_training(env: dict, job: str, root: Path, log: Path) -> None:
+    """Send the time-limit signal once the job has logged an iteration."""
+    metrics = root / "metrics.jsonl"
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not (metrics.exists() and read_jsonl(metrics)):
+        assert time.monotonic() < deadline, _log(log)
+        assert _job(env, job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), _log(log)
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True, timeout=30)
+
+
+def _stopped_at(log: Path) -> int:
+    stopped = re.search(r"exiting at iteration (\d+) on signal SIGUSR1", log.read_text())
+    assert stopped, _log(log)
+    return int(stopped.group(1))
 
 
 @pytest.mark.slow
-def test_sbatch_pretrain_preempted_by_usr1_then_resubmitted(slurm_cluster, tmp_path):
+def test_time_limit_signal_requeues_and_resumes_to_train_iters(slurm_cluster, tokens, tmp_path):
+    train_iters = 40
     env = subprocess_env(SLURM_CONF=slurm_cluster["SLURM_CONF"], PRETRAIN_ROOT=str(REPO))
-    prefix = write_token_dataset(tmp_path / "tokens")
-    save, metrics = tmp_path / "ckpt", tmp_path / "metrics.jsonl"
+    root, log = tmp_path / "job", tmp_path / "job.out"
+    job = _sbatch(env, log, _flags(tokens, root, train_iters))
+    _signal_when_training(env, job, root, log)
+    final = _wait_done(env, job, log)
+    text = log.read_text()
+    assert (final["JobState"], final["Restarts"]) == ("COMPLETED", "1"), text[-4000:]
+    saved_at = _stopped_at(log)
+    assert 0 < saved_at < train_iters
+    # one output file: the first run, the requeue, the restart that resumes and finishes
+    assert f"job {job} (restart 0)" in text and f"job {job} (restart 1)" in text
+    assert f"requeuing job {job} after the checkpoint at iteration {saved_at}" in text
+    assert f"loaded checkpoint {root / 'ckpt'}/iter_{saved_at:07d}" in text
+    assert f"not requeued after iteration {train_iters}: training finished" in text
+    assert read_tracker(root / "ckpt") == train_iters
+    events = [(e["event"], e["iteration"], e["restart"], e.get("reason"), e.get("requeued"))
+              for e in read_history(root / "ckpt")]
+    assert events == [("start", 0, 0, None, None),
+                      ("stop", saved_at, 0, "signal SIGUSR1", True),
+                      ("start", saved_at, 1, None, None),
+                      ("stop", train_iters, 1, "done", False)]
 
-    def flags(train_iters: int) -> list[str]:
-        return tiny_train_args(prefix, cache=tmp_path / "cache", train_iters=train_iters,
-                               save=save, log_metrics_file=metrics)
+    # the same job (same config file and flags), never signalled
+    reference, reference_log = tmp_path / "reference", tmp_path / "reference.out"
+    reference_job = _sbatch(env, reference_log, _flags(tokens, reference, train_iters))
+    assert _wait_done(env, reference_job, reference_log)["JobState"] == "COMPLETED", \
+        _log(reference_log)
+    expected, got = train_losses(reference / "metrics.jsonl"), train_losses(root / "metrics.jsonl")
+    assert sorted(got) == list(range(1, train_iters + 1))
+    assert {i: got[i] for i in expected if i > saved_at} == \
+        {i: loss for i, loss in expected.items() if i > saved_at}  # bitwise: floats compared ==
 
-    log1 = tmp_path / "job1.out"
-    job = _sbatch(env, log1, flags(100_000))
-    deadline = time.monotonic() + 240
-    while not (metrics.exists() and len(read_jsonl(metrics)) >= 2):
-        assert time.monotonic() < deadline, log1.read_text()[-3000:] if log1.exists() else "no log"
-        assert _state(env, job) in ("PENDING", "RUNNING", "CONFIGURING"), log1.read_text()[-3000:]
-        time.sleep(0.5)
-    subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True, timeout=30)
-    assert _wait_done(env, job, log1) == "COMPLETED", log1.read_text()[-3000:]
-    stopped = re.search(r"exiting at iteration (\d+) on signal SIGUSR1", log1.read_text())
-    assert stopped, log1.read_text()[-3000:]
-    saved_at = int(stopped.group(1))
-    assert read_tracker(save) == saved_at
+
+@pytest.mark.slow
+def test_failed_run_is_not_requeued(slurm_cluster, tokens, tmp_path):
+    env = subprocess_env(SLURM_CONF=slurm_cluster["SLURM_CONF"], PRETRAIN_ROOT=str(REPO))
+    root, log = tmp_path / "job", tmp_path / "job.out"
+    job = _sbatch(env, log, _flags(tokens, root, 50, lr=1e30, min_lr=0, clip_grad=0))
+    final = _wait_done(env, job, log)
+    text = log.read_text()
+    assert (final["JobState"], final["Restarts"]) == ("FAILED", "0"), text[-4000:]
+    assert re.search(r"(lm loss|grad norm) is (nan|inf) at iteration \d+", text), text[-4000:]
+    assert "not requeued after iteration" in text and "the run failed" in text
+    assert "requeuing" not in text
+    stop = read_history(root / "ckpt")[-1]
+    assert stop["event"] == "stop" and stop["requeued"] is False
+    assert stop["reason"].startswith("failed: ") and stop["why"] == "the run failed"
+
+
+@pytest.mark.slow
+def test_max_requeues_reached_completes_and_resubmission_resumes(slurm_cluster, tokens, tmp_path):
+    env = subprocess_env(SLURM_CONF=slurm_cluster["SLURM_CONF"], PRETRAIN_ROOT=str(REPO))
+    root, log = tmp_path / "job", tmp_path / "job.out"
+    job = _sbatch(env, log, _flags(tokens, root, 100_000, max_requeues=0))
+    _signal_when_training(env, job, root, log)
+    final = _wait_done(env, job, log)
+    assert (final["JobState"], final["Restarts"]) == ("COMPLETED", "0"), _log(log)
+    saved_at = _stopped_at(log)
+    assert f"job {job} was already requeued 0 time(s) (--max-requeues 0)" in log.read_text()
+    assert "to continue, run sbatch [your sbatch options] slurm/pretrain.sh" in log.read_text()
+    assert read_tracker(root / "ckpt") == saved_at
 
     log2 = tmp_path / "job2.out"
     # resubmitted (stopping 2 iterations later: a new schedule length, hence the override)
-    job2 = _sbatch(env, log2, [*flags(saved_at + 2), "--override-opt_param-scheduler"])
-    assert _wait_done(env, job2, log2) == "COMPLETED", log2.read_text()[-3000:]
-    assert f"loaded checkpoint {save}/iter_{saved_at:07d}" in log2.read_text()
-    assert read_tracker(save) == saved_at + 2
+    job2 = _sbatch(env, log2, [*_flags(tokens, root, saved_at + 2),
+                               "--override-opt_param-scheduler"])
+    assert _wait_done(env, job2, log2)["JobState"] == "COMPLETED", _log(log2)
+    assert f"loaded checkpoint {root / 'ckpt'}/iter_{saved_at:07d}" in log2.read_text()
+    assert read_tracker(root / "ckpt") == saved_at + 2
+    assert [e["event"] for e in read_history(root / "ckpt")] == ["start", "stop"] * 2
+
+
+@pytest.mark.slow
+def test_without_scontrol_the_job_completes_and_says_how_to_resubmit(slurm_cluster, tokens,
+                                                                       tmp_path):
+    """Compute nodes without SLURM's client tools: PATH holds srun and coreutils, no scontrol."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("srun", "date", "dirname"):
+        (bin_dir / tool).symlink_to(subprocess.check_output(["which", tool], text=True).strip())
+    env = subprocess_env(SLURM_CONF=slurm_cluster["SLURM_CONF"], PRETRAIN_ROOT=str(REPO))
+    root, log = tmp_path / "job", tmp_path / "job.out"
+    job = _sbatch(env, log, _flags(tokens, root, 100_000), f"--export=ALL,PATH={bin_dir}")
+    _signal_when_training(env, job, root, log)
+    final = _wait_done(env, job, log)
+    text = log.read_text()
+    assert (final["JobState"], final["Restarts"], final["ExitCode"]) == ("COMPLETED", "0", "0:0"), \
+        text[-4000:]
+    saved_at = _stopped_at(log)
+    assert f"requeuing job {job} after the checkpoint at iteration {saved_at}" in text
+    assert "not requeued: scontrol is not on PATH; to continue, run sbatch" in text
+    stop = read_history(root / "ckpt")[-1]
+    assert (stop["iteration"], stop["requeued"], stop["why"]) == \
+        (saved_at, False, "scontrol is not on PATH")

@@ -193,6 +193,8 @@ def validate_config(cfg: PretrainConfig) -> None:
 def _validate_layout_and_outputs(cfg: PretrainConfig) -> None:
     """Batch sizes, optimizer-sharding options, the valid split, and what needs --save."""
     t, p, c = cfg.training, cfg.parallel, cfg.checkpoint
+    if t.max_requeues < 0:
+        raise ValueError(f"--max-requeues {t.max_requeues}: give 0 (never requeue) or more")
     if t.micro_batch_size <= 0 or (t.global_batch_size is not None and t.global_batch_size <= 0):
         raise ValueError("--micro-batch-size and --global-batch-size must be > 0")
     if p.overlap_param_gather and not p.use_distributed_optimizer:

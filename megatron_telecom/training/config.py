@@ -159,6 +159,7 @@ class TrainingConfig:
     seed: int = opt(1234, "random seed (init, data order, dropout)")
     exit_duration_in_mins: float | None = opt(None, "save and exit after this many minutes")
     exit_signal_handler: bool = opt(True, "on SIGTERM/SIGUSR1 save a checkpoint and exit 0")
+    max_requeues: int = opt(5, "under SLURM, requeue the job after such a stop at most N times")
 
 
 SECTIONS: dict[str, type] = {

@@ -1,7 +1,8 @@
 """Preemption and time limits: SIGTERM/SIGUSR1 (SLURM) and --exit-duration-in-mins.
 
 The handler only records the signal; the trainer checks at the end of every iteration, all
-ranks agree through one all-reduce, and then they save a checkpoint and exit 0 together.
+ranks agree through one all-reduce, and then they save a checkpoint and exit 0 together
+(under SLURM, after a signal, requeue.py has the job requeue itself first).
 The time limit counts from process start (the earliest over ranks), as Megatron-LM's does.
 """
 
@@ -17,6 +18,7 @@ import torch.distributed as dist
 from megatron_telecom.runtime.distributed import get_device
 
 EXIT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+TRAINING_DONE = "done"  # the reason train() returns when --train-iters is reached
 # Wall-clock time this module was first imported; megatron_telecom.pretrain imports it first
 # thing, so it stands for process start (comparable across nodes, unlike time.monotonic()).
 PROCESS_START_TIME = time.time()
@@ -64,7 +66,12 @@ class ExitConditions:
         if dist.is_initialized():
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         if flags[0]:
-            return f"signal {signal.Signals(int(flags[0])).name}"
+            return f"signal {signal.Signals(int(flags[0])).name}"  # see is_signal_stop
         if flags[1]:
             return f"time limit (--exit-duration-in-mins {self.exit_duration_s / 60:g})"
         return None
+
+
+def is_signal_stop(reason: str) -> bool:
+    """Whether ``ExitConditions.check`` stopped the run on SIGTERM/SIGUSR1 (the requeue cases)."""
+    return reason.startswith("signal ")

@@ -37,7 +37,7 @@ from megatron_telecom.training.metrics import (
     format_log_line,
     format_validation_line,
 )
-from megatron_telecom.training.signals import ExitConditions
+from megatron_telecom.training.signals import TRAINING_DONE, ExitConditions
 from megatron_telecom.training.utils import is_rank_0, print_rank_0
 
 
@@ -360,4 +360,4 @@ def train(run: Run) -> str:
             save(run)
             return reason
     save(run)
-    return "done"
+    return TRAINING_DONE
