@@ -87,7 +87,8 @@ def build_model(cfg: PretrainConfig, preset: ModelPreset, config: TransformerCon
     """This rank's model chunks, bf16-wrapped when asked, each in megatron DDP."""
     chunks = build_gpt_model_chunks(preset, config, padded_vocab_size=padded_vocab_size,
                                     seq_length=seq_length,
-                                    use_transformer_engine=use_transformer_engine(cfg.model))
+                                    use_transformer_engine=use_transformer_engine(cfg.model),
+                                    attention_backend=cfg.model.attention_backend)
     if cfg.model.bf16:
         chunks = [Float16Module(config, chunk) for chunk in chunks]
     p = cfg.parallel
