@@ -44,9 +44,12 @@ def resolve_preset(cfg: ModelConfig) -> ModelPreset:
 
 
 def use_transformer_engine(cfg: ModelConfig) -> bool | None:
-    """--transformer-impl -> the models' TE switch (None = by capability)."""
+    """--transformer-impl -> the models' TE switch (None = by capability).
+
+    An explicit --attention-backend (sdpa, local) is a local-spec attention: TE stays off.
+    """
     if cfg.transformer_impl is None:
-        return None
+        return None if cfg.attention_backend == "auto" else False
     if cfg.transformer_impl not in ("transformer_engine", "local"):
         raise ValueError(f"--transformer-impl {cfg.transformer_impl}: use transformer_engine|local")
     return cfg.transformer_impl == "transformer_engine"
