@@ -10,9 +10,7 @@ parity tests in test_training_parallel.py.
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -121,6 +119,7 @@ def _layer_spec_choices() -> dict:
 
 
 def _child_main(out_path: str) -> None:
+    from megatron_telecom.atomic import atomic_write_json
     from megatron_telecom.runtime.distributed import destroy_distributed, initialize_distributed
 
     initialize_distributed()
@@ -142,14 +141,16 @@ def _child_main(out_path: str) -> None:
         "spec": _layer_spec_choices(),
     }
     destroy_distributed()
-    Path(out_path).write_text(json.dumps(record))
+    atomic_write_json(out_path, record)
 
 
 # --------------------------------------------------------------------------- tests
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="exercises the CPU path")
+
+
 @pytest.fixture(scope="module")
 def record(tmp_path_factory) -> dict:
-    if torch.cuda.is_available():
-        pytest.skip("exercises the CPU path")
+    """The child's comparisons (one process for all tests of this module)."""
     return run_script_for_record(__file__, tmp_path_factory.mktemp("attn") / "record.json")
 
 
