@@ -1,7 +1,7 @@
 """The GPU kit's child processes: each workload runs alone, so a crash or OOM stays in its step.
 
     python benchmarks/gpu/workloads.py prepare-data PREFIX
-    python benchmarks/gpu/workloads.py train -- PRETRAIN_FLAGS...       (deterministic pretrain)
+    python benchmarks/gpu/workloads.py train [--deterministic] -- PRETRAIN_FLAGS...
     python benchmarks/gpu/workloads.py bare --out J [--max-micro-batch N] -- PRETRAIN_FLAGS...
     python benchmarks/gpu/workloads.py trainer --out J -- PRETRAIN_FLAGS...
 
@@ -35,11 +35,13 @@ def prepare_data(prefix: Path) -> None:
     write_token_dataset(prefix, num_docs=600, vocab_size=511, min_len=200, max_len=2000)
 
 
-def deterministic_train(argv: list[str]) -> int:
-    """``megatron_telecom.pretrain`` with torch's deterministic kernels (bitwise resume on GPUs)."""
+def train(argv: list[str], *, deterministic: bool) -> int:
+    """``megatron_telecom.pretrain``; ``deterministic``: torch's deterministic kernels, which
+    bitwise resume needs on GPUs (with CUBLAS_WORKSPACE_CONFIG set by the caller)."""
     import torch
 
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     from megatron_telecom.pretrain import main
 
     return main(argv)
@@ -193,6 +195,7 @@ def main() -> int:
     parser.add_argument("--max-micro-batch", type=int, default=16)
     parser.add_argument("--iters", type=int, default=5, help="timed iterations (per block)")
     parser.add_argument("--blocks", type=int, default=2, help="trainer: alternating blocks")
+    parser.add_argument("--deterministic", action="store_true", help="train: deterministic kernels")
     argv = sys.argv[1:]
     flags = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -200,7 +203,7 @@ def main() -> int:
         prepare_data(Path(args.prefix))
         return 0
     if args.workload == "train":
-        return deterministic_train(flags)
+        return train(flags, deterministic=args.deterministic)
     from megatron_telecom.atomic import atomic_write_json
     from megatron_telecom.runtime.distributed import destroy_distributed
 

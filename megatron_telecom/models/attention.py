@@ -28,6 +28,10 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 
 __all__ = ["SDPADotProductAttention"]
 
+# SDPA's enable_gqa (torch >= 2.5) lets the flash kernel read grouped keys/values as they are;
+# older torch gets them expanded to one per query head.
+_NATIVE_GQA = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 5)
+
 
 class SDPADotProductAttention(MegatronModule):
     """Drop-in for megatron-core's ``DotProductAttention`` computed by torch's SDPA kernels."""
@@ -95,7 +99,7 @@ class SDPADotProductAttention(MegatronModule):
                 f"(got {sq} and {sk}); pass an explicit attention_mask"
             )
         gqa = {}
-        if attention_mask is not None and heads != groups:
+        if heads != groups and (attention_mask is not None or not _NATIVE_GQA):
             k = k.repeat_interleave(heads // groups, dim=1)
             v = v.repeat_interleave(heads // groups, dim=1)
         elif heads != groups:
