@@ -148,7 +148,8 @@ class Kit:
         save.mkdir(parents=True, exist_ok=True)
         return ["train", "--deterministic", "--", *tiny_train_args(
             self.prefix, cache=self.work / "cache", train_iters=CORRECTNESS_ITERS,
-            save=save, save_interval=3, log_metrics_file=save / "metrics.jsonl", **flags)]
+            save=save, save_interval=3, log_metrics_file=save / "metrics.jsonl",
+            use_cpu_initialization=True, **flags)]  # the same initial weights on GPU and CPU
 
     def correctness(self) -> dict:
         work = self.work / "correctness"

@@ -74,6 +74,7 @@ def transformer_config(cfg: PretrainConfig, preset: ModelPreset,
                                    recompute_num_layers=m.recompute_num_layers),
         hidden_dropout=m.hidden_dropout,
         attention_dropout=m.attention_dropout,
+        use_cpu_initialization=m.use_cpu_initialization or None,  # None: on CPU without CUDA
         use_transformer_engine=use_transformer_engine(m),
     )
 
