@@ -1,7 +1,9 @@
 """Preset + options -> megatron-core TransformerConfig, layer spec and GPTModel.
 
 Backends are chosen here, once, before anything is built: the Transformer Engine spec (with
-FP8) when ``transformer_engine`` imports, megatron-core's local spec otherwise (CPU, CI).
+FP8) when ``transformer_engine`` imports, megatron-core's local spec otherwise (CPU, CI). The
+local spec's core attention is ``--attention-backend``: ``sdpa`` (torch's fused kernels, the
+default without TE) or ``local`` (megatron-core's ``DotProductAttention``, s x s scores).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ if TYPE_CHECKING:  # megatron is imported lazily so the CPU shim can be installe
     from typing_extensions import Unpack
 
 __all__ = [
+    "ATTENTION_BACKENDS",
     "Fp8Options",
     "RecomputeOptions",
     "TransformerOptions",
@@ -41,6 +44,8 @@ FP8_RECIPES = ("delayed", "tensorwise", "mxfp8", "blockwise")
 FP8_AMAX_COMPUTE_ALGOS = ("max", "most_recent")
 RECOMPUTE_GRANULARITIES = ("full", "selective")
 RECOMPUTE_METHODS = ("uniform", "block")
+# Megatron-LM's --attention-backend names where they mean the same (auto, local); sdpa is ours.
+ATTENTION_BACKENDS = ("auto", "sdpa", "local")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -308,22 +313,43 @@ def build_transformer_config(
 
 
 def get_layer_spec(
-    config: TransformerConfig, *, use_transformer_engine: bool | None = None
+    config: TransformerConfig,
+    *,
+    use_transformer_engine: bool | None = None,
+    attention_backend: str = "auto",
 ) -> ModuleSpec:
-    """The decoder layer spec: Transformer Engine's (fused, FP8-capable) or the local one."""
+    """The decoder layer spec: Transformer Engine's (fused, FP8-capable) or the local one.
+
+    ``attention_backend`` auto: TE's spec when usable, else the local spec with SDPA core
+    attention; sdpa / local: the local spec with SDPA / megatron's DotProductAttention.
+    """
     from megatron.core.models.gpt.gpt_layer_specs import (
         get_gpt_layer_local_spec,
         get_gpt_layer_with_transformer_engine_spec,
     )
 
-    if _resolve_use_te(use_transformer_engine):
+    if attention_backend not in ATTENTION_BACKENDS:
+        raise ValueError(
+            f"--attention-backend {attention_backend!r}: choose one of {ATTENTION_BACKENDS}"
+        )
+    if attention_backend == "auto" and _resolve_use_te(use_transformer_engine):
         return get_gpt_layer_with_transformer_engine_spec()
+    if use_transformer_engine:
+        raise ValueError(
+            f"--attention-backend {attention_backend} builds the local layer spec: drop "
+            "--transformer-impl transformer_engine, or use --attention-backend auto"
+        )
     if config.fp8 or config.sequence_parallel:
         raise ValueError(
             "FP8 and sequence parallel need the Transformer Engine layer spec; "
             "transformer_engine is not usable here"
         )
-    return get_gpt_layer_local_spec(normalization=config.normalization)
+    spec = get_gpt_layer_local_spec(normalization=config.normalization)
+    if attention_backend != "local":
+        from megatron_telecom.models.attention import SDPADotProductAttention
+
+        spec.submodules.self_attention.submodules.core_attention = SDPADotProductAttention
+    return spec
 
 
 def build_gpt_model(
@@ -337,6 +363,7 @@ def build_gpt_model(
     vp_stage: int | None = None,
     layer_spec: ModuleSpec | None = None,
     use_transformer_engine: bool | None = None,
+    attention_backend: str = "auto",
 ) -> GPTModel:
     """One GPTModel (or one pipeline chunk of it) on the current device; not DDP-wrapped.
 
@@ -358,7 +385,10 @@ def build_gpt_model(
     if post_process is None:
         post_process = parallel_state.is_pipeline_last_stage(ignore_virtual, vp_stage)
     if layer_spec is None:
-        layer_spec = get_layer_spec(config, use_transformer_engine=use_transformer_engine)
+        layer_spec = get_layer_spec(
+            config, use_transformer_engine=use_transformer_engine,
+            attention_backend=attention_backend,
+        )
     model = GPTModel(
         config=config,
         transformer_layer_spec=layer_spec,
@@ -400,12 +430,15 @@ def build_gpt_model_chunks(
     padded_vocab_size: int,
     seq_length: int | None = None,
     use_transformer_engine: bool | None = None,
+    attention_backend: str = "auto",
 ) -> list[GPTModel]:
     """This rank's model chunks: one per virtual pipeline stage (one without interleaving).
 
     On GPUs the chunks are moved to the current device.
     """
-    layer_spec = get_layer_spec(config, use_transformer_engine=use_transformer_engine)
+    layer_spec = get_layer_spec(
+        config, use_transformer_engine=use_transformer_engine, attention_backend=attention_backend
+    )
     vpp = config.virtual_pipeline_model_parallel_size
     stages: list[int | None] = list(range(vpp)) if vpp is not None else [None]
     chunks = [

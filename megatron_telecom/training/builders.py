@@ -65,9 +65,12 @@ def resolve_preset(cfg: ModelConfig, recorded: ModelPreset | None = None,
 
 
 def use_transformer_engine(cfg: ModelConfig) -> bool | None:
-    """--transformer-impl -> the models' TE switch (None = by capability)."""
+    """--transformer-impl -> the models' TE switch (None = by capability).
+
+    An explicit --attention-backend (sdpa, local) is a local-spec attention: TE stays off.
+    """
     if cfg.transformer_impl is None:
-        return None
+        return None if cfg.attention_backend == "auto" else False
     if cfg.transformer_impl not in ("transformer_engine", "local"):
         raise ValueError(f"--transformer-impl {cfg.transformer_impl}: use transformer_engine|local")
     return cfg.transformer_impl == "transformer_engine"
@@ -92,6 +95,7 @@ def transformer_config(cfg: PretrainConfig, preset: ModelPreset,
                                    recompute_num_layers=m.recompute_num_layers),
         hidden_dropout=m.hidden_dropout,
         attention_dropout=m.attention_dropout,
+        use_cpu_initialization=m.use_cpu_initialization or None,  # None: on CPU without CUDA
         use_transformer_engine=use_transformer_engine(m),
     )
 
@@ -108,7 +112,8 @@ def build_model(cfg: PretrainConfig, preset: ModelPreset, config: TransformerCon
     """This rank's model chunks, bf16-wrapped when asked, each in megatron DDP."""
     chunks = build_gpt_model_chunks(preset, config, padded_vocab_size=padded_vocab_size,
                                     seq_length=seq_length,
-                                    use_transformer_engine=use_transformer_engine(cfg.model))
+                                    use_transformer_engine=use_transformer_engine(cfg.model),
+                                    attention_backend=cfg.model.attention_backend)
     if cfg.model.bf16:
         chunks = [Float16Module(config, chunk) for chunk in chunks]
     p = cfg.parallel

@@ -35,7 +35,12 @@ class ModelConfig:
     hidden_dropout: float = opt(0.0, "dropout after attention/MLP (0 for continual pretraining)")
     attention_dropout: float = opt(0.0, "dropout on attention probabilities")
     bf16: bool = opt(False, "bf16 parameters and compute (fp32 main grads in the optimizer)")
+    use_cpu_initialization: bool = opt(
+        False, "initialise weights on the CPU (always so without CUDA): the same weights on a GPU "
+               "as on a CPU, and at any TP")
     transformer_impl: str | None = opt(None, "transformer_engine|local; default: TE when importable")
+    attention_backend: str = opt("auto", "core attention: auto (TE's when TE is used, else sdpa)|"
+                                 "sdpa (torch fused kernels)|local (megatron's DotProductAttention)")
     recompute_granularity: str | None = opt(None, "activation recompute: full|selective")
     recompute_method: str | None = opt(None, "full recompute: uniform|block")
     recompute_num_layers: int | None = opt(None, "layers per recompute unit (full recompute)")
