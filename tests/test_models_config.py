@@ -190,14 +190,16 @@ def test_cpu_build_uses_cpu_initialization_and_no_fusions():
 
 @needs_no_te
 def test_layer_spec_by_capability_is_local_without_te():
-    from megatron.core.transformer.dot_product_attention import DotProductAttention
     from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
+    from megatron_telecom.models.attention import SDPADotProductAttention
 
     config = build_transformer_config(get_preset("tiny"))
     spec = get_layer_spec(config)
     assert spec.submodules.input_layernorm is WrappedTorchNorm
-    assert spec.submodules.self_attention.submodules.core_attention is DotProductAttention
-    assert get_layer_spec(config, use_transformer_engine=False) is not None
+    assert spec.submodules.self_attention.submodules.core_attention is SDPADotProductAttention
+    local = get_layer_spec(config, use_transformer_engine=False)
+    assert local.submodules.self_attention.submodules.core_attention is SDPADotProductAttention
     with pytest.raises(ValueError, match="Transformer Engine was requested"):
         get_layer_spec(config, use_transformer_engine=True)
 
