@@ -359,7 +359,7 @@ def build_gpt_model(
         post_process = parallel_state.is_pipeline_last_stage(ignore_virtual, vp_stage)
     if layer_spec is None:
         layer_spec = get_layer_spec(config, use_transformer_engine=use_transformer_engine)
-    return GPTModel(
+    model = GPTModel(
         config=config,
         transformer_layer_spec=layer_spec,
         vocab_size=padded_vocab_size,
@@ -369,9 +369,27 @@ def build_gpt_model(
         share_embeddings_and_output_weights=not preset.untie_embeddings_and_output_weights,
         position_embedding_type="rope",
         rotary_base=preset.rotary_base,
-        rope_scaling=preset.rope_scaling,
-        rope_scaling_factor=preset.rope_scaling_factor,
+        rope_scaling=False,  # applied below with all four llama3 parameters
         vp_stage=vp_stage,
+    )
+    if preset.rope_scaling:
+        _apply_llama3_rope_scaling(model, preset)
+    return model
+
+
+def _apply_llama3_rope_scaling(model: GPTModel, preset: ModelPreset) -> None:
+    """Llama-3.1 RoPE scaling with the preset's factor, frequency factors and original context.
+
+    megatron-core 0.16.1's GPTModel passes only the factor (the other three fixed at Llama-3.1's
+    1, 4 and 8192), so its own scaling function is applied here with all four.
+    """
+    rope = model.rotary_pos_emb
+    rope.inv_freq = rope._apply_scaling(
+        rope.inv_freq,
+        factor=preset.rope_scaling_factor,
+        low_freq_factor=preset.rope_scaling_low_freq_factor,
+        high_freq_factor=preset.rope_scaling_high_freq_factor,
+        original_max_position_embeddings=preset.rope_scaling_original_max_position_embeddings,
     )
 
 

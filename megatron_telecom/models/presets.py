@@ -6,9 +6,13 @@ is the runtime's business, not a preset's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
-__all__ = ["PRESETS", "ModelPreset", "get_preset"]
+__all__ = ["PRESETS", "ModelPreset", "architecture_fields", "get_preset", "preset_from_dict"]
+
+# ModelPreset fields that are not the architecture (a label, a run default, an init setting).
+NON_ARCHITECTURE_FIELDS = ("name", "seq_length", "init_method_std", "hf_architecture")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,12 +37,20 @@ class ModelPreset:
     """Default training sequence length (the base model's pretraining context)."""
     max_position_embeddings: int
     """Longest context the model supports."""
-    rotary_base: int
+    rotary_base: float
     """RoPE theta."""
     rope_scaling: bool = False
-    """Apply Llama-3.1 RoPE frequency scaling (low/high frequency factors 1 and 4, 8192 original)."""
+    """Apply Llama-3.1 ("llama3") RoPE frequency scaling with the four parameters below."""
     rope_scaling_factor: float = 8.0
     """Llama-3.1 RoPE scaling factor (used when rope_scaling is set)."""
+    rope_scaling_low_freq_factor: float = 1.0
+    """Llama-3.1 RoPE scaling: wavelengths above original/low_freq_factor are fully scaled."""
+    rope_scaling_high_freq_factor: float = 4.0
+    """Llama-3.1 RoPE scaling: wavelengths below original/high_freq_factor are kept."""
+    rope_scaling_original_max_position_embeddings: int = 8192
+    """Llama-3.1 RoPE scaling: the context length the unscaled frequencies were trained for."""
+    head_dim: int | None = None
+    """Width of one attention head when it is not hidden_size / num_attention_heads."""
     norm_epsilon: float = 1e-5
     """RMSNorm epsilon."""
     init_method_std: float = 0.02
@@ -49,7 +61,7 @@ class ModelPreset:
     """Hugging Face architecture class the checkpoint converter maps to."""
 
     def __post_init__(self) -> None:
-        if self.hidden_size % self.num_attention_heads:
+        if self.head_dim is None and self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"preset {self.name}: hidden_size {self.hidden_size} is not divisible by "
                 f"num_attention_heads {self.num_attention_heads}"
@@ -68,7 +80,7 @@ class ModelPreset:
     @property
     def kv_channels(self) -> int:
         """Width of one attention head."""
-        return self.hidden_size // self.num_attention_heads
+        return self.head_dim or self.hidden_size // self.num_attention_heads
 
 
 _LLAMA2_7B = ModelPreset(
@@ -173,3 +185,18 @@ def get_preset(name: str) -> ModelPreset:
         raise ValueError(
             f"unknown model preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}"
         ) from None
+
+
+def architecture_fields(preset: ModelPreset) -> dict[str, Any]:
+    """The preset's fields that decide what the model computes (compared on --load)."""
+    return {k: v for k, v in asdict(preset).items() if k not in NON_ARCHITECTURE_FIELDS}
+
+
+def preset_from_dict(record: dict[str, Any], *, where: str) -> ModelPreset:
+    """A preset from its ``asdict`` record (as a checkpoint stores it); unknown keys refused."""
+    known = {f.name for f in fields(ModelPreset)}
+    unknown = sorted(set(record) - known)
+    if unknown:
+        raise ValueError(f"{where}: model config has fields this version does not know: "
+                         f"{', '.join(unknown)}; upgrade megatron-telecom")
+    return ModelPreset(**record)

@@ -29,18 +29,39 @@ from megatron_telecom.models.gpt import (
     build_transformer_config,
     pad_vocab_size,
 )
-from megatron_telecom.models.presets import ModelPreset, get_preset
+from megatron_telecom.models.presets import ModelPreset, architecture_fields, get_preset
 from megatron_telecom.training.config import BatchLayout, ModelConfig, PretrainConfig
 
 _PRESET_OVERRIDES = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
                      "num_query_groups")
 
 
-def resolve_preset(cfg: ModelConfig) -> ModelPreset:
-    """The named preset with any --num-layers/--hidden-size/... overrides applied."""
-    preset = get_preset(cfg.model)
+DEFAULT_PRESET = "tiny"
+
+
+def resolve_preset(cfg: ModelConfig, recorded: ModelPreset | None = None,
+                   where: str = "the checkpoint") -> ModelPreset:
+    """The run's model: the named preset with --num-layers/--hidden-size/... overrides applied.
+
+    ``recorded`` is the model a checkpoint to be loaded was saved with: it is adopted, and any
+    flag that contradicts it is refused with every differing field and both values.
+    """
     overrides = {k: getattr(cfg, k) for k in _PRESET_OVERRIDES if getattr(cfg, k) is not None}
-    return dataclasses.replace(preset, **overrides) if overrides else preset
+    if cfg.model is None and recorded is not None:
+        asked = recorded
+    else:
+        asked = get_preset(cfg.model or DEFAULT_PRESET)
+    asked = dataclasses.replace(asked, **overrides) if overrides else asked
+    if recorded is None:
+        return asked
+    theirs, ours = architecture_fields(recorded), architecture_fields(asked)
+    differ = [f"{k}: checkpoint {theirs[k]!r}, flags {ours[k]!r}" for k in theirs if theirs[k] != ours[k]]
+    if differ:
+        given = " ".join(f"--{k.replace('_', '-')}" for k in ("model", *_PRESET_OVERRIDES)
+                         if getattr(cfg, k) is not None)
+        raise ValueError(f"{where} holds a {recorded.name} model that {given} contradict: "
+                         f"{'; '.join(differ)}. Drop those flags to adopt the checkpoint's model")
+    return recorded
 
 
 def use_transformer_engine(cfg: ModelConfig) -> bool | None:

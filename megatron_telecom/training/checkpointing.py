@@ -14,7 +14,7 @@ import argparse
 import os
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,12 @@ from megatron.core.distributed import DistributedDataParallel
 from megatron.core.optimizer.distrib_optimizer import HAVE_APEX_OR_TE
 from megatron.core.transformer.module import Float16Module
 
+from megatron_telecom.models.presets import ModelPreset, preset_from_dict
 from megatron_telecom.training.utils import print_rank_0
 
 TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
+COMMON_FILENAME = "common.pt"  # dist_checkpointing's non-sharded part
+MODEL_CONFIG_KEY = "model_config"  # the ModelPreset a checkpoint was built with, as a dict
 CHECKPOINT_VERSION = 3.0
 # The distributed optimizer's state is saved in the layout any DP/TP/PP can reload.
 DIST_OPT_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
@@ -68,8 +71,8 @@ def read_tracker(root: str | Path) -> int | None | str:
         raise ValueError(f"{path}: expected an iteration number or 'release', got {text!r}") from err
 
 
-def write_tracker(root: str | Path, iteration: int) -> None:
-    """Atomically point the tracker at ``iteration`` (temp file, fsync, os.replace)."""
+def write_tracker(root: str | Path, iteration: int | str) -> None:
+    """Atomically point the tracker at ``iteration`` or "release" (temp file, fsync, replace)."""
     path = Path(root) / TRACKER_FILENAME
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
@@ -144,8 +147,12 @@ def _sharded_state(model: list, optimizer: Any, *, with_optim: bool, with_rng: b
 
 def save_checkpoint(root: str | Path, *, iteration: int, model: list, optimizer: Any,
                     scheduler: Any, consumed_train_samples: int, flops_so_far: float,
-                    args: dict[str, Any], save_optim: bool = True, save_rng: bool = True) -> Path:
-    """Write ``root/iter_NNNNNNN`` on all ranks, then (rank 0) rename it and update the tracker."""
+                    args: dict[str, Any], save_optim: bool = True, save_rng: bool = True,
+                    model_config: ModelPreset | None = None) -> Path:
+    """Write ``root/iter_NNNNNNN`` on all ranks, then (rank 0) rename it and update the tracker.
+
+    ``model_config`` is recorded so that loading adopts the model (see ``recorded_model``).
+    """
     final = checkpoint_dir(root, iteration)
     tmp = final.with_name(final.name + ".tmp")
     rank = dist.get_rank()
@@ -164,6 +171,8 @@ def save_checkpoint(root: str | Path, *, iteration: int, model: list, optimizer:
               "no_save_optim": not save_optim, "no_save_rng": not save_rng},
         num_floating_point_operations_so_far=flops_so_far,
     )
+    if model_config is not None:
+        state[MODEL_CONFIG_KEY] = asdict(model_config)
     if save_optim:
         state["opt_param_scheduler"] = scheduler.state_dict()
     strategy = FullyParallelSaveStrategyWrapper(
@@ -197,7 +206,7 @@ def _checkpoint_parallel_sizes(ckpt_args: dict[str, Any]) -> tuple[int, int]:
             int(ckpt_args.get("pipeline_model_parallel_size", 1)))
 
 
-def _latest(root: str | Path) -> tuple[Path, bool]:
+def latest_checkpoint(root: str | Path) -> tuple[Path, bool]:
     """(folder of the tracked checkpoint, is it a "release"); ValueError without a tracker."""
     tracked = read_tracker(root)
     if tracked is None:
@@ -209,6 +218,54 @@ def _latest(root: str | Path) -> tuple[Path, bool]:
     if not path.is_dir():
         raise ValueError(f"{root}/{TRACKER_FILENAME} names {path.name}, which does not exist")
     return path, release
+
+
+def read_common_state(path: str | Path) -> dict[str, Any]:
+    """The non-sharded part of checkpoint folder ``path`` (``torch.load(weights_only=True)``)."""
+    common = Path(path) / COMMON_FILENAME
+    if not common.is_file():
+        raise ValueError(f"{path} has no {COMMON_FILENAME}: not a torch_dist checkpoint folder")
+    try:
+        state = torch.load(common, map_location="cpu", weights_only=True)
+    except Exception as err:  # weights_only refuses pickled objects (e.g. Megatron-LM's args)
+        raise ValueError(f"{common} cannot be read safely ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0]})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{common}: expected a dict, got {type(state).__name__}")
+    return state
+
+
+def recorded_model(root: str | Path) -> ModelPreset | None:
+    """The model config recorded in the tracked checkpoint under ``root`` (None: not recorded)."""
+    path, _ = latest_checkpoint(root)
+    record = read_common_state(path).get(MODEL_CONFIG_KEY)
+    return None if record is None else preset_from_dict(record, where=str(path))
+
+
+def source_to_load(save: str | None, load: str | None) -> str | None:
+    """The folder a run loads from: --save when it holds a checkpoint (a requeued job), else --load."""
+    if save and read_tracker(save) is not None:
+        return save
+    if load and not (save and Path(load).resolve() == Path(save).resolve()):
+        return load
+    return None
+
+
+def check_shapes(path: Path, state: dict[str, Any]) -> None:
+    """One line naming the first tensor whose global shape differs from the checkpoint's."""
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor
+    from torch.distributed.checkpoint import FileSystemReader
+
+    stored = FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    for item in nested_values(state):
+        if not isinstance(item, ShardedTensor) or item.allow_shape_mismatch:
+            continue
+        size = getattr(stored.get(item.key), "size", None)
+        if size is not None and tuple(size) != tuple(item.global_shape):
+            raise ValueError(f"{path}: tensor {item.key} has shape {tuple(size)} in the checkpoint "
+                             f"but {tuple(item.global_shape)} in this run's model: the model "
+                             "flags do not describe the checkpoint's model")
 
 
 def _check_loadable(path: Path, ckpt_args: dict[str, Any], *, padded_vocab_size: int | None,
@@ -237,7 +294,7 @@ def load_checkpoint(root: str | Path, *, model: list, optimizer: Any, scheduler:
     either and restarts from step 0, as in Megatron-LM. RNG state is skipped when TP/PP differ
     from the checkpoint's (as Megatron-LM).
     """
-    path, release = _latest(root)
+    path, release = latest_checkpoint(root)
     common = dist_checkpointing.load_common_state_dict(str(path))
     ckpt_args = _checkpoint_args(common)
     weights_only = finetune or release
@@ -251,6 +308,7 @@ def load_checkpoint(root: str | Path, *, model: list, optimizer: Any, scheduler:
                     distributed_optimizer_state=with_optim and use_distributed_optimizer)
     state = _sharded_state(model, optimizer, with_optim=with_optim, with_rng=with_rng,
                            is_loading=True, dist_opt=use_distributed_optimizer)
+    check_shapes(path, state)
     loaded = dist_checkpointing.load(state, str(path))
     for key, chunk in zip(_model_keys(model), model, strict=True):
         unwrap_model(chunk).load_state_dict(loaded[key])

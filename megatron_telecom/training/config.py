@@ -23,7 +23,8 @@ def opt(default: Any, help: str) -> Any:
 class ModelConfig:
     """What the model is: a preset from megatron_telecom.models plus Megatron-style overrides."""
 
-    model: str = opt("tiny", "model preset name (see megatron_telecom.models.presets.PRESETS)")
+    model: str | None = opt(None, "model preset name (see megatron_telecom.models.presets."
+                                  "PRESETS); default: the --load checkpoint's model, else tiny")
     num_layers: int | None = opt(None, "override the preset's number of transformer layers")
     hidden_size: int | None = opt(None, "override the preset's hidden size")
     ffn_hidden_size: int | None = opt(None, "override the preset's MLP hidden size")

@@ -20,6 +20,7 @@ from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_telecom.models.flops import num_floating_point_operations
+from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.runtime.distributed import get_device, initialize_distributed
 from megatron_telecom.training import builders, checkpointing
 from megatron_telecom.training.arguments import batch_layout, virtual_pipeline_size
@@ -62,6 +63,7 @@ class Run:
 
     cfg: PretrainConfig
     layout: BatchLayout
+    preset: ModelPreset
     model: list
     optimizer: Any
     scheduler: Any
@@ -86,7 +88,9 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     exits = ExitConditions(handle_signals=cfg.training.exit_signal_handler,
                            exit_duration_in_mins=cfg.training.exit_duration_in_mins,
                            start_time=start_time)
-    preset = builders.resolve_preset(cfg.model)
+    source = checkpointing.source_to_load(cfg.checkpoint.save, cfg.checkpoint.load)
+    recorded = checkpointing.recorded_model(source) if source else None
+    preset = builders.resolve_preset(cfg.model, recorded, where=f"checkpoint {source}")
     vpp = virtual_pipeline_size(cfg, preset.num_layers)
     p = cfg.parallel
     env = initialize_distributed(
@@ -120,7 +124,7 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
         print_rank_0(f"note: the tokenizer has {tokenizer.vocab_size} ids, preset {preset.name} "
                      f"{preset.vocab_size}: fine from scratch, not for the base model's weights")
     return Run(
-        cfg=cfg, layout=layout, model=model, optimizer=optimizer, scheduler=scheduler,
+        cfg=cfg, layout=layout, preset=preset, model=model, optimizer=optimizer, scheduler=scheduler,
         seq_length=seq_length, padded_vocab_size=vocab, train_data=train_data,
         valid_data=valid_data, state=state,
         flops_per_iteration=num_floating_point_operations(
@@ -296,7 +300,7 @@ def save(run: Run) -> None:
         scheduler=run.scheduler, consumed_train_samples=s.consumed_train_samples,
         flops_so_far=s.flops_so_far,
         args={**run.cfg.to_flat_dict(), "padded_vocab_size": run.padded_vocab_size},
-        save_optim=not c.no_save_optim, save_rng=not c.no_save_rng)
+        save_optim=not c.no_save_optim, save_rng=not c.no_save_rng, model_config=run.preset)
     s.last_saved = s.iteration
 
 

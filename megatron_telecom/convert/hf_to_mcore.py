@@ -1,0 +1,145 @@
+"""Hugging Face Llama/Mistral folder -> megatron torch_dist checkpoint in Megatron-LM's layout.
+
+Written by one process: ``<save>/release/`` (torch_dist shards, common.pt, metadata.json),
+``<save>/latest_checkpointed_iteration.txt`` = ``release`` and ``<save>/tokenizer/``. The
+checkpoint records its model config (RoPE base and scaling included), so
+``megatron_telecom.pretrain --load <save> --finetune`` adopts the architecture at any TP/PP.
+The vocabulary is padded for --target-tensor-parallel-size (Megatron-LM's rule; padded rows
+are zero); TP and PP are otherwise only checked here, since torch_dist stores global tensors.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from megatron_telecom.convert import mapping
+from megatron_telecom.convert.bundled import is_bundled, resolve_hf_path
+from megatron_telecom.convert.hf_config import preset_from_hf_config, read_hf_config
+from megatron_telecom.convert.hf_io import TOKENIZER_FILES, HFWeights, copy_tokenizer_files
+from megatron_telecom.convert.megatron_model import build_unsplit_model, single_process_megatron
+from megatron_telecom.convert.output import staged_folder
+from megatron_telecom.models.gpt import pad_vocab_size, transformer_config_kwargs
+from megatron_telecom.models.presets import ModelPreset
+from megatron_telecom.runtime.cpu_shim import install_cpu_shim
+
+TOKENIZER_DIRNAME = "tokenizer"  # tokenizer files (+ generation_config.json) travel here
+GENERATION_CONFIG_FILENAME = "generation_config.json"
+CONVERSION_KEY = "conversion"  # provenance of a converted checkpoint in its common state
+
+
+def _check_weights(weights: HFWeights, preset: ModelPreset) -> None:
+    """Every tensor present with the shape the config implies; nothing unexpected."""
+    expected = mapping.expected_hf_shapes(preset)
+    missing = sorted(set(expected) - set(weights.weight_map))
+    if missing:
+        raise ValueError(f"{weights.folder}: {len(missing)} tensors missing from the weights, "
+                         f"e.g. {', '.join(missing[:3])}")
+    for name, shape in expected.items():
+        if weights.shape(name) != shape:
+            raise ValueError(f"{weights.folder}: tensor {name} has shape {weights.shape(name)}, "
+                             f"config.json implies {shape}")
+    extra = sorted(n for n in set(weights.weight_map) - set(expected)
+                   if not n.endswith(mapping.IGNORED_HF_SUFFIXES)
+                   and not (n == mapping.OUTPUT_LAYER[1] and not
+                            preset.untie_embeddings_and_output_weights))
+    if extra:
+        raise ValueError(f"{weights.folder}: tensors a Llama model does not have, e.g. "
+                         f"{', '.join(extra[:3])}: not a plain {preset.hf_architecture}")
+
+
+def _check_tokenizer(source: Path, preset: ModelPreset) -> int | None:
+    """The tokenizer's size (None without tokenizer files); refused when it exceeds the embedding."""
+    if not any((source / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    from transformers import AutoTokenizer
+
+    size = len(AutoTokenizer.from_pretrained(str(source)))
+    if size > preset.vocab_size:
+        raise ValueError(f"{source}: the tokenizer has {size} tokens but the embedding only "
+                         f"{preset.vocab_size} rows (vocab_size in config.json): token ids past "
+                         "the embedding cannot be looked up; fix the tokenizer or the config")
+    return size
+
+
+def _fill(model: torch.nn.Module, weights: HFWeights, preset: ModelPreset) -> None:
+    """Copy every HF tensor into the model, one at a time (padded vocabulary rows zero)."""
+    params = model.state_dict(keep_vars=True)
+    with torch.no_grad():
+        for name, hf_names in mapping.tensor_names(preset):
+            tensor = mapping.merge(name, [weights.get(n) for n in hf_names], preset)
+            target = params[name]
+            if name in (mapping.EMBEDDING[0], mapping.OUTPUT_LAYER[0]):
+                target[tensor.shape[0]:].zero_()
+                target = target[: tensor.shape[0]]
+            target.copy_(tensor)
+            del tensor
+
+
+def _common_state(preset: ModelPreset, padded_vocab: int, tp: int, pp: int,
+                  divisible_by: int, provenance: dict[str, Any]) -> dict[str, Any]:
+    """What the trainer reads from a converted checkpoint besides the weights."""
+    from dataclasses import asdict
+
+    from megatron_telecom.training.checkpointing import CHECKPOINT_VERSION, MODEL_CONFIG_KEY
+
+    return {
+        "checkpoint_version": CHECKPOINT_VERSION,
+        "iteration": 0,
+        "args": {"tensor_model_parallel_size": tp, "pipeline_model_parallel_size": pp,
+                 "padded_vocab_size": padded_vocab,
+                 "make_vocab_size_divisible_by": divisible_by,
+                 "tokenizer_type": "HuggingFaceTokenizer",
+                 "no_save_optim": True, "no_save_rng": True},
+        MODEL_CONFIG_KEY: asdict(preset),
+        CONVERSION_KEY: provenance,
+    }
+
+
+def convert_hf_to_mcore(hf_path: str | Path, save: str | Path, *,
+                        target_tensor_parallel_size: int = 1,
+                        target_pipeline_model_parallel_size: int = 1,
+                        make_vocab_size_divisible_by: int = 128) -> Path:
+    """Convert the HF model at ``hf_path`` (folder or ``bundled:NAME``) into ``save``; returns it."""
+    install_cpu_shim()  # before megatron's first import
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+
+    from megatron_telecom.training.checkpointing import checkpoint_dir, write_tracker
+
+    start = time.monotonic()
+    source = resolve_hf_path(hf_path)
+    name = str(hf_path)[len("bundled:"):] if is_bundled(hf_path) else source.name
+    hf_config = read_hf_config(source)
+    preset = preset_from_hf_config(hf_config, name=name)
+    tp, pp = target_tensor_parallel_size, target_pipeline_model_parallel_size
+    transformer_config_kwargs(preset, tensor_model_parallel_size=tp,
+                              pipeline_model_parallel_size=pp)  # refuses a TP/PP that cannot split
+    weights = HFWeights(source)
+    _check_weights(weights, preset)
+    tokenizer_size = _check_tokenizer(source, preset)
+    padded = pad_vocab_size(preset.vocab_size, make_vocab_size_divisible_by=make_vocab_size_divisible_by,
+                            tensor_model_parallel_size=tp)
+    provenance = {"source": str(hf_path), "source_folder": str(source.resolve()),
+                  "hf_config": hf_config, "tokenizer_size": tokenizer_size}
+    with staged_folder(save) as tmp, single_process_megatron():
+        model = build_unsplit_model(preset, padded)
+        _fill(model, weights, preset)
+        release = checkpoint_dir(tmp, None)
+        release.mkdir()
+        state = {"model": model.sharded_state_dict(),
+                 **_common_state(preset, padded, tp, pp, make_vocab_size_divisible_by, provenance)}
+        dist_checkpointing.save(state, str(release), get_default_save_sharded_strategy("torch_dist"))
+        write_tracker(tmp, "release")
+        (tmp / TOKENIZER_DIRNAME).mkdir()
+        copy_tokenizer_files(source, tmp / TOKENIZER_DIRNAME,
+                             (*TOKENIZER_FILES, GENERATION_CONFIG_FILENAME))
+    print(f"converted {hf_path} ({preset.num_layers} layers, hidden {preset.hidden_size}, "
+          f"vocabulary {preset.vocab_size} padded to {padded}, RoPE base {preset.rotary_base:g}"
+          f"{', llama3 scaling' if preset.rope_scaling else ''}) into {save} in "
+          f"{time.monotonic() - start:.1f}s; loadable at any TP/PP dividing "
+          f"{preset.num_query_groups} query groups and {preset.num_layers} layers", flush=True)
+    return Path(save)
