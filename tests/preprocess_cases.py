@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from megatron_telecom.convert.bundled import resolve_hf_path
 from megatron_telecom.data.tokenizers import bundled_tokenizer_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,12 +24,16 @@ class Case:
     name: str
     corpus: str  # "rfc" (../shared/data/rfc as JSONL) or "sample" (examples/data)
     tokenizer_type: str
-    tokenizer: str  # bundled SentencePiece name, or "hf-fixture"
+    tokenizer: str  # bundled SentencePiece name, "hf-fixture", or "smollm2" (the built-in base model's)
     flags: tuple[str, ...] = ()
     key: str = "text"  # the dataset compared (Megatron-LM finalizes only the last --json-keys)
 
     def tokenizer_model(self) -> str:
-        return str(HF_TOKENIZER) if self.tokenizer == "hf-fixture" else str(bundled_tokenizer_model(self.tokenizer))
+        if self.tokenizer == "hf-fixture":
+            return str(HF_TOKENIZER)
+        if self.tokenizer == "smollm2":
+            return str(resolve_hf_path("bundled:smollm2-135m"))
+        return str(bundled_tokenizer_model(self.tokenizer))
 
     def args(self, input_path: Path, prefix: Path, workers: int) -> list[str]:
         return ["--input", str(input_path), "--output-prefix", str(prefix), "--workers", str(workers),
@@ -48,6 +53,9 @@ CASES = [
     Case("sample-gptsentencepiece-keys-eod", "sample", "GPTSentencePieceTokenizer", "mistral-v1",
          ("--append-eod", "--json-keys", "text", "title"), key="title"),
     Case("sample-huggingface-eod", "sample", "HuggingFaceTokenizer", "hf-fixture", ("--append-eod",)),
+    Case("rfc-smollm2-eod", "rfc", "HuggingFaceTokenizer", "smollm2", ("--append-eod",)),
+    Case("sample-smollm2-keys", "sample", "HuggingFaceTokenizer", "smollm2", ("--json-keys", "text", "title"),
+         key="title"),
 ]
 
 

@@ -6,9 +6,13 @@ Megatron-LM 0.16.1's `tools/preprocess_data.py` builds its tokenizer with
 SentencePiece wrapper: ids are `encode_as_ids(text)` with no BOS/EOS added, EOD is the model's
 `</s>` (eos) id and the vocabulary is the model's piece count. `HuggingFaceTokenizer` tokenizes
 without special tokens and uses the tokenizer's eos token as EOD. We reproduce exactly that
-(tests compare against sentencepiece and megatron-core's own classes), but faster: SentencePiece
-text is encoded word by word through a cache where that provably gives the same ids, and
-Hugging Face text through the Rust batch encoder.
+(tests compare against sentencepiece, `tokenizers` and megatron-core's own classes), but faster:
+both families encode text word by word through a cache where that provably gives the same ids
+(`word_cache`); `fast_path_note` says why a tokenizer cannot use it (it then encodes whole texts).
+
+`--tokenizer-model bundled:NAME` needs no path: `bundled:mistral-v1` / `bundled:mistral-v3` are the
+SentencePiece models shipped in the mistral-common wheel, `bundled:smollm2-135m` the built-in base
+model's Hugging Face tokenizer (`megatron_telecom.convert.bundled`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
+
+from megatron_telecom.convert.bundled import BUNDLED_MODELS, BUNDLED_PREFIX, resolve_hf_path
+from megatron_telecom.data.word_cache import HuggingFaceWordSplitter, encode_with_cache
 
 SENTENCEPIECE_TYPES = ("SentencePieceTokenizer", "GPTSentencePieceTokenizer", "Llama2Tokenizer")
 HUGGINGFACE_TYPES = ("HuggingFaceTokenizer",)
@@ -35,9 +41,6 @@ _META_SPACE = "\u2581"  # SentencePiece's whitespace symbol
 # A space after a character that is neither a space nor '▁', and not at the very end (an empty last
 # chunk would lose the trailing '▁').
 _CHUNK_BOUNDARY = re.compile("(?<=[^ \u2581]) (?=.)", re.DOTALL)
-_CACHE_LIMIT = 300_000  # cached chunks per tokenizer (bounded memory)
-
-BUNDLED_PREFIX = "bundled:"  # `--tokenizer-model bundled:mistral-v1` names a bundled model
 
 
 def bundled_tokenizer_model(name: str = "mistral-v1") -> Path:
@@ -76,6 +79,8 @@ class SentencePieceTokenizer:
         self.eod: int = self._sp.eos_id()
         self.bos: int | None = self._sp.bos_id() if self._sp.bos_id() >= 0 else None
         self._chunkable = self._pieces_never_span_a_space()
+        self.fast_path_note: str | None = None if self._chunkable else (
+            f"{model_path}: a piece spans a space, so the word cache is off (whole texts are encoded)")
         self._cache: dict[str, tuple[int, ...]] = {}
 
     def _pieces_never_span_a_space(self) -> bool:
@@ -105,17 +110,8 @@ class SentencePieceTokenizer:
             _CHUNK_BOUNDARY.split(t) if self._sp.normalize(t) == _META_SPACE + t.replace(" ", _META_SPACE) else None
             for t in texts
         ]
-        cache = self._cache
-        missing = {c for chunks in chunked if chunks for c in chunks if c not in cache}
-        if len(cache) + len(missing) > _CACHE_LIMIT:
-            cache.clear()
-            missing = {c for chunks in chunked if chunks for c in chunks}
-        ordered = list(missing)
-        cache.update(zip(ordered, map(tuple, self._sp.encode(ordered, out_type=int))))
-        return [
-            list(chain.from_iterable(map(cache.__getitem__, chunks))) if chunks is not None else self._sp.encode_as_ids(t)
-            for t, chunks in zip(texts, chunked)
-        ]
+        ids = encode_with_cache(self._cache, chunked, lambda chunks: self._sp.encode(chunks, out_type=int))
+        return [self._sp.encode_as_ids(t) if i is None else i for t, i in zip(texts, ids)]
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self._sp.decode_ids([int(i) for i in ids])
@@ -145,15 +141,27 @@ class HuggingFaceTokenizer:
             raise ValueError(f"the tokenizer in {model_path} has no eos_token, so no EOD id")
         self.eod: int = self._hf.convert_tokens_to_ids(self._hf.eos_token)
         self.bos: int | None = self._hf.bos_token_id
+        self._cache: dict[str, tuple[int, ...]] = {}
+        self._splitter = HuggingFaceWordSplitter(self._backend) if self._backend is not None else None
+        self.fast_path_note: str | None = (
+            f"{model_path}: not a fast (tokenizer.json) tokenizer, so the word cache is off" if self._splitter is None
+            else None if self._splitter.note is None
+            else f"{model_path}: {self._splitter.note}, so the word cache is off (whole texts are encoded)")
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenize_batch([text])[0]
 
     def tokenize_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Same ids as the library's `encode(text, add_special_tokens=False)`, via the word cache
+        where `HuggingFaceWordSplitter` can reproduce the pre-tokenization, whole texts otherwise."""
         if self._backend is None:  # slow (Python) tokenizer: megatron-core's exact path
             return [self._hf.convert_tokens_to_ids(self._hf.tokenize(t)) for t in texts]
-        encodings = self._backend.encode_batch(list(texts), add_special_tokens=False)
-        return [e.ids for e in encodings]
+        splitter = self._splitter
+        words = [splitter.split(t) for t in texts] if splitter.note is None else [None] * len(texts)
+        ids = encode_with_cache(self._cache, words, splitter.encode_words)
+        whole = [t for t, i in zip(texts, ids) if i is None]
+        encoded = iter(self._backend.encode_batch(whole, add_special_tokens=False) if whole else ())
+        return [next(encoded).ids if i is None else i for i in ids]
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self._hf.decode([int(i) for i in ids])
@@ -170,6 +178,7 @@ class NullTokenizer:
     tokenizer_type = "NullTokenizer"
     model_path = ""
     bos = None
+    fast_path_note = None
 
     def __init__(self, vocab_size: int) -> None:
         if vocab_size is None or vocab_size < 1:
@@ -198,27 +207,41 @@ def build_tokenizer(
 ) -> Tokenizer:
     """Build the tokenizer named by Megatron-LM's `--tokenizer-type` / `--tokenizer-model` flags.
 
-    `--tokenizer-model bundled:mistral-v1` (or `bundled:mistral-v3`) selects a real SentencePiece
-    model shipped inside the mistral-common wheel, so examples and tests need no download.
-    `vocab_size` is Megatron-LM's `--vocab-size`, used only by `NullTokenizer`.
+    `--tokenizer-model bundled:NAME` selects a built-in tokenizer (see the module docstring), so
+    examples and tests need no download. `vocab_size` is Megatron-LM's `--vocab-size`, used only by
+    `NullTokenizer`.
     """
     if tokenizer_type == "NullTokenizer":
         return NullTokenizer(vocab_size)
     if tokenizer_model is None:
         raise ValueError("--tokenizer-model is required (a SentencePiece .model file or a HF folder)")
-    if str(tokenizer_model).startswith(BUNDLED_PREFIX):
-        path = bundled_tokenizer_model(str(tokenizer_model)[len(BUNDLED_PREFIX) :])
-    else:
-        path = Path(tokenizer_model)
+    if tokenizer_type not in SENTENCEPIECE_TYPES + HUGGINGFACE_TYPES:
+        raise ValueError(f"unsupported --tokenizer-type {tokenizer_type!r}; choose one of {TOKENIZER_TYPES}")
+    path = _resolve_model_path(tokenizer_type, str(tokenizer_model))
     if not path.exists():
         raise ValueError(f"--tokenizer-model {path} does not exist")
     if tokenizer_type in SENTENCEPIECE_TYPES:
         if not path.is_file():
             raise ValueError(f"--tokenizer-type {tokenizer_type} needs a .model file, got folder {path}")
         return SentencePieceTokenizer(path, tokenizer_type)
-    if tokenizer_type in HUGGINGFACE_TYPES:
-        return HuggingFaceTokenizer(path.parent if path.name == "tokenizer.json" else path)
-    raise ValueError(f"unsupported --tokenizer-type {tokenizer_type!r}; choose one of {TOKENIZER_TYPES}")
+    return HuggingFaceTokenizer(path.parent if path.name == "tokenizer.json" else path)
+
+
+def _resolve_model_path(tokenizer_type: str, tokenizer_model: str) -> Path:
+    """The file or folder named by --tokenizer-model; `bundled:NAME` is looked up per family."""
+    if not tokenizer_model.startswith(BUNDLED_PREFIX):
+        return Path(tokenizer_model)
+    name = tokenizer_model[len(BUNDLED_PREFIX):]
+    if name in _BUNDLED_MODELS:
+        if tokenizer_type not in SENTENCEPIECE_TYPES:
+            raise ValueError(f"{tokenizer_model} is a SentencePiece model: use --tokenizer-type SentencePieceTokenizer")
+        return bundled_tokenizer_model(name)
+    if name in BUNDLED_MODELS:
+        if tokenizer_type not in HUGGINGFACE_TYPES:
+            raise ValueError(f"{tokenizer_model} is a Hugging Face tokenizer: use --tokenizer-type HuggingFaceTokenizer")
+        return resolve_hf_path(tokenizer_model)
+    choices = sorted(BUNDLED_PREFIX + n for n in (*_BUNDLED_MODELS, *BUNDLED_MODELS))
+    raise ValueError(f"unknown bundled tokenizer {tokenizer_model!r}; choose one of {choices}")
 
 
 def tokenizer_identity(tokenizer: Tokenizer) -> TokenizerIdentity:
