@@ -35,6 +35,8 @@ setup(
         "tensorboard",
         "gguf",  # transformers reads the built-in base model's GGUF file with it
         "accelerate",
+        "pyzipper",  # TeleQnA.zip is AES-encrypted
+        "matplotlib",  # evaluate.py compare draws its PNG
     ],
     extras_require={
         "data": ["datatrove==0.10.1", "python-docx", "pypdf", "ftfy"],

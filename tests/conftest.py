@@ -271,3 +271,38 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
             yield env
         finally:
             _stop_slurm_cluster(daemons, base, env)
+
+
+# ---- evaluation_ fixtures (tests/test_evaluation_*.py, tests/test_generate*.py) --------------
+
+EVALUATION_FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def evaluation_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama HF folder with the real SmolLM2 tokenizer (fast real forwards)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from megatron_telecom.convert.bundled import resolve_hf_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_hf_path("bundled:smollm2-135m"))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # larger weights than the default init, so scores differ between options
+        for param in model.parameters():
+            param.mul_(8.0)
+    path = tmp_path_factory.mktemp("evaluation") / "tiny-llama"
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def evaluation_teleqna_fixture() -> Path:
+    """Our TeleQnA-format sample: 3 questions per category, 2-5 options, 2 malformed records."""
+    return EVALUATION_FIXTURES / "teleqna_sample.json"

@@ -1,0 +1,87 @@
+"""Side-by-side comparison of results files: every metric with differences, and a PNG.
+
+Each file is one run (e.g. base, then continually pretrained); differences are against the first.
+Metrics are the union over the files; a run without a metric shows ``-``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from megatron_telecom.atomic import atomic_write_text, temporary_path
+from megatron_telecom.evaluation.results import format_table, read_results
+
+PERPLEXITY_METRICS = ("perplexity", "bits_per_byte")
+TELEQNA_METRICS = ("acc", "acc_norm", "random")
+
+
+def flatten(results: dict) -> dict[str, float]:
+    """``{metric name: value}`` of a results file, e.g. ``teleqna/options-0shot/Lexicon/acc``."""
+    metrics = {}
+    for name, r in results.get("perplexity", {}).items():
+        for key in PERPLEXITY_METRICS:
+            metrics[f"perplexity/{name}/{key}"] = r[key]
+    for run, r in results.get("teleqna", {}).items():
+        for group, m in [*r["categories"].items(), ("overall", r["overall"])]:
+            for key in TELEQNA_METRICS:
+                if key in m:
+                    metrics[f"teleqna/{run}/{group}/{key}"] = m[key]
+    return metrics
+
+
+def comparison_table(runs: dict[str, dict[str, float]]) -> str:
+    """Every metric of every run, with the difference of each run to the first."""
+    labels = list(runs)
+    names = list(dict.fromkeys(n for metrics in runs.values() for n in metrics))
+    header = ["metric", *labels, *[f"{lab} - {labels[0]}" for lab in labels[1:]]]
+    rows = []
+    for name in names:
+        values = [runs[lab].get(name) for lab in labels]
+        cells = ["-" if v is None else f"{v:.4f}" for v in values]
+        diffs = ["-" if v is None or values[0] is None else f"{v - values[0]:+.4f}" for v in values[1:]]
+        rows.append([name, *cells, *diffs])
+    return format_table(header, rows)
+
+
+def plot(runs: dict[str, dict[str, float]], path: Path) -> None:
+    """PNG: TeleQnA acc per category (one panel per run config) and perplexity per input."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = {n for metrics in runs.values() for n in metrics}
+    panels = sorted({n.rsplit("/", 2)[0] for n in names if n.startswith("teleqna/") and n.endswith("/acc")})
+    panels += ["perplexity"] if any(n.startswith("perplexity/") for n in names) else []
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6 * max(len(panels), 1), 4.5), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        suffix = "/perplexity" if panel == "perplexity" else "/acc"
+        keys = sorted(n for n in names if n.startswith(panel + "/") and n.endswith(suffix))
+        groups = [k[len(panel) + 1: -len(suffix)] for k in keys]
+        width = 0.8 / len(runs)
+        for i, (label, metrics) in enumerate(runs.items()):
+            ax.bar([g + i * width for g in range(len(keys))], [metrics.get(k, 0) for k in keys], width, label=label)
+        ax.set_xticks([g + 0.4 - width / 2 for g in range(len(keys))], groups, rotation=30, ha="right", fontsize=8)
+        ax.set_title(panel.replace("teleqna/", "TeleQnA ") + (" accuracy" if suffix == "/acc" else ""))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = temporary_path(path)
+    fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def compare(paths: list[str], labels: list[str] | None, output_dir: str | Path) -> str:
+    """Write ``comparison.txt`` and ``comparison.png`` under ``output_dir``; return the table."""
+    labels = labels or [Path(p).stem for p in paths]
+    if len(labels) != len(paths):
+        raise ValueError(f"--labels: {len(labels)} labels for {len(paths)} results files; give one per file")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"--labels {' '.join(labels)}: labels must differ")
+    runs = {label: flatten(read_results(p)) for label, p in zip(labels, paths)}
+    table = comparison_table(runs)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output_dir / "comparison.txt", table + "\n")
+    plot(runs, output_dir / "comparison.png")
+    return table
