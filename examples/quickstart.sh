@@ -10,72 +10,44 @@ cd "$root"
 out="runs/quickstart"   # examples/configs/smollm2_cpu.yaml and examples/recipes/quickstart_replay.yaml point here
 iters="${QUICKSTART_TRAIN_ITERS:-10}"
 limit="${QUICKSTART_TELEQNA_LIMIT:-40}"
-teleqna="$root/../shared/data/teleqna/TeleQnA.zip"
-export PYTHONWARNINGS=ignore TOKENIZERS_PARALLELISM=false
-start=$SECONDS
-step=0
-stage() {
-    step=$((step + 1))
-    printf '\n== [%d/11 | %dm%02ds] %s\n' "$step" $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$1"
-}
-quiet() {  # run a step with its log in $out/logs/NAME.log; show the tail only if it fails
-    local name="$1"
-    shift
-    "$@" >"$out/logs/$name.log" 2>&1 || { tail -n 40 "$out/logs/$name.log"; echo "failed: $*" >&2; exit 1; }
-}
-evaluate() {  # evaluate MODEL RESULTS.json: held-out perplexity (telecom, general) and TeleQnA
-    python tools/evaluate.py perplexity --model "$1" --seq-length 512 --output "$2" \
-        --input "$out/split/telecom/heldout.jsonl" "$out/split/general/heldout.jsonl"
-    if [[ "$limit" -gt 0 && -f "$teleqna" ]]; then
-        python tools/evaluate.py teleqna --model "$1" --data "$teleqna" --limit "$limit" --mode options \
-            --output "$2"
-    fi
-}
+source examples/common.sh
 
+heldout=("$out/split/telecom/heldout.jsonl" "$out/split/general/heldout.jsonl")
 rm -rf "$out"   # a fresh run: an old checkpoint in --save would be resumed, old results updated
 mkdir -p "$out/logs" "$out/eval"
 
-stage "curate the sample telecom corpus: clean, telecom filter, dedup (datatrove)"
-quiet curate python tools/curate_corpus.py --input examples/data --glob '*.jsonl' --output-dir "$out/curated"
+stage 11 "curate the sample telecom corpus: clean, telecom filter, dedup (datatrove)"
+quiet "$out/logs/curate.log" python tools/curate_corpus.py --input examples/data --glob '*.jsonl' --output-dir "$out/curated"
 tail -n 3 "$out/curated/curation_stats.txt" 2>/dev/null || true
 
-stage "general English corpus (Python's documentation topics, PSF-2.0) for replay and forgetting"
+stage 11 "general English corpus (Python's documentation topics, PSF-2.0) for replay and forgetting"
 python tools/general_corpus.py --output "$out/general.jsonl"
 
-stage "hold out documents that training never sees (by document-id hash)"
+stage 11 "hold out documents that training never sees (by document-id hash)"
 python tools/split_heldout.py --input "$out/curated/*.jsonl" --id-key doc_id --heldout-fraction 0.1 \
     --output-dir "$out/split/telecom"
 python tools/split_heldout.py --input "$out/general.jsonl" --heldout-fraction 0.05 \
     --output-dir "$out/split/general"
 
-stage "preprocess the training splits with SmolLM2's tokenizer -> Megatron indexed datasets"
-for name in telecom general; do
-    python tools/preprocess_data.py --input "$out/split/$name/train.jsonl" --output-prefix "$out/data/$name" \
-        --tokenizer-type HuggingFaceTokenizer --tokenizer-model bundled:smollm2-135m --append-eod \
-        --workers 2 | tail -n 1
-done
-python tools/data_recipe.py examples/recipes/quickstart_replay.yaml --train-tokens $((iters * 2048)) | head -n 4
+stage 11 "preprocess the training splits with SmolLM2's tokenizer -> Megatron indexed datasets"
+preprocess_splits "$out" telecom general
+python tools/data_recipe.py examples/recipes/quickstart_replay.yaml --train-tokens $((iters * 2048))
 
-stage "import the base model bundled:smollm2-135m into a megatron checkpoint"
+stage 11 "import the base model bundled:smollm2-135m into a megatron checkpoint"
 python tools/convert_checkpoint.py hf-to-mcore --hf-path bundled:smollm2-135m --save "$out/smollm2-mcore"
 
-stage "evaluate the base model: held-out perplexity and bits per byte, TeleQnA (--limit $limit)"
+stage 11 "evaluate the base model: held-out perplexity and bits per byte, TeleQnA (--limit $limit)"
 [[ -f "$teleqna" ]] || echo "(TeleQnA skipped: $teleqna not found; put ../shared beside the checkout)"
-evaluate bundled:smollm2-135m "$out/eval/base.json"
+evaluate bundled:smollm2-135m "$out/eval/base.json" "$limit" options "${heldout[@]}"
 
-stage "continual pretraining on 2 CPU processes: $iters iterations, telecom + 10% general replay"
-if ! OMP_NUM_THREADS=1 python -m torch.distributed.run --nproc_per_node 2 -m megatron_telecom.pretrain \
-    --config examples/configs/smollm2_cpu.yaml --train-iters "$iters" \
-    --log-metrics-file "$out/smollm2-telecom/metrics.jsonl" 2>&1 \
-    | tee "$out/logs/pretrain.log" | grep -E "iteration +[0-9]+/|validation loss|saved checkpoint"; then
-    tail -n 40 "$out/logs/pretrain.log"
-    exit 1
-fi
+stage 11 "continual pretraining on 2 CPU processes: $iters iterations, telecom + 10% general replay"
+pretrain "$out/logs/pretrain.log" --config examples/configs/smollm2_cpu.yaml --train-iters "$iters" \
+    --log-metrics-file "$out/smollm2-telecom/metrics.jsonl"
 
-stage "export the trained checkpoint to a Hugging Face model"
+stage 11 "export the trained checkpoint to a Hugging Face model"
 python tools/convert_checkpoint.py mcore-to-hf --load "$out/smollm2-telecom" --save "$out/smollm2-telecom-hf"
 
-stage "generate: a telecom prompt, base vs trained (greedy)"
+stage 11 "generate: a telecom prompt, base vs trained (greedy)"
 prompt="In 5G, the Access and Mobility Management Function (AMF)"
 for model in bundled:smollm2-135m "$out/smollm2-telecom-hf"; do
     echo "-- $model:"
@@ -83,10 +55,10 @@ for model in bundled:smollm2-135m "$out/smollm2-telecom-hf"; do
     echo
 done
 
-stage "evaluate the trained model"
-evaluate "$out/smollm2-telecom-hf" "$out/eval/trained.json"
+stage 11 "evaluate the trained model"
+evaluate "$out/smollm2-telecom-hf" "$out/eval/trained.json" "$limit" options "${heldout[@]}"
 
-stage "report: base vs trained (table + PNG) and the loss curves (PNG)"
+stage 11 "report: base vs trained (table + PNG) and the loss curves (PNG)"
 python tools/evaluate.py compare "$out/eval/base.json" "$out/eval/trained.json" --labels base trained \
     --output-dir "$out/report"
 python tools/plot_loss_curves.py "$out/smollm2-telecom/metrics.jsonl" --output "$out/report/loss_curves.png" \

@@ -114,3 +114,14 @@ def test_tools_write_the_general_corpus_and_split_it(tmp_path):
     missing = subprocess.run([*split[:3], str(tmp_path / "nope*.jsonl"), *split[4:]], env=env,
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "matches no file" in missing.stderr
+
+
+def test_heldout_sample_holds_the_head_of_each_heldout_document(tmp_path):
+    split_heldout([str(SAMPLE)], tmp_path, heldout_fraction=0.2, sample_chars=600)
+    full = [json.loads(line) for line in _lines(tmp_path / "heldout.jsonl")]
+    sample = [json.loads(line) for line in _lines(tmp_path / "heldout_sample.jsonl")]
+    assert [r["id"] for r in sample] == [r["id"] for r in full]
+    for whole, head in zip(full, sample):
+        assert whole["text"].startswith(head["text"]) and 0 < len(head["text"]) <= 600
+        assert head["text"] == whole["text"] or whole["text"][len(head["text"]):].startswith("\n\n") \
+            or len(head["text"]) == 600

@@ -18,10 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id-key", default="id",
                         help="key of the document id (default id; without it: the text's SHA-256)")
     parser.add_argument("--seed", default=DEFAULT_SEED, help="salt of the hash (changes the split)")
+    parser.add_argument("--sample-chars", type=int,
+                        help="also write heldout_sample.jsonl: each held-out document's first "
+                             "paragraphs up to this many characters (cheaper evaluation)")
     args = parser.parse_args(argv)
     try:
         report = split_heldout(args.input, args.output_dir, heldout_fraction=args.heldout_fraction,
-                               id_key=args.id_key, seed=args.seed)
+                               id_key=args.id_key, seed=args.seed, sample_chars=args.sample_chars)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

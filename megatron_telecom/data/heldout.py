@@ -7,7 +7,8 @@ re-sharded: a document held out once is held out in every later version of the c
 Documents without the id key are identified by the SHA-256 of their text. Every document lands on
 exactly one side; records with the same id land on the same side. Splitting by document (not by
 sample, as `--split` does inside one dataset) keeps every sentence of a held-out document out of
-training. Both sides are written atomically, with a `split.json` summary beside them.
+training. Both sides are written atomically, with a `split.json` summary beside them, and
+optionally a sample of the held-out side (the head of each document) for cheaper evaluation.
 """
 
 from __future__ import annotations
@@ -86,9 +87,23 @@ def read_jsonl(files: list[str]) -> Iterator[dict]:
                 yield record
 
 
+def head_of_document(record: dict, max_chars: int) -> dict:
+    """The record with its text cut to the paragraphs within the first `max_chars` characters
+    (at least the first paragraph's first `max_chars`): bounds the cost of evaluating long documents."""
+    text = str(record.get("text", ""))
+    if len(text) <= max_chars:
+        return record
+    cut = text.rfind("\n\n", 0, max_chars + 1)
+    return {**record, "text": text[:cut if cut > 0 else max_chars]}
+
+
 def split_heldout(inputs: list[str], output_dir: str | Path, *, heldout_fraction: float,
-                  id_key: str = "id", seed: str = DEFAULT_SEED) -> SplitReport:
-    """Split JSONL documents into `output_dir/train.jsonl` and `output_dir/heldout.jsonl`."""
+                  id_key: str = "id", seed: str = DEFAULT_SEED,
+                  sample_chars: int | None = None) -> SplitReport:
+    """Split JSONL documents into `output_dir/train.jsonl` and `output_dir/heldout.jsonl`.
+
+    With `sample_chars`, also `heldout_sample.jsonl`: the head of each held-out document.
+    """
     if not 0 < heldout_fraction < 1:
         raise ValueError(f"--heldout-fraction {heldout_fraction} must be between 0 and 1")
     files = [str(f.path) for f in resolve_inputs(inputs)]
@@ -115,5 +130,8 @@ def split_heldout(inputs: list[str], output_dir: str | Path, *, heldout_fraction
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
+    if sample_chars:
+        write_jsonl(output_dir / "heldout_sample.jsonl",
+                    (head_of_document(r, sample_chars) for r in read_jsonl([str(paths["heldout"])])))
     atomic_write_json(output_dir / "split.json", asdict(report))
     return report
