@@ -42,7 +42,7 @@ evaluate bundled:smollm2-135m "$out/eval/base.json" "$limit" options "${heldout[
 
 stage 11 "continual pretraining on 2 CPU processes: $iters iterations, telecom + 10% general replay"
 pretrain "$out/logs/pretrain.log" --config examples/configs/smollm2_cpu.yaml --train-iters "$iters" \
-    --log-metrics-file "$out/smollm2-telecom/metrics.jsonl"
+    --lr-warmup-iters $((iters / 5)) --log-metrics-file "$out/smollm2-telecom/metrics.jsonl"
 
 stage 11 "export the trained checkpoint to a Hugging Face model"
 python tools/convert_checkpoint.py mcore-to-hf --load "$out/smollm2-telecom" --save "$out/smollm2-telecom-hf"
