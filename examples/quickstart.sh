@@ -1,37 +1,67 @@
 #!/usr/bin/env bash
-# The CPU quickstart: every stage of the pipeline at tiny scale on the bundled sample corpus.
+# The CPU quickstart: stage-1 continual pretraining of the real base model SmolLM2-135M on telecom
+# text with general replay, on 2 CPU processes, and what it gained and forgot (base vs trained).
+# Everything lands in runs/quickstart/. Smaller/larger runs: QUICKSTART_TRAIN_ITERS (default 10
+# iterations of 2,048 tokens) and QUICKSTART_TELEQNA_LIMIT (default 40 questions; 0 skips TeleQnA).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/tools/setup_env.sh"
 cd "$root"
-out="${QUICKSTART_DIR:-$root/runs/quickstart}"
-mkdir -p "$out"
+out="runs/quickstart"   # examples/configs/smollm2_cpu.yaml and examples/recipes/quickstart_replay.yaml point here
+iters="${QUICKSTART_TRAIN_ITERS:-10}"
+limit="${QUICKSTART_TELEQNA_LIMIT:-40}"
+source examples/common.sh
 
-echo "== curate the sample corpus: clean, telecom filter, dedup (datatrove, local executor)"
-rm -rf "$out/curated" "$out/data_cache"   # a fresh run (curation skips finished work; stale dataset indices)
-python tools/curate_corpus.py --input examples/data --glob '*.jsonl' --output-dir "$out/curated" 2>"$out/curate.log" \
-  || { tail -n 40 "$out/curate.log"; exit 1; }
+heldout=("$out/split/telecom/heldout.jsonl" "$out/split/general/heldout.jsonl")
+rm -rf "$out"   # a fresh run: an old checkpoint in --save would be resumed, old results updated
+mkdir -p "$out/logs" "$out/eval"
 
-echo "== preprocess the curated corpus -> Megatron indexed dataset"
-python tools/preprocess_data.py \
-  --input "$out/curated/*.jsonl" \
-  --output-prefix "$out/data/telecom_sample" \
-  --tokenizer-type SentencePieceTokenizer --tokenizer-model bundled:mistral-v1 \
-  --append-eod --workers 2
-python tools/inspect_data.py "$out/data/telecom_sample_text_document" --samples 1 --sample-tokens 60
+stage 11 "curate the sample telecom corpus: clean, telecom filter, dedup (datatrove)"
+quiet "$out/logs/curate.log" python tools/curate_corpus.py --input examples/data --glob '*.jsonl' --output-dir "$out/curated"
+tail -n 3 "$out/curated/curation_stats.txt" 2>/dev/null || true
 
-echo "== train the tiny preset on 2 CPU processes (a few minutes): watch the lm loss fall"
-rm -rf "$out/tiny"   # a fresh run (an existing checkpoint in --save would be resumed)
-PYTHONWARNINGS=ignore OMP_NUM_THREADS=1 python -m torch.distributed.run --nproc_per_node 2 \
-  -m megatron_telecom.pretrain --config examples/configs/tiny_cpu.yaml \
-  --data-path "$out/data/telecom_sample_text_document" \
-  --data-cache-path "$out/data_cache" \
-  --save "$out/tiny" --log-metrics-file "$out/tiny/metrics.jsonl"
-python - "$out/tiny/metrics.jsonl" <<'PY'
-import json, sys
-records = [json.loads(line) for line in open(sys.argv[1])]
-valid = [(r["iteration"], v) for r in records if "validation" in r for v in r["validation"].values()]
-(first_it, first), (last_it, last) = valid[0], valid[-1]
-print(f"validation loss: {first:.3f} at iteration {first_it} -> {last:.3f} at iteration {last_it}")
-PY
-echo "checkpoints: $out/tiny/iter_*  TensorBoard: tensorboard --logdir $out/tiny/tensorboard"
+stage 11 "general English corpus (Python's documentation topics, PSF-2.0) for replay and forgetting"
+python tools/general_corpus.py --output "$out/general.jsonl"
+
+stage 11 "hold out documents that training never sees (by document-id hash)"
+python tools/split_heldout.py --input "$out/curated/*.jsonl" --id-key doc_id --heldout-fraction 0.1 \
+    --output-dir "$out/split/telecom"
+python tools/split_heldout.py --input "$out/general.jsonl" --heldout-fraction 0.05 \
+    --output-dir "$out/split/general"
+
+stage 11 "preprocess the training splits with SmolLM2's tokenizer -> Megatron indexed datasets"
+preprocess_splits "$out" telecom general
+python tools/data_recipe.py examples/recipes/quickstart_replay.yaml --train-tokens $((iters * 2048))
+
+stage 11 "import the base model bundled:smollm2-135m into a megatron checkpoint"
+python tools/convert_checkpoint.py hf-to-mcore --hf-path bundled:smollm2-135m --save "$out/smollm2-mcore"
+
+stage 11 "evaluate the base model: held-out perplexity and bits per byte, TeleQnA (--limit $limit)"
+[[ -f "$teleqna" ]] || echo "(TeleQnA skipped: $teleqna not found; put ../shared beside the checkout)"
+evaluate bundled:smollm2-135m "$out/eval/base.json" "$limit" options "${heldout[@]}"
+
+stage 11 "continual pretraining on 2 CPU processes: $iters iterations, telecom + 10% general replay"
+pretrain "$out/logs/pretrain.log" --config examples/configs/smollm2_cpu.yaml --train-iters "$iters" \
+    --lr-warmup-iters $((iters / 5)) --log-metrics-file "$out/smollm2-telecom/metrics.jsonl"
+
+stage 11 "export the trained checkpoint to a Hugging Face model"
+python tools/convert_checkpoint.py mcore-to-hf --load "$out/smollm2-telecom" --save "$out/smollm2-telecom-hf"
+
+stage 11 "generate: a telecom prompt, base vs trained (greedy)"
+prompt="In 5G, the Access and Mobility Management Function (AMF)"
+for model in bundled:smollm2-135m "$out/smollm2-telecom-hf"; do
+    echo "-- $model:"
+    python tools/generate.py --model "$model" --max-new-tokens 40 "$prompt" 2>/dev/null
+    echo
+done
+
+stage 11 "evaluate the trained model"
+evaluate "$out/smollm2-telecom-hf" "$out/eval/trained.json" "$limit" options "${heldout[@]}"
+
+stage 11 "report: base vs trained (table + PNG) and the loss curves (PNG)"
+python tools/evaluate.py compare "$out/eval/base.json" "$out/eval/trained.json" --labels base trained \
+    --output-dir "$out/report"
+python tools/plot_loss_curves.py "$out/smollm2-telecom/metrics.jsonl" --output "$out/report/loss_curves.png" \
+    --title "SmolLM2-135M continual pretraining (telecom + 10% general replay)"
+printf '\nquickstart done in %dm%02ds: %s/report/ (comparison.txt, comparison.png, loss_curves.png)\n' \
+    $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$out"

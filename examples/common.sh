@@ -1,0 +1,43 @@
+# Shared by examples/quickstart.sh and examples/experiments/*.sh (sourced): stage lines with the
+# elapsed time, quiet steps, and the evaluation of one model into one results file.
+start=$SECONDS
+step=0
+stage() {  # stage TOTAL "what happens"
+    step=$((step + 1))
+    printf '\n== [%d/%d | %dm%02ds] %s\n' "$step" "$1" $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$2"
+}
+quiet() {  # quiet LOG COMMAND...: the output goes to LOG; its tail is shown only if it fails
+    local log="$1"
+    shift
+    "$@" >"$log" 2>&1 || { tail -n 40 "$log"; echo "failed: $*" >&2; exit 1; }
+}
+evaluate() {  # evaluate MODEL RESULTS.json TELEQNA_LIMIT "MODES" HELDOUT.jsonl...
+    local model="$1" results="$2" limit="$3" modes="$4" mode
+    shift 4
+    python tools/evaluate.py perplexity --model "$model" --seq-length 512 --output "$results" --input "$@"
+    [[ "$limit" -gt 0 && -f "$teleqna" ]] || return 0
+    for mode in $modes; do
+        python tools/evaluate.py teleqna --model "$model" --data "$teleqna" --limit "$limit" --mode "$mode" \
+            --output "$results"
+    done
+}
+preprocess_splits() {  # preprocess_splits OUT NAME...: OUT/split/NAME/train.jsonl -> OUT/data/NAME_text_document
+    local out="$1" name
+    shift
+    for name in "$@"; do
+        python tools/preprocess_data.py --input "$out/split/$name/train.jsonl" --output-prefix "$out/data/$name" \
+            --tokenizer-type HuggingFaceTokenizer --tokenizer-model bundled:smollm2-135m --append-eod \
+            --workers 2 | tail -n 1
+    done
+}
+pretrain() {  # pretrain LOG FLAGS...: 2 CPU processes; prints the iteration and validation lines
+    local log="$1"
+    shift
+    if ! OMP_NUM_THREADS=1 python -m torch.distributed.run --nproc_per_node 2 -m megatron_telecom.pretrain "$@" \
+        2>&1 | tee "$log" | grep -E "iteration +[0-9]+/|validation loss|saved checkpoint"; then
+        tail -n 40 "$log"
+        exit 1
+    fi
+}
+teleqna="$root/../shared/data/teleqna/TeleQnA.zip"
+export PYTHONWARNINGS=ignore TOKENIZERS_PARALLELISM=false

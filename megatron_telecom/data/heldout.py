@@ -1,0 +1,137 @@
+"""Held-out split by document: text that evaluation measures and training never sees.
+
+A document goes to the held-out side when a hash of its id (SHA-256 of `seed` + id, read as a
+number in [0, 1)) falls below the held-out fraction. The decision depends on the document alone,
+so it is deterministic, needs one pass and no memory, and stays put when the corpus grows or is
+re-sharded: a document held out once is held out in every later version of the corpus.
+Documents without the id key are identified by the SHA-256 of their text. Every document lands on
+exactly one side; records with the same id land on the same side. Splitting by document (not by
+sample, as `--split` does inside one dataset) keeps every sentence of a held-out document out of
+training. Both sides are written atomically, with a `split.json` summary beside them, and
+optionally a sample of the held-out side (the head of each document) for cheaper evaluation.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from megatron_telecom.atomic import atomic_write_json, temporary_path
+from megatron_telecom.data.preprocess import resolve_inputs
+
+DEFAULT_SEED = "megatron-telecom-heldout"
+
+
+@dataclass(kw_only=True)
+class SplitReport:
+    """What a split wrote: documents and characters per side, the rule's parameters."""
+
+    inputs: list[str]
+    heldout_fraction: float
+    seed: str
+    id_key: str
+    documents: dict[str, int] = field(default_factory=lambda: {"train": 0, "heldout": 0})
+    characters: dict[str, int] = field(default_factory=lambda: {"train": 0, "heldout": 0})
+
+
+def document_id(record: dict, id_key: str) -> str:
+    """The record's id under `id_key`, else the SHA-256 of its text."""
+    if record.get(id_key) is not None:
+        return str(record[id_key])
+    return "sha256:" + hashlib.sha256(str(record.get("text", "")).encode("utf-8")).hexdigest()
+
+
+def is_heldout(doc_id: str, fraction: float, seed: str = DEFAULT_SEED) -> bool:
+    """Whether the document with this id belongs to the held-out side."""
+    digest = hashlib.sha256(f"{seed}\0{doc_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
+    """Write records as UTF-8 JSON lines atomically (temp + rename); returns how many."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        count = 0
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count
+
+
+def read_jsonl(files: list[str]) -> Iterator[dict]:
+    """Records of JSONL(.gz) files in order; blank lines skipped, a line not an object is an error."""
+    for name in files:
+        with (gzip.open if name.endswith(".gz") else open)(name, "rt", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{name}:{lineno}: not valid JSON ({exc.msg}); fix or remove "
+                                     "the line") from None
+                if not isinstance(record, dict):
+                    raise ValueError(f"{name}:{lineno}: a JSON object per line is needed")
+                yield record
+
+
+def head_of_document(record: dict, max_chars: int) -> dict:
+    """The record with its text cut to the paragraphs within the first `max_chars` characters
+    (at least the first paragraph's first `max_chars`): bounds the cost of evaluating long documents."""
+    text = str(record.get("text", ""))
+    if len(text) <= max_chars:
+        return record
+    cut = text.rfind("\n\n", 0, max_chars + 1)
+    return {**record, "text": text[:cut if cut > 0 else max_chars]}
+
+
+def split_heldout(inputs: list[str], output_dir: str | Path, *, heldout_fraction: float,
+                  id_key: str = "id", seed: str = DEFAULT_SEED,
+                  sample_chars: int | None = None) -> SplitReport:
+    """Split JSONL documents into `output_dir/train.jsonl` and `output_dir/heldout.jsonl`.
+
+    With `sample_chars`, also `heldout_sample.jsonl`: the head of each held-out document.
+    """
+    if not 0 < heldout_fraction < 1:
+        raise ValueError(f"--heldout-fraction {heldout_fraction} must be between 0 and 1")
+    files = [str(f.path) for f in resolve_inputs(inputs)]
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = SplitReport(inputs=files, heldout_fraction=heldout_fraction, seed=seed, id_key=id_key)
+    paths = {side: output_dir / f"{side}.jsonl" for side in ("train", "heldout")}
+    temps = {side: temporary_path(path) for side, path in paths.items()}
+    try:
+        with ExitStack() as stack:
+            out = {side: stack.enter_context(open(t, "w", encoding="utf-8")) for side, t in temps.items()}
+            for record in read_jsonl(files):
+                side = "heldout" if is_heldout(document_id(record, id_key), heldout_fraction, seed) else "train"
+                out[side].write(json.dumps(record, ensure_ascii=False) + "\n")
+                report.documents[side] += 1
+                report.characters[side] += len(str(record.get("text", "")))
+        empty = [side for side, n in report.documents.items() if n == 0]
+        if empty:
+            raise ValueError(f"the split leaves no {' and no '.join(empty)} documents "
+                             f"({sum(report.documents.values())} in all): change --heldout-fraction "
+                             "or give more documents")
+        for side, path in paths.items():
+            os.replace(temps[side], path)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+    if sample_chars:
+        write_jsonl(output_dir / "heldout_sample.jsonl",
+                    (head_of_document(r, sample_chars) for r in read_jsonl([str(paths["heldout"])])))
+    atomic_write_json(output_dir / "split.json", asdict(report))
+    return report

@@ -1,0 +1,64 @@
+"""Training and validation loss curves (PNG) from the metrics JSONL the trainer appends to.
+
+The file is `--log-metrics-file`: one record per iteration (`lm_loss`) and one per evaluation
+(`validation`: loss per dataset of the blend, e.g. telecom vs general replay). After a resume an
+iteration can appear twice; the last record wins, as in `training/metrics.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from megatron_telecom.atomic import temporary_path
+
+
+def read_loss_curves(path: str | Path) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
+    """(training lm loss by iteration, {validation set: loss by iteration}) of a metrics JSONL."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"metrics file {path} does not exist (written by --log-metrics-file)")
+    train: dict[int, float] = {}
+    valid: dict[str, dict[int, float]] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}:{lineno}: not a JSON record") from None
+        if "lm_loss" in record:
+            train[record["iteration"]] = record["lm_loss"]
+        for name, loss in record.get("validation", {}).items():
+            valid.setdefault(name, {})[record["iteration"]] = loss
+    if not train:
+        raise ValueError(f"{path} holds no training iterations")
+    return train, valid
+
+
+def plot_loss_curves(metrics: str | Path, output: str | Path,
+                     title: str = "") -> tuple[dict[int, float], dict[str, dict[int, float]]]:
+    """Write a PNG of the training loss and each validation set's loss; return the curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, valid = read_loss_curves(metrics)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(list(train), list(train.values()), label="train lm loss", color="0.6", linewidth=1)
+    for name, points in sorted(valid.items()):
+        ax.plot(list(points), list(points.values()), marker="o", label=f"validation: {name}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("lm loss (nats/token)")
+    ax.set_title(title or "continual pretraining loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(output)
+    fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    tmp.replace(output)
+    return train, valid
