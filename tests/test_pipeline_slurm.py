@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from _dist_helpers import REPO, subprocess_env
-from test_training_slurm import _state, _wait_done
+from test_training_slurm import _job, _wait_done
 
 SAMPLE = REPO / "examples" / "data" / "telecom_sample.jsonl"
 HF_TOKENIZER = REPO / "tests" / "fixtures" / "hf_tokenizer"
@@ -45,9 +45,9 @@ def test_sbatch_preprocess_array_then_merge_equals_one_process(slurm_cluster, tm
     assert "3 input file(s)" in proc.stdout
     jobs = _job_ids(proc.stdout)
     parts = tmp_path / "data" / "telecom_parts"
-    assert _wait_done(env, jobs["merge"], parts / "merge.out", timeout=300) == "COMPLETED", \
+    assert _wait_done(env, jobs["merge"], parts / "merge.out", timeout=300).get("JobState") == "COMPLETED", \
         "".join(p.read_text() for p in sorted(parts.glob("*.out")))
-    assert _state(env, jobs["array"]) in ("COMPLETED", "GONE")
+    assert _job(env, jobs["array"]).get("JobState", "GONE") in ("COMPLETED", "GONE")
 
     reference = tmp_path / "one" / "telecom"
     subprocess.run([sys.executable, str(REPO / "tools" / "preprocess_data.py"), "--input",
@@ -93,7 +93,7 @@ def _wait_all(env: dict, jobs: list[str], logs: Path, timeout: float = 600) -> d
             pytest.fail(f"jobs {sorted(set(jobs) - set(final))} not done after {timeout}s:\n"
                         + "".join(p.read_text()[-2000:] for p in sorted(logs.rglob("*.out"))))
         for job in set(jobs) - set(final):
-            state = _state(env, job)
+            state = _job(env, job).get("JobState", "GONE")
             if state not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING"):
                 final[job] = state
         time.sleep(1)
