@@ -46,3 +46,11 @@ def test_compare_of_a_single_run(tmp_path, labels):
     write_run(tmp_path / "base.json", "m", 20.0, 0.25)
     argv = ["compare", str(tmp_path / "base.json"), "--output-dir", str(tmp_path / "o")]
     assert evaluate_main(argv + (["--labels", *labels] if labels else [])) == 0
+
+
+def test_plot_labels_tell_same_named_files_apart():
+    from megatron_telecom.evaluation.compare import _short_names
+
+    assert _short_names(["r/split/telecom/heldout.jsonl", "r/split/general/heldout.jsonl"]) == [
+        "telecom/heldout.jsonl", "general/heldout.jsonl"]
+    assert _short_names(["a/x.jsonl", "b/y.jsonl"]) == ["x.jsonl", "y.jsonl"]

@@ -57,7 +57,7 @@ def plot(runs: dict[str, dict[str, float]], path: Path) -> None:
     for ax, panel in zip(axes[0], panels):
         suffix = "/perplexity" if panel == "perplexity" else "/acc"
         keys = sorted(n for n in names if n.startswith(panel + "/") and n.endswith(suffix))
-        groups = [Path(k[len(panel) + 1: -len(suffix)]).name for k in keys]
+        groups = _short_names([k[len(panel) + 1: -len(suffix)] for k in keys])
         width = 0.8 / len(runs)
         for i, (label, metrics) in enumerate(runs.items()):
             ax.bar([g + i * width for g in range(len(keys))], [metrics.get(k, 0) for k in keys], width, label=label)
@@ -74,6 +74,16 @@ def plot(runs: dict[str, dict[str, float]], path: Path) -> None:
     fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
     tmp.replace(path)
+
+
+def _short_names(paths: list[str]) -> list[str]:
+    """The fewest trailing path parts that still tell the paths apart (telecom/heldout.jsonl)."""
+    parts = [Path(p).parts for p in paths]
+    for depth in range(1, max((len(x) for x in parts), default=1) + 1):
+        names = ["/".join(x[-depth:]) for x in parts]
+        if len(set(names)) == len(names):
+            return names
+    return list(paths)
 
 
 def compare(paths: list[str], labels: list[str] | None, output_dir: str | Path) -> str:
