@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -275,7 +276,6 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 
 # ---- evaluation_ fixtures (tests/test_evaluation_*.py, tests/test_generate*.py) --------------
 
-EVALUATION_FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -303,9 +303,13 @@ def evaluation_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def evaluation_teleqna_fixture() -> Path:
+def evaluation_teleqna_fixture(tmp_path_factory) -> Path:
     """Our TeleQnA-format sample: 3 questions per category, 2-5 options, 2 malformed records."""
-    return EVALUATION_FIXTURES / "teleqna_sample.json"
+    from _teleqna_records import RECORDS
+
+    path = tmp_path_factory.mktemp("teleqna") / "teleqna_sample.json"
+    path.write_text(json.dumps(RECORDS, indent=1), encoding="utf-8")
+    return path
 
 
 # ---- convert_ fixtures (tests/test_convert*.py) ---------------------------------------------
