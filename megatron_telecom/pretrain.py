@@ -16,17 +16,21 @@ import time
 
 _START_TIME = time.time()  # --exit-duration-in-mins counts from here, as in Megatron-LM
 
+from megatron_telecom.arguments import HelpRequested  # noqa: E402
 from megatron_telecom.training.arguments import help_text, parse_config  # noqa: E402
+from megatron_telecom.training.config import PretrainConfig  # noqa: E402
+
+CONFIG = PretrainConfig  # the flag surface (tests/golden/flags/pretrain.txt)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the flags, train, and return the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    if "--help" in argv or "-h" in argv:
-        print(help_text())
-        return 0
     try:
         cfg = parse_config(argv)
+    except HelpRequested:
+        print(help_text())
+        return 0
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

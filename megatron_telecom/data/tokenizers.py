@@ -22,13 +22,28 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from megatron_telecom.convert.bundled import BUNDLED_MODELS, BUNDLED_PREFIX, resolve_hf_path
 from megatron_telecom.data.word_cache import HuggingFaceWordSplitter, encode_with_cache
 
-SENTENCEPIECE_TYPES = ("SentencePieceTokenizer", "GPTSentencePieceTokenizer", "Llama2Tokenizer")
+TokenizerType = Literal["SentencePieceTokenizer", "GPTSentencePieceTokenizer", "Llama2Tokenizer",
+                        "HuggingFaceTokenizer", "NullTokenizer"]
+TOKENIZER_TYPES: tuple[str, ...] = get_args(TokenizerType)
+SENTENCEPIECE_TYPES = TOKENIZER_TYPES[:3]
 HUGGINGFACE_TYPES = ("HuggingFaceTokenizer",)
-TOKENIZER_TYPES = SENTENCEPIECE_TYPES + HUGGINGFACE_TYPES + ("NullTokenizer",)
+
+
+@dataclass(kw_only=True)
+class TokenizerConfig:
+    """The tokenizer flags every entry point shares (Megatron-LM's names)."""
+
+    tokenizer_type: TokenizerType | None = None
+    """Tokenizer family (SentencePiece variants are the same wrapper, as in megatron-core)."""
+    tokenizer_model: str | None = None
+    """SentencePiece .model file, a folder with tokenizer.json, or bundled:NAME (mistral-v1, mistral-v3, smollm2-135m)."""
+    vocab_size: int | None = None
+    """NullTokenizer only: vocabulary size (EOD = vocab_size)."""
 
 # Real SentencePiece models shipped inside the `mistral-common` wheel (usable offline).
 _BUNDLED_MODELS = {

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 import torch.nn.functional as F
 
+from megatron_telecom.models.options import Fp8Options, RecomputeOptions
 from megatron_telecom.models.presets import ModelPreset
 
 if TYPE_CHECKING:  # megatron is imported lazily so the CPU shim can be installed first
@@ -46,34 +46,6 @@ RECOMPUTE_GRANULARITIES = ("full", "selective")
 RECOMPUTE_METHODS = ("uniform", "block")
 # Megatron-LM's --attention-backend names where they mean the same (auto, local); sdpa is ours.
 ATTENTION_BACKENDS = ("auto", "sdpa", "local")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Fp8Options:
-    """FP8 training with Transformer Engine (Megatron-LM's --fp8-* flags)."""
-
-    fp8_format: Literal["e4m3", "hybrid"] | None = None
-    """--fp8-format: e4m3 everywhere, or hybrid (e4m3 forward, e5m2 gradients); None = off."""
-    fp8_recipe: Literal["delayed", "tensorwise", "mxfp8", "blockwise"] = "delayed"
-    """--fp8-recipe: scaling recipe (mxfp8 needs Blackwell, blockwise/tensorwise newer TE)."""
-    fp8_margin: int = 0
-    """--fp8-margin: scaling-factor margin (power of two)."""
-    fp8_amax_history_len: int = 1
-    """--fp8-amax-history-len: amax history window of the delayed recipe."""
-    fp8_amax_compute_algo: Literal["max", "most_recent"] = "most_recent"
-    """--fp8-amax-compute-algo: how the delayed recipe reduces the amax history."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecomputeOptions:
-    """Activation recomputation (Megatron-LM's --recompute-* flags)."""
-
-    recompute_granularity: Literal["full", "selective"] | None = None
-    """--recompute-granularity: full layers, or only the attention core (selective)."""
-    recompute_method: Literal["uniform", "block"] | None = None
-    """--recompute-method (full only): uniform groups of layers, or the first N layers per stage."""
-    recompute_num_layers: int | None = None
-    """--recompute-num-layers (full only): layers per group (uniform) or per stage (block)."""
 
 
 @functools.cache

@@ -23,8 +23,6 @@ from megatron.core.transformer.module import Float16Module
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_telecom.models.gpt import (
-    Fp8Options,
-    RecomputeOptions,
     build_gpt_model_chunks,
     build_transformer_config,
     pad_vocab_size,
@@ -87,12 +85,8 @@ def transformer_config(cfg: PretrainConfig, preset: ModelPreset,
         virtual_pipeline_model_parallel_size=vpp,
         sequence_parallel=p.sequence_parallel,
         bf16=m.bf16,
-        fp8=Fp8Options(fp8_format=m.fp8_format, fp8_recipe=m.fp8_recipe, fp8_margin=m.fp8_margin,
-                       fp8_amax_history_len=m.fp8_amax_history_len,
-                       fp8_amax_compute_algo=m.fp8_amax_compute_algo),
-        recompute=RecomputeOptions(recompute_granularity=m.recompute_granularity,
-                                   recompute_method=m.recompute_method,
-                                   recompute_num_layers=m.recompute_num_layers),
+        fp8=m.fp8,
+        recompute=m.recompute,
         hidden_dropout=m.hidden_dropout,
         attention_dropout=m.attention_dropout,
         use_cpu_initialization=m.use_cpu_initialization or None,  # None: on CPU without CUDA
