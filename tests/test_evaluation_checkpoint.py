@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import runpy
 import sys
+from pathlib import Path
 
 import pytest
 
-from megatron_telecom.evaluation.cli import evaluate_main
 from megatron_telecom.evaluation.model_source import export_cache_path, resolve_model_path
 from megatron_telecom.evaluation.results import read_results
+
+evaluate_main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "evaluate.py"))["main"]
 
 TEXT = "The AMF selects an SMF for the PDU session and forwards the N1 SM container to it. " * 4
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import pytest
 
-from megatron_telecom.evaluation.cli import evaluate_main
 from megatron_telecom.evaluation.results import update_results
+
+evaluate_main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "evaluate.py"))["main"]
 
 
 def write_run(path, model, ppl, acc):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import runpy
+from pathlib import Path
 
 import pytest
 import torch
 
-from megatron_telecom.evaluation.cli import evaluate_main
 from megatron_telecom.evaluation.model_source import load_model
 from megatron_telecom.evaluation.perplexity import (
     Document,
@@ -18,6 +19,8 @@ from megatron_telecom.evaluation.perplexity import (
     windows,
 )
 from megatron_telecom.evaluation.results import read_results
+
+evaluate_main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "evaluate.py"))["main"]
 
 TEXT = ("The gNB sends the RRCSetup message after it receives an RRCSetupRequest from the UE. "
         "The UE then starts timer T300 and waits for the response; on expiry it informs upper layers. ")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from megatron_telecom.evaluation.cli import evaluate_main
 from megatron_telecom.evaluation.loglikelihood import encode_pair, pack, score_requests
 from megatron_telecom.evaluation.model_source import load_model
 from megatron_telecom.evaluation.results import read_results
+
+evaluate_main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "evaluate.py"))["main"]
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import runpy
+from pathlib import Path
 
 import pytest
 
 from megatron_telecom.training.loss_curves import plot_loss_curves, read_loss_curves
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "plot_loss_curves.py"
 
 
 def _write(path, records):
@@ -41,3 +45,19 @@ def test_bad_metrics_files_are_refused(tmp_path):
     broken.write_text('{"iteration": 1, "lm_loss": 4.0}\n{"iteration": 2,\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"broken\.jsonl:2"):
         read_loss_curves(broken)
+
+
+def test_tool_plots_and_prints_each_curve(tmp_path, capsys):
+    metrics = tmp_path / "metrics.jsonl"
+    _write(metrics, [{"iteration": 1, "lm_loss": 4.0}, {"iteration": 2, "lm_loss": 3.5},
+                     {"iteration": 2, "validation": {"telecom": 3.6}}])
+    main = runpy.run_path(str(TOOL))["main"]
+    assert main([str(metrics), "--output", str(tmp_path / "loss.png"), "--title", "run"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "train lm loss 4.000 (iteration 1) -> 3.500 (iteration 2)",
+        "validation telecom: 3.600 (iteration 2) -> 3.600 (iteration 2)",
+        f"loss curves -> {tmp_path / 'loss.png'}"]
+    assert main([str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "x.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["--output", str(tmp_path / "x.png")]) == 2
+    assert "the METRICS argument is required" in capsys.readouterr().err

@@ -3,80 +3,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from megatron_telecom.arguments import run_entry_point
+from megatron_telecom.convert.cli import COMMANDS, RUNS
 
-def get_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    to_mcore = commands.add_parser("hf-to-mcore", help="HF folder -> megatron checkpoint")
-    to_mcore.add_argument("--hf-path", required=True, help="HF model folder or bundled:smollm2-135m")
-    to_mcore.add_argument("--save", required=True, help="new checkpoint folder")
-    to_mcore.add_argument("--target-tensor-parallel-size", type=int, default=1,
-                          help="TP the checkpoint will train at (vocabulary padding, checks)")
-    to_mcore.add_argument("--target-pipeline-model-parallel-size", type=int, default=1,
-                          help="PP the checkpoint will train at (checked to split the layers)")
-    to_mcore.add_argument("--make-vocab-size-divisible-by", type=int, default=128)
-    to_hf = commands.add_parser("mcore-to-hf", help="megatron checkpoint (any TP/PP) -> HF folder")
-    to_hf.add_argument("--load", required=True, help="--save folder or one of its iter_* folders")
-    to_hf.add_argument("--save", required=True, help="new HF folder")
-    to_hf.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    to_hf.add_argument("--max-shard-size-mb", type=int, default=2048)
-    verify = commands.add_parser("verify", help="HF vs megatron logits on the same tokens")
-    verify.add_argument("--hf-path", required=True, help="HF model folder or bundled:NAME")
-    verify.add_argument("--load", required=True, help="megatron checkpoint folder")
-    verify.add_argument("--batch-size", type=int, default=2)
-    verify.add_argument("--seq-length", type=int, default=128)
-    verify.add_argument("--tolerance", type=float, default=1e-4,
-                        help="largest allowed max |logit difference| (fp32)")
-    verify.add_argument("--seed", type=int, default=1234)
-    return parser.parse_args(argv)
-
-
-def hf_to_mcore(args: argparse.Namespace) -> int:
-    from megatron_telecom.convert.hf_to_mcore import convert_hf_to_mcore
-
-    convert_hf_to_mcore(args.hf_path, args.save,
-                        target_tensor_parallel_size=args.target_tensor_parallel_size,
-                        target_pipeline_model_parallel_size=args.target_pipeline_model_parallel_size,
-                        make_vocab_size_divisible_by=args.make_vocab_size_divisible_by)
-    return 0
-
-
-def mcore_to_hf(args: argparse.Namespace) -> int:
-    from megatron_telecom.convert.mcore_to_hf import export_mcore_to_hf
-
-    export_mcore_to_hf(args.load, args.save, dtype=args.dtype,
-                       max_shard_bytes=args.max_shard_size_mb * 1024**2)
-    return 0
-
-
-def verify(args: argparse.Namespace) -> int:
-    """Exit 1 when the logits differ by more than --tolerance."""
-    from megatron_telecom.convert.verify import verify as run_verify
-
-    report = run_verify(args.hf_path, args.load, batch_size=args.batch_size,
-                        seq_length=args.seq_length, seed=args.seed)
-    print(report.summary(), flush=True)
-    if report.max_abs_diff <= args.tolerance:
-        return 0
-    print(f"FAILED: max |logit difference| {report.max_abs_diff:.3g} > --tolerance "
-          f"{args.tolerance:g}", file=sys.stderr)
-    return 1
-
-
-COMMANDS = {"hf-to-mcore": hf_to_mcore, "mcore-to-hf": mcore_to_hf, "verify": verify}
+CONFIG = COMMANDS
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input is one 'error:' line and exit code 2."""
-    args = get_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_entry_point(CONFIG, RUNS, argv, prog="convert_checkpoint.py", description=__doc__)
 
 
 if __name__ == "__main__":

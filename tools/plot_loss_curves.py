@@ -3,30 +3,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from megatron_telecom.training.loss_curves import plot_loss_curves
+from megatron_telecom.arguments import run_entry_point
+from megatron_telecom.training.loss_curves import LossCurvesConfig, report_loss_curves
+
+CONFIG = LossCurvesConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("metrics", help="the JSONL the trainer wrote with --log-metrics-file")
-    parser.add_argument("--output", required=True, help="PNG to write")
-    parser.add_argument("--title", default="")
-    args = parser.parse_args(argv)
-    try:
-        train, valid = plot_loss_curves(args.metrics, args.output, args.title)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    first, last = min(train), max(train)
-    print(f"train lm loss {train[first]:.3f} (iteration {first}) -> {train[last]:.3f} (iteration {last})")
-    for name, points in sorted(valid.items()):
-        a, b = min(points), max(points)
-        print(f"validation {name}: {points[a]:.3f} (iteration {a}) -> {points[b]:.3f} (iteration {b})")
-    print(f"loss curves -> {args.output}")
-    return 0
+    """Plot and print the curves' first and last losses; bad input is exit code 2."""
+    return run_entry_point(CONFIG, report_loss_curves, argv, prog="plot_loss_curves.py", description=__doc__)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,10 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from tqdm import tqdm
 
-from megatron_telecom.evaluation.loglikelihood import ContinuationScore, encode_pair, score_requests
-from megatron_telecom.evaluation.model_source import LoadedModel
 from megatron_telecom.evaluation.teleqna import (
     PROMPT_TEMPLATES,
     Question,
@@ -26,15 +25,21 @@ from megatron_telecom.evaluation.teleqna import (
     shots_for,
 )
 
+if TYPE_CHECKING:  # torch is imported when scoring starts, not when the config is parsed
+    from megatron_telecom.evaluation.loglikelihood import ContinuationScore
+    from megatron_telecom.evaluation.model_source import LoadedModel
+
 QUESTIONS_PER_STEP = 64  # questions handed to the scorer at once (batched by length; progress step)
+Mode = Literal["options", "letter"]
+"""Prompt formats: the keys of ``teleqna.PROMPT_TEMPLATES``."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TeleQnAConfig:
     """What a TeleQnA run scores and how."""
 
-    mode: str = "options"
-    """``options`` (option texts as continuations) or ``letter`` (option labels, MMLU-style)."""
+    mode: Mode = "options"
+    """options: option texts as continuations; letter: option labels, MMLU-style."""
     shots: int = 0
     """Few-shot examples from the fixed per-category pool."""
     limit: int | None = None
@@ -43,17 +48,16 @@ class TeleQnAConfig:
     """Processes sharing the sample; shard i takes questions i, i + n, ..."""
     shard_index: int = 0
     """Which shard this process scores."""
-    tokens_per_batch: int = 2048
-    """Padded tokens per forward (questions are batched up to this)."""
+    tokens_per_batch: int | None = None
+    """Padded tokens per forward, questions batched up to it (None: 2048 on CPU, 32768 on GPU)."""
 
-    def validate(self) -> None:
-        """Raise ValueError naming the flag to change."""
-        if self.mode not in PROMPT_TEMPLATES:
-            raise ValueError(f"--mode {self.mode}: choose one of {', '.join(PROMPT_TEMPLATES)}")
+    def __post_init__(self) -> None:
         if self.shots < 0:
             raise ValueError(f"--shots {self.shots}: give 0 or more")
         if not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"--shard-index {self.shard_index}: must be in [0, --num-shards={self.num_shards})")
+        if self.tokens_per_batch is not None and self.tokens_per_batch < 1:
+            raise ValueError(f"--tokens-per-batch {self.tokens_per_batch}: give at least 1")
 
     @property
     def name(self) -> str:
@@ -76,6 +80,8 @@ def _record(question: Question, choices: list[str], scores: list[ContinuationSco
 def score_batch(model: LoadedModel, questions: list[Question], mode: str,
                 examples: list[list[Question]], tokens_per_batch: int) -> list[dict]:
     """Records of ``questions`` (``examples``: each question's shots), scored together."""
+    from megatron_telecom.evaluation.loglikelihood import encode_pair, score_requests
+
     prompts = [build_prompt(q, mode, shots) for q, shots in zip(questions, examples)]
     requests = []
     for context, continuations, _ in prompts:
@@ -89,6 +95,9 @@ def score_batch(model: LoadedModel, questions: list[Question], mode: str,
 def score_questions(model: LoadedModel, questions: list[Question], sample: list[Question],
                     config: TeleQnAConfig) -> list[dict]:
     """Records of this shard's part of ``sample`` (shots drawn from ``questions``), with progress."""
+    from megatron_telecom.evaluation.model_source import default_tokens_per_batch
+
+    tokens_per_batch = config.tokens_per_batch or default_tokens_per_batch(model.device)
     pool = shot_pool(questions, config.shots)
     mine = list(enumerate(sample))[config.shard_index::config.num_shards]
     records = []
@@ -97,7 +106,7 @@ def score_questions(model: LoadedModel, questions: list[Question], sample: list[
             orders, chunk = zip(*mine[lo:lo + QUESTIONS_PER_STEP])
             shots = [shots_for(q, pool, config.shots) for q in chunk]
             for order, record in zip(orders, score_batch(model, list(chunk), config.mode, shots,
-                                                         config.tokens_per_batch)):
+                                                         tokens_per_batch)):
                 records.append({"order": order, **record})
             bar.update(len(chunk))
     return records
@@ -127,7 +136,6 @@ def summarize(records: list[dict]) -> dict:
 def evaluate_teleqna(model: LoadedModel, questions: list[Question], sample: list[Question],
                 config: TeleQnAConfig) -> tuple[dict, list[dict]]:
     """Score this shard and return (result section, per-question records)."""
-    config.validate()
     start = time.perf_counter()
     records = score_questions(model, questions, sample, config)
     seconds = time.perf_counter() - start

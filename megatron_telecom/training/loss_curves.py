@@ -3,14 +3,29 @@
 The file is `--log-metrics-file`: one record per iteration (`lm_loss`) and one per evaluation
 (`validation`: loss per dataset of the blend, e.g. telecom vs general replay). After a resume an
 iteration can appear twice; the last record wins, as in `training/metrics.py`.
+`LossCurvesConfig` is the flag surface of `tools/plot_loss_curves.py`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+from megatron_telecom.arguments import positional
 from megatron_telecom.atomic import temporary_path
+
+
+@dataclass(kw_only=True)
+class LossCurvesConfig:
+    """Which metrics file to plot, and where."""
+
+    metrics: str = positional()
+    """The JSONL the trainer wrote with --log-metrics-file."""
+    output: str
+    """PNG to write."""
+    title: str = ""
+    """Plot title (empty: "continual pretraining loss")."""
 
 
 def read_loss_curves(path: str | Path) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
@@ -62,3 +77,14 @@ def plot_loss_curves(metrics: str | Path, output: str | Path,
     plt.close(fig)
     tmp.replace(output)
     return train, valid
+
+
+def report_loss_curves(config: LossCurvesConfig) -> None:
+    """Plot, then print the first and last loss of each curve."""
+    train, valid = plot_loss_curves(config.metrics, config.output, config.title)
+    first, last = min(train), max(train)
+    print(f"train lm loss {train[first]:.3f} (iteration {first}) -> {train[last]:.3f} (iteration {last})")
+    for name, points in sorted(valid.items()):
+        a, b = min(points), max(points)
+        print(f"validation {name}: {points[a]:.3f} (iteration {a}) -> {points[b]:.3f} (iteration {b})")
+    print(f"loss curves -> {config.output}")

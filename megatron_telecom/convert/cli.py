@@ -1,0 +1,103 @@
+"""Commands of ``tools/convert_checkpoint.py``: one config dataclass per command, and its run.
+
+The configs are the flag surface (``megatron_telecom.arguments`` fills them); the runs import
+torch and megatron only when called, so a bad flag fails before either is loaded. ``verify``
+returns exit code 1 when the logits differ by more than ``--tolerance`` (bad input is 2).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+DType = Literal["float32", "bfloat16", "float16"]
+"""Floating-point formats a model is written or loaded in."""
+
+
+@dataclass(kw_only=True)
+class HFToMcoreConfig:
+    """HF model folder -> megatron checkpoint (torch_dist), in one process."""
+
+    hf_path: str
+    """HF model folder or bundled:smollm2-135m."""
+    save: str
+    """New checkpoint folder."""
+    target_tensor_parallel_size: int = 1
+    """TP the checkpoint will train at (vocabulary padding, checks)."""
+    target_pipeline_model_parallel_size: int = 1
+    """PP the checkpoint will train at (checked to split the layers)."""
+    make_vocab_size_divisible_by: int = 128
+    """Pad the vocabulary to a multiple of this times the target TP, as training does."""
+
+
+@dataclass(kw_only=True)
+class McoreToHFConfig:
+    """Megatron checkpoint (any TP/PP) -> HF model folder."""
+
+    load: str
+    """The --save folder of a run, or one of its iter_* folders."""
+    save: str
+    """New HF model folder."""
+    dtype: DType = "float32"
+    """Format of the exported weights."""
+    max_shard_size_mb: int = 2048
+    """Largest safetensors file, in MiB."""
+
+
+@dataclass(kw_only=True)
+class VerifyConfig:
+    """HF vs megatron logits on the same tokens, in fp32."""
+
+    hf_path: str
+    """HF model folder or bundled:NAME."""
+    load: str
+    """Megatron checkpoint folder."""
+    batch_size: int = 2
+    """Sequences in the compared batch."""
+    seq_length: int = 128
+    """Tokens per sequence."""
+    tolerance: float = 1e-4
+    """Largest allowed max |logit difference| (fp32); above it the exit code is 1."""
+    seed: int = 1234
+    """Seed of the random tokens used when the HF folder has no tokenizer."""
+
+
+def hf_to_mcore(config: HFToMcoreConfig) -> int:
+    """Convert; the library prints what it wrote."""
+    from megatron_telecom.convert.hf_to_mcore import convert_hf_to_mcore
+
+    convert_hf_to_mcore(config.hf_path, config.save,
+                        target_tensor_parallel_size=config.target_tensor_parallel_size,
+                        target_pipeline_model_parallel_size=config.target_pipeline_model_parallel_size,
+                        make_vocab_size_divisible_by=config.make_vocab_size_divisible_by)
+    return 0
+
+
+def mcore_to_hf(config: McoreToHFConfig) -> int:
+    """Export; the library prints what it wrote."""
+    from megatron_telecom.convert.mcore_to_hf import export_mcore_to_hf
+
+    export_mcore_to_hf(config.load, config.save, dtype=config.dtype,
+                       max_shard_bytes=config.max_shard_size_mb * 1024**2)
+    return 0
+
+
+def verify(config: VerifyConfig) -> int:
+    """Print the comparison; exit code 1 when the logits differ by more than --tolerance."""
+    from megatron_telecom.convert.verify import verify as compare_logits
+
+    report = compare_logits(config.hf_path, config.load, batch_size=config.batch_size,
+                            seq_length=config.seq_length, seed=config.seed)
+    print(report.summary(), flush=True)
+    if report.max_abs_diff <= config.tolerance:
+        return 0
+    print(f"FAILED: max |logit difference| {report.max_abs_diff:.3g} > --tolerance "
+          f"{config.tolerance:g}", file=sys.stderr)
+    return 1
+
+
+COMMANDS = {"hf-to-mcore": HFToMcoreConfig, "mcore-to-hf": McoreToHFConfig, "verify": VerifyConfig}
+"""Command name -> its config: the flag surface of tools/convert_checkpoint.py."""
+RUNS = {"hf-to-mcore": hf_to_mcore, "mcore-to-hf": mcore_to_hf, "verify": verify}
+"""Command name -> the function that runs it."""
