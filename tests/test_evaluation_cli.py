@@ -70,6 +70,7 @@ def test_bad_teleqna_settings_are_refused_naming_the_flag(argv, message):
     ("evaluate.py", ["perplexity", "--model", "M", "--input", "x.jsonl", "--dtype", "fp16", "--output", "r.json"],
      "--dtype 'fp16': choose one of float32, bfloat16, float16"),
     ("evaluate.py", ["merge", "--output", "r.json"], "the SHARDS argument is required"),
+    ("evaluate.py", ["perplexity", "--model", "M", "--input", "--output", "r.json"], "--input: give at least one"),
     ("evaluate.py", ["score", "--model", "M"], "unknown command 'score'"),
     ("generate.py", ["--model", "M"], "the PROMPT argument is required"),
 ])

@@ -50,6 +50,10 @@ class PerplexityConfig:
     output: str
     """Results JSON (created, or updated for the same model)."""
 
+    def __post_init__(self) -> None:
+        if not self.input:
+            raise ValueError("--input: give at least one file or dataset prefix")
+
 
 @dataclass(kw_only=True)
 class TeleQnARunConfig:
