@@ -1,4 +1,7 @@
-"""Shared pytest fixtures: area fixtures carry their area's prefix; `slurm_cluster` is shared."""
+"""Shared pytest fixtures: area fixtures carry their area's prefix; `slurm_cluster` is shared.
+
+Fixtures stay thin: the SLURM cluster lives in _slurm_helpers, the .docx builder in _docx_helpers.
+"""
 
 from __future__ import annotations
 
