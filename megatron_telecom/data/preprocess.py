@@ -36,9 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
+from megatron_telecom.arguments import flat_values
 from megatron_telecom.atomic import atomic_write_json
 from megatron_telecom.data.indexed import IndexedDatasetWriter, optimal_dtype
-from megatron_telecom.data.tokenizers import Tokenizer, build_tokenizer, tokenizer_identity
+from megatron_telecom.data.tokenizers import (
+    Tokenizer,
+    TokenizerConfig,
+    build_tokenizer,
+    tokenizer_identity,
+)
 from megatron_telecom.version import __version__
 
 try:
@@ -58,29 +64,42 @@ class PreprocessConfig:
 
     input: list[str]
     """Input files or globs: .jsonl, .jsonl.gz, .json (JSON lines, or one JSON array of records)."""
+    json_keys: tuple[str, ...] = ("text",)
+    """Keys to extract; one dataset per key."""
+    split_sentences: bool = False
+    """Split documents into sentences."""
+    keep_newlines: bool = False
+    """Keep newlines between sentences when splitting."""
+    append_eod: bool = False
+    """Append the EOD token to each document."""
+    lang: str = "english"
+    """Punkt language for --split-sentences."""
     output_prefix: str
     """Datasets are written to {output_prefix}_{key}_{document|sentence}.bin/.idx/.json."""
-    tokenizer_type: str
-    tokenizer_model: str | None = None
-    vocab_size: int | None = None
-    """Only for --tokenizer-type NullTokenizer."""
-    json_keys: tuple[str, ...] = ("text",)
-    split_sentences: bool = False
-    keep_newlines: bool = False
-    lang: str = "english"
-    append_eod: bool = False
-    workers: int = 1
+    workers: int
+    """Worker processes for tokenization."""
     partitions: int = 1
+    """Accepted for Megatron-LM compatibility; output order is always input order."""
+    keep_sequential_samples: bool = False
+    """Accepted for Megatron-LM compatibility (always on)."""
     log_interval: int = 1000
+    """Documents between progress lines."""
     strict: bool = False
+    """Stop at the first bad record (file:line) and write nothing."""
     batch_bytes: int = 1 << 20
-    """Raw input bytes per task sent to a worker."""
+    """Raw input bytes per task sent to a worker (at most 2 x --workers tasks are in flight)."""
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def __post_init__(self) -> None:
+        if self.tokenizer.tokenizer_type is None:
+            raise ValueError("--tokenizer-type is required (and --tokenizer-model, or --vocab-size "
+                             "for NullTokenizer)")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         if self.partitions < 1:
             raise ValueError(f"--partitions must be >= 1, got {self.partitions}")
+        if self.batch_bytes < 1:
+            raise ValueError(f"--batch-bytes must be >= 1, got {self.batch_bytes}")
         if not self.json_keys:
             raise ValueError("--json-keys needs at least one key")
         if self.keep_newlines and not self.split_sentences:
@@ -246,7 +265,8 @@ class Encoder:
 
     def __init__(self, config: PreprocessConfig, tokenizer: Tokenizer | None = None) -> None:
         self.config = config
-        self.tokenizer = tokenizer or build_tokenizer(config.tokenizer_type, config.tokenizer_model, vocab_size=config.vocab_size)
+        tok = config.tokenizer
+        self.tokenizer = tokenizer or build_tokenizer(tok.tokenizer_type, tok.tokenizer_model, vocab_size=tok.vocab_size)
         self.dtype = optimal_dtype(self.tokenizer.vocab_size)
         self.splitter = None
         if config.split_sentences:  # nltk is imported only when needed
@@ -421,8 +441,8 @@ class PreprocessResult:
 
 def _provenance(config: PreprocessConfig, key: str, writer: IndexedDatasetWriter, inputs: list[InputFile],
                 tokenizer: Tokenizer, skipped: SkippedRecords) -> dict:
-    flags = asdict(config)
-    flags.pop("input"), flags.pop("output_prefix"), flags.pop("batch_bytes")
+    flags = {name: value for name, value in flat_values(config).items()
+             if name not in ("input", "output_prefix", "batch_bytes", "keep_sequential_samples")}
     return {
         "tool": "megatron-telecom tools/preprocess_data.py",
         "version": __version__,
@@ -493,3 +513,22 @@ def preprocess(config: PreprocessConfig) -> PreprocessResult:
         seconds=time.monotonic() - progress.start,
         input_bytes=progress.raw_bytes,
     )
+
+
+def run_preprocess(config: PreprocessConfig) -> int:
+    """`tools/preprocess_data.py`: convert, print the summary; exit code 1 for a --strict bad record."""
+    try:
+        result = preprocess(config)
+    except BadRecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    mb = result.input_bytes / 1e6
+    print(f"Done: {result.documents:,} documents, {mb:,.1f} MB in {result.seconds:.1f} s "
+          f"({result.documents / result.seconds:,.0f} docs/s, {mb / result.seconds:,.2f} MB/s)")
+    for key, prefix in result.datasets.items():
+        print(f"  {prefix}.bin/.idx/.json: {result.tokens[key]:,} tokens")
+    if result.skipped.total:
+        print(f"Skipped {result.skipped.total:,} bad records:")
+        for reason, count in sorted(result.skipped.counts.items()):
+            print(f"  {reason}: {count:,} (e.g. {', '.join(result.skipped.examples[reason])})")
+    return 0
