@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from megatron_telecom.atomic import atomic_write_json, temporary_path
-from megatron_telecom.data.preprocess import resolve_inputs
+from megatron_telecom.data.jsonl_input import resolve_inputs
 
 DEFAULT_SEED = "megatron-telecom-heldout"
 
