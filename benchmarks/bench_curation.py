@@ -23,7 +23,7 @@ DEFAULT_INPUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "rfc"
 
 def run_once(inputs: Path, workers: int, tasks: int, work: Path) -> tuple[float, dict]:
     config = CurationConfig(
-        reader=ReaderConfig(inputs=[str(inputs)], glob_pattern="rfc*.txt"),
+        reader=ReaderConfig(input=[str(inputs)], glob="rfc*.txt"),
         executor=ExecutorConfig(tasks=tasks, workers=workers),
         output_dir=str(work / "out"),
     )

@@ -1,7 +1,9 @@
 """Helpers for multi-process tests: torchrun launches with timeouts, tiny token datasets.
 
 Every launch runs the real code under gloo in subprocesses; a timeout turns a hang into a
-failure. Other test files may import this module read-only.
+failure. Other test files may import this module read-only. It holds the suite's one
+``free_port``, its one polling loop (``wait_for``) and its one process-tree signaller
+(``signal_tree``, under ``signal_job``/``kill_job``): other helpers build on these.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TIMEOUT_S = 300
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -118,43 +123,53 @@ def start_ranks(nproc: int, args: list[str], log_dir: Path,
     return procs
 
 
-def wait_for(predicate, *, timeout: float, what: str, poll: float = 0.2) -> None:
-    """Poll until ``predicate()`` is true; AssertionError naming ``what`` on timeout."""
+def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, poll: float = 0.2,
+             details: Callable[[], str] | None = None) -> T:
+    """Poll until ``predicate()`` is truthy and return that value; AssertionError naming ``what``
+    (and ``details()``, e.g. a log tail) on timeout. The predicate may raise to stop early."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            extra = f":\n{details()}" if details is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
         time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def job_tree(proc: subprocess.Popen) -> list:
-    """psutil handles of ``proc`` and all its descendants (those still alive)."""
+def signal_tree(pids: Iterable[int], sig: int, *, process_groups: bool = False) -> list:
+    """Send ``sig`` to the processes ``pids`` and all their descendants, and with
+    ``process_groups`` to the groups they lead; returns the psutil handles signalled.
+
+    The tree is read before any signal, so a killed parent cannot hide its children.
+    """
     import psutil
 
-    try:
-        root = psutil.Process(proc.pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
+    tree: dict[int, psutil.Process] = {}
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            tree.update((p.pid, p) for p in [root, *root.children(recursive=True)])
+        except psutil.NoSuchProcess:
+            continue
+    for pid in pids if process_groups else ():
+        try:
+            os.killpg(pid, sig)  # the group of a process started with start_new_session
+        except (ProcessLookupError, PermissionError):
+            pass
+    for process in tree.values():
+        try:
+            process.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    return list(tree.values())
 
 
 def signal_job(proc: subprocess.Popen, sig: int) -> list:
     """Send ``sig`` to ``proc``'s process group and every descendant (as SLURM signals every
     process of a task, DataLoader workers included); returns the processes signalled."""
-    import psutil
-
-    tree = job_tree(proc)
-    try:
-        os.killpg(proc.pid, sig)  # the group of a process started with start_new_session
-    except (ProcessLookupError, PermissionError):
-        pass
-    for process in tree:
-        try:
-            process.send_signal(sig)
-        except psutil.NoSuchProcess:
-            pass
-    return tree
+    return signal_tree([proc.pid], sig, process_groups=True)
 
 
 def kill_job(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
@@ -166,22 +181,22 @@ def kill_job(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
 
     tree = signal_job(proc, sig)
     proc.wait(timeout=60)
-    psutil.wait_procs(tree[1:], timeout=60)
+    psutil.wait_procs([p for p in tree if p.pid != proc.pid], timeout=60)
 
 
-def freeze_job_when(proc: subprocess.Popen, predicate, *, timeout: float, what: str,
-                    poll: float = 0.005) -> None:
+def freeze_job_when(proc: subprocess.Popen, predicate: Callable[[], object], *, timeout: float,
+                    what: str, poll: float = 0.005) -> None:
     """Poll until ``predicate()``, then SIGSTOP the whole job so the state it saw stays put
     (the caller then kills it); AssertionError naming ``what`` on timeout or early exit."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            signal_job(proc, signal.SIGSTOP)
-            return
+    def seen() -> object:
+        if result := predicate():
+            return result
         if proc.poll() is not None:
             raise AssertionError(f"the job exited ({proc.returncode}) before {what}")
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        return False
+
+    wait_for(seen, timeout=timeout, what=what, poll=poll)
+    signal_job(proc, signal.SIGSTOP)
 
 
 def write_token_dataset(prefix: Path, *, num_docs: int = 200, vocab_size: int = 511,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,14 +14,19 @@ import dill
 import pytest
 from datatrove.executor import SlurmPipelineExecutor
 
-from megatron_telecom.data.curation.cli import build_parser, config_from_args, main
+from megatron_telecom.arguments import parse_args
+from megatron_telecom.data.curation.config import CurationConfig
 from megatron_telecom.data.curation.pipeline import build_executor, stage_names
 
 ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / "tools" / "curate_corpus.py"
 
 
-def _config(argv: list[str]):
-    return config_from_args(build_parser().parse_args(argv))
+def _tool_main():
+    spec = importlib.util.spec_from_file_location("curate_corpus_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
 
 
 @pytest.mark.parametrize(
@@ -30,17 +36,36 @@ def _config(argv: list[str]):
         (["--executor", "slurm"], "--executor slurm needs --partition"),
         (["--sbatch-arg", "account"], "--sbatch-arg expects KEY=VALUE"),
         (["--telecom-threshold", "-1"], "--telecom-threshold must be >= 0"),
-        (["--minhash-buckets", "0"], "--minhash-num-buckets must be >= 1"),
+        (["--minhash-buckets", "0"], "--minhash-buckets must be >= 1"),
+        (["--minhash-n-grams", "0"], "--minhash-n-grams must be >= 1"),
+        (["--dup-line-frac", "1.5"], "--dup-line-frac must be within [0, 1]"),
+        (["--executor", "pbs"], "--executor 'pbs': choose one of local, slurm"),
         (["--output-dir", "{tmp}/in/out"], "is inside --input"),
     ],
 )
 def test_bad_flags_exit_with_a_clear_message(tmp_path: Path, capsys, argv, message) -> None:
     (tmp_path / "in").mkdir()
     base = ["--input", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out")]
-    with pytest.raises(SystemExit) as exit_info:
-        main(base + [arg.format(tmp=tmp_path) for arg in argv])
-    assert exit_info.value.code == 2
+    assert _tool_main()(base + [arg.format(tmp=tmp_path) for arg in argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_negated_switches_and_archive_limits_fill_the_config(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    config = _config(["--input", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"),
+                      "--keep-boilerplate", "--no-quality-filters", "--no-exact-dedup",
+                      "--no-minhash", "--glob", "*.txt", "--max-archive-member-mb", "3",
+                      "--max-compression-ratio", "50", "--report-only"])
+    assert config.filters.keep_boilerplate and not config.filters.quality_filters
+    assert not config.dedup.exact_dedup and not config.dedup.minhash and config.report_only
+    assert config.reader.glob == "*.txt"
+    assert config.reader.archive_limits.max_member_bytes == 3 << 20
+    assert config.reader.archive_limits.max_compression_ratio == 50.0
+    assert stage_names(config) == ["filter", "write"]
+
+
+def _config(argv: list[str]) -> CurationConfig:
+    return parse_args(CurationConfig, argv)
 
 
 def _chain(executor) -> list:
@@ -56,7 +81,7 @@ def test_slurm_executors_and_sbatch_scripts(tmp_path: Path) -> None:
         "--input", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"),
         "--executor", "slurm", "--partition", "cpu", "--tasks", "8", "--workers", "4",
         "--time", "02:30:00", "--cpus-per-task", "2", "--mem-per-cpu-gb", "3",
-        "--job-name", "tc", "--qos", "high", "--sbatch-arg", "account=telecom",
+        "--job-name", "tc", "--qos", "high", "--sbatch-arg", "account=telecom", "reservation=maint",
         "--env-command", "source /opt/venv/bin/activate",
     ])
     chain = _chain(build_executor(config))
@@ -74,7 +99,7 @@ def test_slurm_executors_and_sbatch_scripts(tmp_path: Path) -> None:
         for directive in (
             "#SBATCH --partition=cpu", "#SBATCH --time=02:30:00", "#SBATCH --cpus-per-task=2",
             "#SBATCH --mem-per-cpu=3G", f"#SBATCH --job-name=tc_{name}", "#SBATCH --qos=high",
-            "#SBATCH --account=telecom", f"#SBATCH --array=0-{executor.tasks - 1}%4",
+            "#SBATCH --account=telecom", "#SBATCH --reservation=maint", f"#SBATCH --array=0-{executor.tasks - 1}%4",
         ):
             assert directive in script, (name, directive)
         assert "mail-type" not in script

@@ -57,7 +57,7 @@ def curation_inputs(tmp_path_factory, curation_rfc_dir: Path, curation_spec_docx
 
 def _config(inputs: Path, out: Path, *, workers: int = 1) -> CurationConfig:
     return CurationConfig(
-        reader=ReaderConfig(inputs=[str(inputs)]),
+        reader=ReaderConfig(input=[str(inputs)]),
         executor=ExecutorConfig(tasks=2, workers=workers),
         output_dir=str(out),
         removed_dir=str(out.parent / "removed"),

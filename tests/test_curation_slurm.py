@@ -1,7 +1,7 @@
 """A real SLURM run of the curation pipeline on a private one-node cluster.
 
 The cluster is conftest's `slurm_cluster` (its own munged, slurmctld and slurmd under a
-temporary folder); it skips when the SLURM/munge binaries are absent or we are not root.
+temporary folder, see _slurm_helpers); it skips when the SLURM/munge binaries are absent or we are not root.
 """
 
 from __future__ import annotations
@@ -10,23 +10,11 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
+from _slurm_helpers import wait_queue_empty
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _wait_for_empty_queue(env: dict, timeout: float = 420) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        queue = subprocess.run(["squeue", "-h", "-o", "%i %j %T %r"], env=env, capture_output=True,
-                               text=True, timeout=30).stdout.strip()
-        if not queue:
-            return
-        time.sleep(2)
-    pytest.fail(f"SLURM jobs still queued after {timeout}s:\n{queue}")
 
 
 def test_curation_on_a_real_slurm_cluster(slurm_cluster, curation_rfc_dir, tmp_path):
@@ -45,7 +33,7 @@ def test_curation_on_a_real_slurm_cluster(slurm_cluster, curation_rfc_dir, tmp_p
     submitted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     assert "SLURM jobs submitted" in submitted.stdout
-    _wait_for_empty_queue(env)
+    wait_queue_empty(env)
     report_run = subprocess.run([*command, "--report-only"], env=env, capture_output=True,
                                 text=True, timeout=120)
     assert report_run.returncode == 0, report_run.stderr[-3000:] + _slurm_logs(out)

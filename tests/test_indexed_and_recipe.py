@@ -11,7 +11,15 @@ import pytest
 import torch
 from megatron.core.datasets.indexed_dataset import IndexedDataset, IndexedDatasetBuilder
 
-from megatron_telecom.data.indexed import IndexedDatasetWriter, merge_datasets, read_index
+from megatron_telecom.arguments import parse_args
+from megatron_telecom.data.indexed import (
+    IndexedDatasetWriter,
+    MergeDatasetsConfig,
+    merge_datasets,
+    read_index,
+    run_merge,
+)
+from megatron_telecom.data.inspection import InspectDataConfig, run_inspect
 from megatron_telecom.data.recipe import load_data_recipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +84,26 @@ def test_merge_tool_folder_and_errors(tmp_path):
     with pytest.raises(ValueError, match="int32"):
         merge_datasets([folder / "ours_a", mixed], tmp_path / "bad")
     assert not (tmp_path / "bad.idx").exists()
+
+
+def test_merge_takes_exactly_one_of_folder_and_datasets(tmp_path, capsys):
+    a, _ = write_both(tmp_path, "a", random_documents(4, 3, 100), np.uint16)
+    b, _ = write_both(tmp_path, "b", random_documents(5, 4, 100), np.uint16)
+    out = tmp_path / "ab"
+    assert run_merge(parse_args(MergeDatasetsConfig, ["--datasets", str(b), str(a), "--output-prefix", str(out)])) == 0
+    assert read_index(out).num_documents == 7 and "Merged 2 datasets" in capsys.readouterr().out
+    for argv in ([], ["--input", str(tmp_path), "--datasets", str(a)]):
+        with pytest.raises(ValueError, match="exactly one of --input FOLDER and --datasets"):
+            parse_args(MergeDatasetsConfig, [*argv, "--output-prefix", str(out)])
+
+
+def test_inspect_decodes_with_the_null_tokenizer(tmp_path, capsys):
+    docs = [[[5, 6, 7]], [[8, 9]]]
+    prefix, _ = write_both(tmp_path, "n", docs, np.uint16)
+    argv = [str(prefix), "--tokenizer-type", "NullTokenizer", "--vocab-size", "100", "--samples", "2"]
+    assert run_inspect(parse_args(InspectDataConfig, argv)) == 0
+    printed = capsys.readouterr().out
+    assert "documents  2" in printed and "5 6 7" in printed and "8 9" in printed
 
 
 def test_read_index_rejects_foreign_files(tmp_path):

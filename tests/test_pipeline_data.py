@@ -12,9 +12,13 @@ import pytest
 from _dist_helpers import REPO, subprocess_env
 
 from megatron_telecom.data.general_corpus import LICENSE, python_docs_documents
-from megatron_telecom.data.heldout import is_heldout, split_heldout
+from megatron_telecom.data.heldout import SplitHeldoutConfig, is_heldout, split_heldout
 
 SAMPLE = REPO / "examples" / "data" / "telecom_sample.jsonl"
+
+
+def _split(inputs: list[str], output_dir: Path, **options):
+    return split_heldout(SplitHeldoutConfig(input=inputs, output_dir=str(output_dir), **options))
 
 
 def _lines(path: Path) -> list[str]:
@@ -38,7 +42,7 @@ def test_general_corpus_keeps_every_topic_whole_with_source_and_licence(general_
 
 
 def test_split_keeps_all_documents_without_overlap(tmp_path):
-    report = split_heldout([str(SAMPLE)], tmp_path, heldout_fraction=0.2)
+    report = _split([str(SAMPLE)], tmp_path, heldout_fraction=0.2)
     train, heldout = _lines(tmp_path / "train.jsonl"), _lines(tmp_path / "heldout.jsonl")
     assert Counter(train + heldout) == Counter(_lines(SAMPLE))  # every document, exactly once
     train_ids = {json.loads(line)["id"] for line in train}
@@ -52,14 +56,14 @@ def test_split_keeps_all_documents_without_overlap(tmp_path):
 def test_split_is_deterministic_and_stable_when_the_corpus_grows(tmp_path):
     records = [json.loads(line) for line in _lines(SAMPLE)]
     first, again, grown = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    split_heldout([str(SAMPLE)], first, heldout_fraction=0.3)
-    split_heldout([str(SAMPLE)], again, heldout_fraction=0.3)
+    _split([str(SAMPLE)], first, heldout_fraction=0.3)
+    _split([str(SAMPLE)], again, heldout_fraction=0.3)
     for side in ("train.jsonl", "heldout.jsonl"):
         assert (first / side).read_bytes() == (again / side).read_bytes()
     bigger = tmp_path / "bigger.jsonl"
     extra = [{**r, "id": r["id"] + "-v2"} for r in records]
     bigger.write_text("".join(json.dumps(r) + "\n" for r in extra + records), encoding="utf-8")
-    split_heldout([str(bigger)], grown, heldout_fraction=0.3)
+    _split([str(bigger)], grown, heldout_fraction=0.3)
     old = {json.loads(line)["id"] for line in _lines(first / "heldout.jsonl")}
     new = {json.loads(line)["id"] for line in _lines(grown / "heldout.jsonl")}
     assert old == {i for i in new if not i.endswith("-v2")}
@@ -70,26 +74,26 @@ def test_records_without_id_are_split_by_their_text(tmp_path):
     data = tmp_path / "noid.jsonl"
     texts = [f"document number {i} about the AMF and the SMF" for i in range(200)]
     data.write_text("".join(json.dumps({"text": t}) + "\n\n" for t in texts), encoding="utf-8")
-    split_heldout([str(data)], tmp_path / "out", heldout_fraction=0.5, id_key="doc_id")
+    _split([str(data)], tmp_path / "out", heldout_fraction=0.5, id_key="doc_id")
     heldout = {json.loads(line)["text"] for line in _lines(tmp_path / "out" / "heldout.jsonl")}
     assert 60 < len(heldout) < 140
-    split_heldout([str(data)], tmp_path / "other", heldout_fraction=0.5, id_key="doc_id", seed="x")
+    _split([str(data)], tmp_path / "other", heldout_fraction=0.5, id_key="doc_id", seed="x")
     other = {json.loads(line)["text"] for line in _lines(tmp_path / "other" / "heldout.jsonl")}
     assert other != heldout  # the seed changes the split
 
 
 def test_bad_input_is_refused_and_the_previous_split_survives(tmp_path):
     out = tmp_path / "out"
-    split_heldout([str(SAMPLE)], out, heldout_fraction=0.1)
+    _split([str(SAMPLE)], out, heldout_fraction=0.1)
     before = (out / "train.jsonl").read_bytes()
     broken = tmp_path / "broken.jsonl"
     broken.write_text(SAMPLE.read_text(encoding="utf-8") + '{"id": "x", "text": \n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"broken\.jsonl:101: not valid JSON"):
-        split_heldout([str(broken)], out, heldout_fraction=0.1)
+        _split([str(broken)], out, heldout_fraction=0.1)
     with pytest.raises(ValueError, match="no heldout documents"):
-        split_heldout([str(SAMPLE)], out, heldout_fraction=1e-6)
+        _split([str(SAMPLE)], out, heldout_fraction=1e-6)
     with pytest.raises(ValueError, match="between 0 and 1"):
-        split_heldout([str(SAMPLE)], out, heldout_fraction=1.0)
+        _split([str(SAMPLE)], out, heldout_fraction=1.0)
     assert (out / "train.jsonl").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["heldout.jsonl", "split.json", "train.jsonl"]
 
@@ -117,7 +121,7 @@ def test_tools_write_the_general_corpus_and_split_it(tmp_path):
 
 
 def test_heldout_sample_holds_the_head_of_each_heldout_document(tmp_path):
-    split_heldout([str(SAMPLE)], tmp_path, heldout_fraction=0.2, sample_chars=600)
+    _split([str(SAMPLE)], tmp_path, heldout_fraction=0.2, sample_chars=600)
     full = [json.loads(line) for line in _lines(tmp_path / "heldout.jsonl")]
     sample = [json.loads(line) for line in _lines(tmp_path / "heldout_sample.jsonl")]
     assert [r["id"] for r in sample] == [r["id"] for r in full]

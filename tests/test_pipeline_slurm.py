@@ -1,4 +1,5 @@
-"""The stage scripts under slurm/ for real, on conftest's private one-node SLURM cluster.
+"""The stage scripts under slurm/ for real, on conftest's private one-node SLURM cluster
+(_slurm_helpers).
 
 `slurm/preprocess.sh` submits a job array over input files and a merge job (afterok) whose
 dataset equals what one process writes.
@@ -10,12 +11,11 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from _dist_helpers import REPO, subprocess_env
-from test_training_slurm import _job, _wait_done
+from _slurm_helpers import job_fields, submit, wait_all, wait_done
 
 SAMPLE = REPO / "examples" / "data" / "telecom_sample.jsonl"
 HF_TOKENIZER = REPO / "tests" / "fixtures" / "hf_tokenizer"
@@ -45,9 +45,9 @@ def test_sbatch_preprocess_array_then_merge_equals_one_process(slurm_cluster, tm
     assert "3 input file(s)" in proc.stdout
     jobs = _job_ids(proc.stdout)
     parts = tmp_path / "data" / "telecom_parts"
-    assert _wait_done(env, jobs["merge"], parts / "merge.out", timeout=300).get("JobState") == "COMPLETED", \
+    assert wait_done(env, jobs["merge"], parts / "merge.out", timeout=300).get("JobState") == "COMPLETED", \
         "".join(p.read_text() for p in sorted(parts.glob("*.out")))
-    assert _job(env, jobs["array"]).get("JobState", "GONE") in ("COMPLETED", "GONE")
+    assert job_fields(env, jobs["array"]).get("JobState", "GONE") in ("COMPLETED", "GONE")
 
     reference = tmp_path / "one" / "telecom"
     subprocess.run([sys.executable, str(REPO / "tools" / "preprocess_data.py"), "--input",
@@ -70,34 +70,11 @@ def test_preprocess_sh_refuses_missing_input_before_submitting(tmp_path):
     assert usage.returncode == 2 and "usage:" in usage.stderr
 
 
-def _sbatch(env: dict, *args: str) -> str:
-    proc = subprocess.run(["sbatch", "--parsable", "--time=00:10:00", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().split(";")[0]
-
-
 def _submit_evaluation(env: dict, *args: str) -> dict[str, str]:
     proc = subprocess.run(["bash", str(REPO / "slurm" / "evaluate.sh"), *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return _job_ids(proc.stdout)
-
-
-def _wait_all(env: dict, jobs: list[str], logs: Path, timeout: float = 600) -> dict[str, str]:
-    """Final state of every job, polled together (a finished job leaves scontrol after MinJobAge)."""
-    final: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
-    while len(final) < len(jobs):
-        if time.monotonic() > deadline:
-            pytest.fail(f"jobs {sorted(set(jobs) - set(final))} not done after {timeout}s:\n"
-                        + "".join(p.read_text()[-2000:] for p in sorted(logs.rglob("*.out"))))
-        for job in set(jobs) - set(final):
-            state = _job(env, job).get("JobState", "GONE")
-            if state not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING"):
-                final[job] = state
-        time.sleep(1)
-    return final
 
 
 def _chain_config(tmp_path: Path, data: Path) -> Path:
@@ -123,14 +100,14 @@ def test_sbatch_chain_convert_pretrain_evaluate(slurm_cluster, tmp_path, evaluat
                    env=env, check=True, capture_output=True, timeout=120)
     base, trained = tmp_path / "base-mcore", tmp_path / "trained"
     logs = {name: tmp_path / f"{name}.out" for name in ("convert", "pretrain")}
-    convert = _sbatch(env, "--cpus-per-task=1", "--mem=0", f"--output={logs['convert']}",
-                      str(REPO / "slurm" / "convert.sh"), "hf-to-mcore", "--hf-path",
-                      str(evaluation_tiny_model), "--save", str(base))
-    pretrain = _sbatch(env, f"--dependency=afterok:{convert}", "--gpus-per-node=0",
-                       "--ntasks-per-node=2", "--cpus-per-task=1", f"--output={logs['pretrain']}",
-                       str(REPO / "slurm" / "pretrain.sh"), str(_chain_config(tmp_path, Path(f"{data}_text_document"))),
-                       "--load", str(base), "--finetune",
-                       "--save", str(trained))
+    convert = submit(env, "--time=00:10:00", "--cpus-per-task=1", "--mem=0",
+                     f"--output={logs['convert']}", str(REPO / "slurm" / "convert.sh"), "hf-to-mcore",
+                     "--hf-path", str(evaluation_tiny_model), "--save", str(base))
+    pretrain = submit(env, "--time=00:10:00", f"--dependency=afterok:{convert}", "--gpus-per-node=0",
+                      "--ntasks-per-node=2", "--cpus-per-task=1", f"--output={logs['pretrain']}",
+                      str(REPO / "slurm" / "pretrain.sh"), str(_chain_config(tmp_path, Path(f"{data}_text_document"))),
+                      "--load", str(base), "--finetune",
+                      "--save", str(trained))
     eval_env = {**env, "EVALUATE_SBATCH_ARGS": f"--dependency=afterok:{pretrain} --gpus-per-node=0 "
                                                "--cpus-per-task=1 --time=00:10:00"}
     results = tmp_path / "eval" / "trained.json"
@@ -141,7 +118,7 @@ def test_sbatch_chain_convert_pretrain_evaluate(slurm_cluster, tmp_path, evaluat
                                  str(tmp_path / "eval" / "teleqna.json"))
 
     jobs = [convert, pretrain, perplexity["job"], teleqna["merge"]]
-    states = _wait_all(env, jobs, tmp_path)
+    states = wait_all(env, jobs, tmp_path)
     assert states == dict.fromkeys(jobs, "COMPLETED"), f"{states}\n" + "".join(
         f"== {p}\n{p.read_text()[-3000:]}" for p in sorted(tmp_path.rglob("*.out")))
     assert f"loaded weights from {base}" in logs["pretrain"].read_text()

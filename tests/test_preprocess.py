@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 from megatron.core.datasets.indexed_dataset import IndexedDataset
 
+from megatron_telecom.arguments import parse_args
 from megatron_telecom.data.indexed import read_index
 from megatron_telecom.data.preprocess import PreprocessConfig, preprocess
 from megatron_telecom.data.sentence_splitter import SentenceSplitter
-from megatron_telecom.data.tokenizers import build_tokenizer, bundled_tokenizer_model
+from megatron_telecom.data.tokenizers import (
+    TokenizerConfig,
+    build_tokenizer,
+    bundled_tokenizer_model,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "preprocess_data.py"
@@ -47,8 +52,8 @@ def run_tool(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def config(tmp_path: Path, inputs: list[Path], **overrides) -> PreprocessConfig:
-    values = dict(input=[str(p) for p in inputs], output_prefix=str(tmp_path / "out"),
-                  tokenizer_type="SentencePieceTokenizer", tokenizer_model=SP_MODEL)
+    values = dict(input=[str(p) for p in inputs], output_prefix=str(tmp_path / "out"), workers=1,
+                  tokenizer=TokenizerConfig(tokenizer_type="SentencePieceTokenizer", tokenizer_model=SP_MODEL))
     values.update(overrides)
     return PreprocessConfig(**values)
 
@@ -142,6 +147,20 @@ def test_bad_paths_and_flags_give_clear_errors(tmp_path):
         build_tokenizer("BertWordPieceCase", SP_MODEL)
     with pytest.raises(ValueError, match="--workers"):
         config(tmp_path, [], workers=0)
+
+
+def test_megatron_lm_flags_fill_the_config():
+    """Megatron-LM's invocation (incl. its compatibility flags) parses; the required flags stay required."""
+    base = ["--input", "a.jsonl", "--output-prefix", "o"]
+    parsed = parse_args(PreprocessConfig, [*base, "--workers", "2", "--tokenizer-type", "NullTokenizer",
+                                           "--vocab-size", "10", "--json-keys", "text", "title",
+                                           "--partitions", "2", "--keep-sequential-samples", "--append-eod"])
+    assert parsed.json_keys == ("text", "title") and parsed.workers == 2 and parsed.append_eod
+    assert parsed.tokenizer == TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=10)
+    with pytest.raises(ValueError, match="--tokenizer-type is required"):
+        parse_args(PreprocessConfig, [*base, "--workers", "1"])
+    with pytest.raises(ValueError, match="--workers is required"):
+        parse_args(PreprocessConfig, [*base, "--tokenizer-type", "NullTokenizer"])
 
 
 def test_failed_run_keeps_previous_dataset(tmp_path):

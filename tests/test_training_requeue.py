@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 
 import pytest
+from _slurm_helpers import job_fields, submit, wait_state
 
 from megatron_telecom.training.arguments import parse_config
 from megatron_telecom.training.requeue import (
@@ -70,23 +70,7 @@ def test_run_history_appends_events_and_only_rank_0_writes(tmp_path):
 
 
 def _sleeping_job(env: dict, *options: str) -> str:
-    out = subprocess.run(["sbatch", "--parsable", "--requeue", "--output=/dev/null", *options,
-                          "--wrap", "sleep 120"], env=env, capture_output=True, text=True,
-                         timeout=60, check=True)
-    return out.stdout.strip().split(";")[0]
-
-
-def _fields(env: dict, job: str) -> dict[str, str]:
-    shown = subprocess.run(["scontrol", "show", "job", "-o", job], env=env, capture_output=True,
-                           text=True, timeout=30)
-    return dict(re.findall(r"(\w+)=(\S*)", shown.stdout))
-
-
-def _wait_state(env: dict, job: str, state: str) -> None:
-    deadline = time.monotonic() + 120
-    while _fields(env, job).get("JobState") != state:
-        assert time.monotonic() < deadline, f"job {job} never {state}: {_fields(env, job)}"
-        time.sleep(0.5)
+    return submit(env, "--requeue", "--output=/dev/null", *options, "--wrap", "sleep 120")
 
 
 def test_requeue_job_asks_slurm_and_reports_refusals(slurm_cluster, monkeypatch):
@@ -94,18 +78,18 @@ def test_requeue_job_asks_slurm_and_reports_refusals(slurm_cluster, monkeypatch)
     env = dict(slurm_cluster)
     array_job = _sleeping_job(env, "--array=4")
     task = f"{array_job}_4"  # array jobs requeue their own task
-    _wait_state(env, task, "RUNNING")
+    wait_state(env, task, "RUNNING")
     assert requeue_job(task) is None
-    assert _fields(env, task)["Restarts"] == "1"
+    assert job_fields(env, task)["Restarts"] == "1"
     subprocess.run(["scancel", array_job], env=env, timeout=30, check=True)
 
     cancelled = _sleeping_job(env)
-    _wait_state(env, cancelled, "RUNNING")
+    wait_state(env, cancelled, "RUNNING")
     subprocess.run(["scancel", cancelled], env=env, timeout=30, check=True)
     error = requeue_job(cancelled)  # a user's scancel wins over the requeue
     assert error is not None and re.match(rf"job {cancelled} is (COMPLETING|CANCELLED) in SLURM",
                                           error), error
-    assert _fields(env, cancelled)["Restarts"] == "0"
+    assert job_fields(env, cancelled)["Restarts"] == "0"
 
     assert requeue_job("987654").startswith("scontrol show job 987654 failed: ")
     monkeypatch.setenv("PATH", "/nonexistent")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,15 @@ from _dist_helpers import (
     subprocess_env,
     tiny_train_args,
     train_losses,
+    wait_for,
     write_token_dataset,
 )
+from _slurm_helpers import JOB_TIMEOUT_S, job_fields, log_tail, submit, wait_done
 
 from megatron_telecom.training.checkpointing import read_tracker
 from megatron_telecom.training.requeue import read_history
 
 CONFIG = REPO / "examples" / "configs" / "tiny_cpu.yaml"
-JOB_TIMEOUT_S = 420  # a job with a restart on a loaded 2-core machine
-ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING")
 
 
 @pytest.fixture(scope="module")
@@ -44,56 +43,30 @@ def _flags(tokens: Path, root: Path, train_iters: int, **extra: object) -> list[
 
 
 def _sbatch(env: dict, out: Path, flags: list[str], *sbatch_options: str) -> str:
-    proc = subprocess.run(
-        ["sbatch", "--parsable", "--gpus-per-node=0", "--ntasks-per-node=2", "--cpus-per-task=1",
-         "--time=00:10:00", f"--output={out}", *sbatch_options,
-         str(REPO / "slurm" / "pretrain.sh"), str(CONFIG), *flags],
-        env=env, capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().split(";")[0]
-
-
-def _job(env: dict, job: str) -> dict[str, str]:
-    """``scontrol show job`` fields (JobState, Restarts, Reason, ExitCode...); {} once gone."""
-    proc = subprocess.run(["scontrol", "show", "job", "-o", job], env=env, capture_output=True,
-                          text=True, timeout=30)
-    return dict(re.findall(r"(\w+)=(\S*)", proc.stdout)) if proc.returncode == 0 else {}
-
-
-def _log(path: Path) -> str:
-    return path.read_text()[-4000:] if path.exists() else "(no output file yet)"
-
-
-def _wait_done(env: dict, job: str, log: Path, timeout: float = JOB_TIMEOUT_S) -> dict[str, str]:
-    """Poll until the job has ended for good; a requeued job is released from SLURM's hold."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        fields = _job(env, job)
-        state = fields.get("JobState", "GONE")
-        if state not in ACTIVE_STATES:
-            return fields
-        if state == "PENDING" and fields.get("Reason") == "BeginTime":
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env,
-                           capture_output=True, timeout=30)
-        time.sleep(1)
-    subprocess.run(["scancel", job], env=env, timeout=30)
-    pytest.fail(f"job {job} not done after {timeout}s:\n{_log(log)}")
+    return submit(env, "--gpus-per-node=0", "--ntasks-per-node=2", "--cpus-per-task=1",
+                  "--time=00:10:00", f"--output={out}", *sbatch_options,
+                  str(REPO / "slurm" / "pretrain.sh"), str(CONFIG), *flags)
 
 
 def _signal_when_training(env: dict, job: str, root: Path, log: Path) -> None:
     """Send the time-limit signal once the job has logged an iteration."""
     metrics = root / "metrics.jsonl"
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while not (metrics.exists() and read_jsonl(metrics)):
-        assert time.monotonic() < deadline, _log(log)
-        assert _job(env, job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), _log(log)
-        time.sleep(0.2)
+
+    def training() -> bool:
+        if metrics.exists() and read_jsonl(metrics):
+            return True
+        assert job_fields(env, job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), \
+            log_tail(log)
+        return False
+
+    wait_for(training, timeout=JOB_TIMEOUT_S, what=f"job {job} to log an iteration",
+             details=lambda: log_tail(log))
     subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True, timeout=30)
 
 
 def _stopped_at(log: Path) -> int:
     stopped = re.search(r"exiting at iteration (\d+) on signal SIGUSR1", log.read_text())
-    assert stopped, _log(log)
+    assert stopped, log_tail(log)
     return int(stopped.group(1))
 
 
@@ -104,7 +77,7 @@ def test_time_limit_signal_requeues_and_resumes_to_train_iters(slurm_cluster, to
     root, log = tmp_path / "job", tmp_path / "job.out"
     job = _sbatch(env, log, _flags(tokens, root, train_iters))
     _signal_when_training(env, job, root, log)
-    final = _wait_done(env, job, log)
+    final = wait_done(env, job, log)
     text = log.read_text()
     assert (final["JobState"], final["Restarts"]) == ("COMPLETED", "1"), text[-4000:]
     saved_at = _stopped_at(log)
@@ -125,8 +98,8 @@ def test_time_limit_signal_requeues_and_resumes_to_train_iters(slurm_cluster, to
     # the same job (same config file and flags), never signalled
     reference, reference_log = tmp_path / "reference", tmp_path / "reference.out"
     reference_job = _sbatch(env, reference_log, _flags(tokens, reference, train_iters))
-    assert _wait_done(env, reference_job, reference_log)["JobState"] == "COMPLETED", \
-        _log(reference_log)
+    assert wait_done(env, reference_job, reference_log)["JobState"] == "COMPLETED", \
+        log_tail(reference_log)
     expected, got = train_losses(reference / "metrics.jsonl"), train_losses(root / "metrics.jsonl")
     assert sorted(got) == list(range(1, train_iters + 1))
     assert {i: got[i] for i in expected if i > saved_at} == \
@@ -138,7 +111,7 @@ def test_failed_run_is_not_requeued(slurm_cluster, tokens, tmp_path):
     env = subprocess_env(SLURM_CONF=slurm_cluster["SLURM_CONF"], PRETRAIN_ROOT=str(REPO))
     root, log = tmp_path / "job", tmp_path / "job.out"
     job = _sbatch(env, log, _flags(tokens, root, 50, lr=1e30, min_lr=0, clip_grad=0))
-    final = _wait_done(env, job, log)
+    final = wait_done(env, job, log)
     text = log.read_text()
     assert (final["JobState"], final["Restarts"]) == ("FAILED", "0"), text[-4000:]
     assert re.search(r"(lm loss|grad norm) is (nan|inf) at iteration \d+", text), text[-4000:]
@@ -155,8 +128,8 @@ def test_max_requeues_reached_completes_and_resubmission_resumes(slurm_cluster, 
     root, log = tmp_path / "job", tmp_path / "job.out"
     job = _sbatch(env, log, _flags(tokens, root, 100_000, max_requeues=0))
     _signal_when_training(env, job, root, log)
-    final = _wait_done(env, job, log)
-    assert (final["JobState"], final["Restarts"]) == ("COMPLETED", "0"), _log(log)
+    final = wait_done(env, job, log)
+    assert (final["JobState"], final["Restarts"]) == ("COMPLETED", "0"), log_tail(log)
     saved_at = _stopped_at(log)
     assert f"job {job} was already requeued 0 time(s) (--max-requeues 0)" in log.read_text()
     assert "to continue, run sbatch [your sbatch options] slurm/pretrain.sh" in log.read_text()
@@ -166,7 +139,7 @@ def test_max_requeues_reached_completes_and_resubmission_resumes(slurm_cluster, 
     # resubmitted (stopping 2 iterations later: a new schedule length, hence the override)
     job2 = _sbatch(env, log2, [*_flags(tokens, root, saved_at + 2),
                                "--override-opt_param-scheduler"])
-    assert _wait_done(env, job2, log2)["JobState"] == "COMPLETED", _log(log2)
+    assert wait_done(env, job2, log2)["JobState"] == "COMPLETED", log_tail(log2)
     assert f"loaded checkpoint {root / 'ckpt'}/iter_{saved_at:07d}" in log2.read_text()
     assert read_tracker(root / "ckpt") == saved_at + 2
     assert [e["event"] for e in read_history(root / "ckpt")] == ["start", "stop"] * 2
@@ -184,7 +157,7 @@ def test_without_scontrol_the_job_completes_and_says_how_to_resubmit(slurm_clust
     root, log = tmp_path / "job", tmp_path / "job.out"
     job = _sbatch(env, log, _flags(tokens, root, 100_000), f"--export=ALL,PATH={bin_dir}")
     _signal_when_training(env, job, root, log)
-    final = _wait_done(env, job, log)
+    final = wait_done(env, job, log)
     text = log.read_text()
     assert (final["JobState"], final["Restarts"], final["ExitCode"]) == ("COMPLETED", "0", "0:0"), \
         text[-4000:]

@@ -3,23 +3,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from megatron_telecom.data.general_corpus import LICENSE, SOURCE, write_general_corpus
+from megatron_telecom.arguments import run_entry_point
+from megatron_telecom.data.general_corpus import GeneralCorpusConfig, run_general_corpus
+
+CONFIG = GeneralCorpusConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", required=True, help="JSONL file to write")
-    args = parser.parse_args(argv)
-    try:
-        count = write_general_corpus(args.output)
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"general corpus: {count} documents from {SOURCE} (licence {LICENSE}) -> {args.output}")
-    return 0
+    return run_entry_point(CONFIG, run_general_corpus, argv, prog="tools/general_corpus.py",
+                           description=__doc__)
 
 
 if __name__ == "__main__":

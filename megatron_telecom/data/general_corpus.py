@@ -14,6 +14,7 @@ from __future__ import annotations
 import platform
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from megatron_telecom.data.heldout import write_jsonl
@@ -59,3 +60,21 @@ def python_docs_documents() -> Iterator[dict]:
 def write_general_corpus(output: str | Path) -> int:
     """Write the general corpus as JSONL (atomically); returns the number of documents."""
     return write_jsonl(output, python_docs_documents())
+
+
+@dataclass(kw_only=True)
+class GeneralCorpusConfig:
+    """Flags of `tools/general_corpus.py`."""
+
+    output: str
+    """JSONL file to write."""
+
+
+def run_general_corpus(config: GeneralCorpusConfig) -> int:
+    """`tools/general_corpus.py`: write the corpus and say what it is; an unwritable path exits 2."""
+    try:
+        count = write_general_corpus(config.output)
+    except OSError as exc:
+        raise ValueError(str(exc)) from exc
+    print(f"general corpus: {count} documents from {SOURCE} (licence {LICENSE}) -> {config.output}")
+    return 0

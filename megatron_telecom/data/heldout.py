@@ -23,9 +23,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from megatron_telecom.atomic import atomic_write_json, temporary_path
-from megatron_telecom.data.preprocess import resolve_inputs
+from megatron_telecom.data.jsonl_input import resolve_inputs
 
 DEFAULT_SEED = "megatron-telecom-heldout"
+
+
+@dataclass(kw_only=True)
+class SplitHeldoutConfig:
+    """Flags of `tools/split_heldout.py`: which documents, where to, and the rule's parameters."""
+
+    input: list[str]
+    """JSONL(.gz) files or globs."""
+    output_dir: str
+    """Gets train.jsonl, heldout.jsonl, split.json."""
+    heldout_fraction: float = 0.1
+    """Expected share of documents held out."""
+    id_key: str = "id"
+    """Key of the document id (without it: the text's SHA-256)."""
+    seed: str = DEFAULT_SEED
+    """Salt of the hash (changes the split)."""
+    sample_chars: int | None = None
+    """Also write heldout_sample.jsonl: each held-out document's first paragraphs up to this many characters (cheaper evaluation)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heldout_fraction < 1:
+            raise ValueError(f"--heldout-fraction {self.heldout_fraction} must be between 0 and 1")
 
 
 @dataclass(kw_only=True)
@@ -97,26 +119,23 @@ def head_of_document(record: dict, max_chars: int) -> dict:
     return {**record, "text": text[:cut if cut > 0 else max_chars]}
 
 
-def split_heldout(inputs: list[str], output_dir: str | Path, *, heldout_fraction: float,
-                  id_key: str = "id", seed: str = DEFAULT_SEED,
-                  sample_chars: int | None = None) -> SplitReport:
+def split_heldout(config: SplitHeldoutConfig) -> SplitReport:
     """Split JSONL documents into `output_dir/train.jsonl` and `output_dir/heldout.jsonl`.
 
     With `sample_chars`, also `heldout_sample.jsonl`: the head of each held-out document.
     """
-    if not 0 < heldout_fraction < 1:
-        raise ValueError(f"--heldout-fraction {heldout_fraction} must be between 0 and 1")
-    files = [str(f.path) for f in resolve_inputs(inputs)]
-    output_dir = Path(output_dir)
+    fraction, id_key, seed = config.heldout_fraction, config.id_key, config.seed
+    files = [str(f.path) for f in resolve_inputs(config.input)]
+    output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    report = SplitReport(inputs=files, heldout_fraction=heldout_fraction, seed=seed, id_key=id_key)
+    report = SplitReport(inputs=files, heldout_fraction=fraction, seed=seed, id_key=id_key)
     paths = {side: output_dir / f"{side}.jsonl" for side in ("train", "heldout")}
     temps = {side: temporary_path(path) for side, path in paths.items()}
     try:
         with ExitStack() as stack:
             out = {side: stack.enter_context(open(t, "w", encoding="utf-8")) for side, t in temps.items()}
             for record in read_jsonl(files):
-                side = "heldout" if is_heldout(document_id(record, id_key), heldout_fraction, seed) else "train"
+                side = "heldout" if is_heldout(document_id(record, id_key), fraction, seed) else "train"
                 out[side].write(json.dumps(record, ensure_ascii=False) + "\n")
                 report.documents[side] += 1
                 report.characters[side] += len(str(record.get("text", "")))
@@ -130,8 +149,20 @@ def split_heldout(inputs: list[str], output_dir: str | Path, *, heldout_fraction
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
-    if sample_chars:
-        write_jsonl(output_dir / "heldout_sample.jsonl",
-                    (head_of_document(r, sample_chars) for r in read_jsonl([str(paths["heldout"])])))
+    if config.sample_chars:
+        write_jsonl(output_dir / "heldout_sample.jsonl", (head_of_document(r, config.sample_chars)
+                                                          for r in read_jsonl([str(paths["heldout"])])))
     atomic_write_json(output_dir / "split.json", asdict(report))
     return report
+
+
+def run_split(config: SplitHeldoutConfig) -> int:
+    """`tools/split_heldout.py`: split and print documents and characters per side."""
+    try:
+        report = split_heldout(config)
+    except OSError as exc:
+        raise ValueError(str(exc)) from exc
+    for side in ("train", "heldout"):
+        print(f"{side:<8} {report.documents[side]:>7,} documents {report.characters[side]:>13,} characters"
+              f" -> {config.output_dir}/{side}.jsonl")
+    return 0

@@ -264,3 +264,30 @@ def write_merge_provenance(prefixes: list[Path], writer: IndexedDatasetWriter) -
                "documents": writer.num_documents, "tokens": writer.num_tokens,
                "dtype": np.dtype(writer.dtype).name}
     atomic_write_json(Path(f"{writer.prefix}.json"), payload)
+
+
+@dataclass(kw_only=True)
+class MergeDatasetsConfig:
+    """Flags of `tools/merge_datasets.py` (Megatron-LM's); exactly one of --input, --datasets."""
+
+    input: str | None = None
+    """Folder: every .bin/.idx pair in it is merged, sorted by name."""
+    datasets: list[str] | None = None
+    """Dataset prefixes to merge, in this order."""
+    output_prefix: str
+    """Output path without suffix."""
+
+    def __post_init__(self) -> None:
+        if (self.input is None) == (self.datasets is None):
+            raise ValueError("give exactly one of --input FOLDER and --datasets PREFIX [PREFIX ...]")
+
+
+def run_merge(config: MergeDatasetsConfig) -> int:
+    """`tools/merge_datasets.py`: merge, write the provenance sidecar, print the counts."""
+    prefixes = (discover_datasets(Path(config.input)) if config.input is not None
+                else [Path(p) for p in config.datasets])
+    writer = merge_datasets(prefixes, config.output_prefix)
+    write_merge_provenance(prefixes, writer)
+    print(f"Merged {len(prefixes)} datasets into {config.output_prefix}: "
+          f"{writer.num_documents:,} documents, {writer.num_tokens:,} tokens")
+    return 0

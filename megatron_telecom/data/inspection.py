@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from megatron_telecom.arguments import positional
 from megatron_telecom.data.indexed import IndexedDatasetIndex, read_document, read_index
-from megatron_telecom.data.tokenizers import Tokenizer, build_tokenizer
+from megatron_telecom.data.tokenizers import Tokenizer, TokenizerConfig, build_tokenizer
+
+
+@dataclass(kw_only=True)
+class InspectDataConfig:
+    """Flags of `tools/inspect_data.py`."""
+
+    prefix: str = positional()
+    """Dataset path without .bin/.idx."""
+    samples: int = 1
+    """Documents to decode."""
+    sample_tokens: int = 400
+    """Tokens decoded per sample."""
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
 
 def length_histogram(lengths: np.ndarray, bins: int = 10, width: int = 40) -> list[str]:
@@ -66,3 +81,16 @@ def describe_dataset(prefix: str | Path, tokenizer: Tokenizer | None, samples: i
         text = tokenizer.detokenize(ids.tolist()[:sample_tokens])
         lines += ["", f"--- document {doc} ({len(ids):,} tokens; first {min(len(ids), sample_tokens)} decoded) ---", text]
     return "\n".join(lines)
+
+
+def run_inspect(config: InspectDataConfig) -> int:
+    """`tools/inspect_data.py`: print the summary, decoding samples with the given tokenizer or,
+    without --tokenizer-type, with the one named in the dataset's provenance .json."""
+    tok = config.tokenizer
+    if tok.tokenizer_type:
+        tokenizer = build_tokenizer(tok.tokenizer_type, tok.tokenizer_model, vocab_size=tok.vocab_size)
+    else:
+        tokenizer = tokenizer_from_provenance(config.prefix)
+    print(describe_dataset(config.prefix, tokenizer, samples=config.samples,
+                           sample_tokens=config.sample_tokens))
+    return 0

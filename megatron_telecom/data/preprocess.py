@@ -18,10 +18,6 @@ Decisions where Megatron-LM is silent or buggy (documented in the README too):
 
 from __future__ import annotations
 
-import glob
-import gzip
-import hashlib
-import io
 import json
 import multiprocessing
 import os
@@ -36,9 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
+from megatron_telecom.arguments import flat_values
 from megatron_telecom.atomic import atomic_write_json
 from megatron_telecom.data.indexed import IndexedDatasetWriter, optimal_dtype
-from megatron_telecom.data.tokenizers import Tokenizer, build_tokenizer, tokenizer_identity
+from megatron_telecom.data.jsonl_input import Batch, InputFile, read_batches, resolve_inputs
+from megatron_telecom.data.tokenizers import (
+    Tokenizer,
+    TokenizerConfig,
+    build_tokenizer,
+    tokenizer_identity,
+)
 from megatron_telecom.version import __version__
 
 try:
@@ -58,29 +61,42 @@ class PreprocessConfig:
 
     input: list[str]
     """Input files or globs: .jsonl, .jsonl.gz, .json (JSON lines, or one JSON array of records)."""
+    json_keys: tuple[str, ...] = ("text",)
+    """Keys to extract; one dataset per key."""
+    split_sentences: bool = False
+    """Split documents into sentences."""
+    keep_newlines: bool = False
+    """Keep newlines between sentences when splitting."""
+    append_eod: bool = False
+    """Append the EOD token to each document."""
+    lang: str = "english"
+    """Punkt language for --split-sentences."""
     output_prefix: str
     """Datasets are written to {output_prefix}_{key}_{document|sentence}.bin/.idx/.json."""
-    tokenizer_type: str
-    tokenizer_model: str | None = None
-    vocab_size: int | None = None
-    """Only for --tokenizer-type NullTokenizer."""
-    json_keys: tuple[str, ...] = ("text",)
-    split_sentences: bool = False
-    keep_newlines: bool = False
-    lang: str = "english"
-    append_eod: bool = False
-    workers: int = 1
+    workers: int
+    """Worker processes for tokenization."""
     partitions: int = 1
+    """Accepted for Megatron-LM compatibility; output order is always input order."""
+    keep_sequential_samples: bool = False
+    """Accepted for Megatron-LM compatibility (always on)."""
     log_interval: int = 1000
+    """Documents between progress lines."""
     strict: bool = False
+    """Stop at the first bad record (file:line) and write nothing."""
     batch_bytes: int = 1 << 20
-    """Raw input bytes per task sent to a worker."""
+    """Raw input bytes per task sent to a worker (at most 2 x --workers tasks are in flight)."""
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def __post_init__(self) -> None:
+        if self.tokenizer.tokenizer_type is None:
+            raise ValueError("--tokenizer-type is required (and --tokenizer-model, or --vocab-size "
+                             "for NullTokenizer)")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         if self.partitions < 1:
             raise ValueError(f"--partitions must be >= 1, got {self.partitions}")
+        if self.batch_bytes < 1:
+            raise ValueError(f"--batch-bytes must be >= 1, got {self.batch_bytes}")
         if not self.json_keys:
             raise ValueError("--json-keys needs at least one key")
         if self.keep_newlines and not self.split_sentences:
@@ -117,109 +133,6 @@ class SkippedRecords:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading input: batches of (line number, raw bytes), hashing the files as they are read.
-
-
-class _HashingFile(io.RawIOBase):
-    """A raw file that hashes and counts every byte read from disk (compressed bytes for .gz)."""
-
-    def __init__(self, path: Path) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
-        self.sha256 = hashlib.sha256()
-        self.bytes_read = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        n = self._file.readinto(buffer)
-        self.sha256.update(memoryview(buffer)[:n])
-        self.bytes_read += n
-        return n
-
-    def drain(self) -> None:
-        while self.readinto(bytearray(1 << 20)):
-            pass
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
-@dataclass
-class InputFile:
-    path: Path
-    size: int
-    sha256: str = ""
-
-
-@dataclass(frozen=True)
-class Batch:
-    file_index: int
-    line_numbers: list[int]
-    lines: list[bytes]
-
-
-def resolve_inputs(patterns: list[str]) -> list[InputFile]:
-    """Expand files/globs (sorted, de-duplicated); a pattern matching nothing is an error."""
-    paths: list[Path] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        matches = [m for m in matches if Path(m).is_file()]
-        if not matches:
-            raise ValueError(f"--input {pattern!r} matches no file")
-        paths.extend(Path(m) for m in matches if Path(m) not in paths)
-    return [InputFile(path=p, size=p.stat().st_size) for p in paths]
-
-
-def _record_lines(stream: io.BufferedIOBase, path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) of a JSONL stream, or one line per element of a JSON array file."""
-    head = stream.peek(64)[:64].lstrip() if hasattr(stream, "peek") else b""
-    if path.suffix == ".json" and head.startswith(b"["):
-        try:
-            records = json.loads(stream.read())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not a valid JSON array file: {exc}") from exc
-        for number, record in enumerate(records, start=1):
-            yield number, json.dumps(record, ensure_ascii=False).encode()
-        return
-    for number, line in enumerate(stream, start=1):
-        yield number, line
-
-
-def read_batches(inputs: list[InputFile], batch_bytes: int, progress: Progress) -> Iterator[Batch]:
-    """Batches of non-blank input lines, about `batch_bytes` each, in input order."""
-    for file_index, item in enumerate(inputs):
-        raw = _HashingFile(item.path)
-        buffered = io.BufferedReader(raw, 1 << 20)
-        stream = gzip.GzipFile(fileobj=buffered) if item.path.suffix == ".gz" else buffered
-        numbers: list[int] = []
-        lines: list[bytes] = []
-        size = 0
-        try:
-            for number, line in _record_lines(stream, item.path):
-                if not line.strip():
-                    continue
-                numbers.append(number)
-                lines.append(line)
-                size += len(line)
-                if size >= batch_bytes:
-                    progress.position = progress.done_bytes + raw.bytes_read
-                    yield Batch(file_index, numbers, lines)
-                    numbers, lines, size = [], [], 0
-            if lines:
-                yield Batch(file_index, numbers, lines)
-            raw.drain()
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"{item.path}: cannot read: {exc}") from exc
-        finally:
-            stream.close()
-        item.sha256 = raw.sha256.hexdigest()
-        progress.done_bytes += item.size
-        progress.position = progress.done_bytes
-
-
-# ---------------------------------------------------------------------------------------------
 # Encoding (runs in worker processes).
 
 
@@ -246,7 +159,8 @@ class Encoder:
 
     def __init__(self, config: PreprocessConfig, tokenizer: Tokenizer | None = None) -> None:
         self.config = config
-        self.tokenizer = tokenizer or build_tokenizer(config.tokenizer_type, config.tokenizer_model, vocab_size=config.vocab_size)
+        tok = config.tokenizer
+        self.tokenizer = tokenizer or build_tokenizer(tok.tokenizer_type, tok.tokenizer_model, vocab_size=tok.vocab_size)
         self.dtype = optimal_dtype(self.tokenizer.vocab_size)
         self.splitter = None
         if config.split_sentences:  # nltk is imported only when needed
@@ -421,8 +335,8 @@ class PreprocessResult:
 
 def _provenance(config: PreprocessConfig, key: str, writer: IndexedDatasetWriter, inputs: list[InputFile],
                 tokenizer: Tokenizer, skipped: SkippedRecords) -> dict:
-    flags = asdict(config)
-    flags.pop("input"), flags.pop("output_prefix"), flags.pop("batch_bytes")
+    flags = {name: value for name, value in flat_values(config).items()
+             if name not in ("input", "output_prefix", "batch_bytes", "keep_sequential_samples")}
     return {
         "tool": "megatron-telecom tools/preprocess_data.py",
         "version": __version__,
@@ -493,3 +407,22 @@ def preprocess(config: PreprocessConfig) -> PreprocessResult:
         seconds=time.monotonic() - progress.start,
         input_bytes=progress.raw_bytes,
     )
+
+
+def run_preprocess(config: PreprocessConfig) -> int:
+    """`tools/preprocess_data.py`: convert, print the summary; exit code 1 for a --strict bad record."""
+    try:
+        result = preprocess(config)
+    except BadRecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    mb = result.input_bytes / 1e6
+    print(f"Done: {result.documents:,} documents, {mb:,.1f} MB in {result.seconds:.1f} s "
+          f"({result.documents / result.seconds:,.0f} docs/s, {mb / result.seconds:,.2f} MB/s)")
+    for key, prefix in result.datasets.items():
+        print(f"  {prefix}.bin/.idx/.json: {result.tokens[key]:,} tokens")
+    if result.skipped.total:
+        print(f"Skipped {result.skipped.total:,} bad records:")
+        for reason, count in sorted(result.skipped.counts.items()):
+            print(f"  {reason}: {count:,} (e.g. {', '.join(result.skipped.examples[reason])})")
+    return 0

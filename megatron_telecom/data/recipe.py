@@ -20,11 +20,13 @@ Shares are fractions of all sampled tokens. `replay.share` goes to the replay da
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from megatron_telecom.arguments import positional
 from megatron_telecom.data.indexed import read_index
 
 
@@ -143,3 +145,27 @@ def load_data_recipe(path: str | Path) -> DataRecipe:
         raise ValueError(f"{path}: dataset names must be unique, got {names}")
     train_tokens = raw.get("train_tokens")
     return DataRecipe(datasets=entries, train_tokens=float(train_tokens) if train_tokens else None)
+
+
+@dataclass(kw_only=True)
+class DataRecipeConfig:
+    """Flags of `tools/data_recipe.py`."""
+
+    recipe: str = positional()
+    """Recipe YAML (see megatron_telecom/data/recipe.py)."""
+    train_tokens: float | None = None
+    """Token budget (overrides the recipe's)."""
+    data_path_only: bool = False
+    """Print only the --data-path words."""
+
+
+def run_recipe(config: DataRecipeConfig) -> int:
+    """`tools/data_recipe.py`: print the accounting table and the --data-path words."""
+    recipe = load_data_recipe(config.recipe)
+    data_path = " ".join(shlex.quote(word) for word in recipe.data_path())
+    if config.data_path_only:
+        print(data_path)
+        return 0
+    print(recipe.accounting_table(config.train_tokens))
+    print(f"\n--data-path {data_path}")
+    return 0

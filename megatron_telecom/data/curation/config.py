@@ -1,4 +1,12 @@
-"""Typed configuration of a curation run; `tools/curate_corpus.py` fills it from flags."""
+"""The flags of `tools/curate_corpus.py`, as the typed config tree of a curation run.
+
+Field names are the flag names with underscores (``--minhash-buckets`` -> ``minhash_buckets``),
+so error messages derive the flag from the field and cannot drift from it; each field's docstring
+is its ``--help`` line. Switches that are on by default are negated on the command line
+(``--no-exact-dedup``, ``--no-minhash``, ``--no-quality-filters``); ``--sbatch-arg`` takes
+``KEY=VALUE`` words (a repeated ``--sbatch-arg`` replaces the earlier one, as for every list flag:
+give several directives after one flag).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +17,28 @@ from typing import Literal
 from megatron_telecom.data.curation.archives import ArchiveLimits
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _sbatch_args(words: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` words -> {key: value} (a leading '--' on a key is dropped)."""
+    out = {}
+    for pair in words:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--sbatch-arg expects KEY=VALUE, got {pair!r}")
+        out[key.lstrip("-")] = value
+    return out
+
+
 @dataclass(kw_only=True)
 class ReaderConfig:
     """Where the raw documents are and how to read them."""
 
-    inputs: list[str]
+    input: list[str]
     """Folders (searched recursively) or single files of RFC .txt, 3GPP .docx/.zip, PDF, JSONL."""
-    glob_pattern: str | None = None
+    glob: str | None = None
     """Only read files matching this pattern (relative to each input folder)."""
     text_key: str = "text"
     """JSONL key holding the text."""
@@ -23,29 +46,37 @@ class ReaderConfig:
     """JSONL key holding the document id."""
     limit: int = -1
     """Read at most this many documents per task (-1: all); for trials."""
-    archive_limits: ArchiveLimits = field(default_factory=ArchiveLimits)
-    """Zip safety bounds (member size, total size, compression ratio, member count)."""
+    max_archive_member_mb: int = 512
+    """Zip safety: largest decompressed size of one archive member, in MiB."""
+    max_compression_ratio: float = 200.0
+    """Zip safety: largest decompressed/compressed size ratio of a member (zip bombs reach 1000s)."""
 
     def __post_init__(self) -> None:
-        if not self.inputs:
+        if not self.input:
             raise ValueError("no --input given: pass at least one folder or file to curate")
-        missing = [p for p in self.inputs if "://" not in p and not Path(p).exists()]
+        missing = [p for p in self.input if "://" not in p and not Path(p).exists()]
         if missing:
             raise ValueError(f"--input path(s) not found: {missing}")
+
+    @property
+    def archive_limits(self) -> ArchiveLimits:
+        """The zip safety bounds (the limits without a flag keep their defaults)."""
+        return ArchiveLimits(max_member_bytes=self.max_archive_member_mb << 20,
+                             max_compression_ratio=self.max_compression_ratio)
 
 
 @dataclass(kw_only=True)
 class FilterConfig:
     """Cleaning and filtering of documents."""
 
-    remove_boilerplate: bool = True
-    """Drop RFC front matter, Status of This Memo, Copyright, Contents, Authors' Addresses."""
+    keep_boilerplate: bool = False
+    """Keep RFC front matter, Status of This Memo, Copyright, Contents, Authors' Addresses."""
     telecom_threshold: float = 40.0
     """Minimum telecom relevance (lexicon weight per 1,000 words); 0 disables the filter."""
-    lexicon_path: str | None = None
-    """Keyword lexicon file (default: the project's telecom_keywords.txt)."""
+    lexicon: str | None = None
+    """Weighted keyword lexicon file (default: the project's telecom_keywords.txt)."""
     quality_filters: bool = True
-    """Apply datatrove's Gopher repetition and quality filters."""
+    """Apply datatrove's Gopher repetition and quality filters (--no-quality-filters skips them)."""
     min_doc_words: int = 50
     """Gopher quality: fewest words a document may have."""
     max_non_alpha_words_ratio: float = 0.6
@@ -60,30 +91,30 @@ class FilterConfig:
             raise ValueError(f"--telecom-threshold must be >= 0, got {self.telecom_threshold}")
         for name in ("max_non_alpha_words_ratio", "dup_line_frac", "dup_para_frac"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"--{name.replace('_', '-')} must be within [0, 1]")
+                raise ValueError(f"{_flag(name)} must be within [0, 1]")
 
 
 @dataclass(kw_only=True)
 class DedupConfig:
     """Exact and MinHash near-duplicate removal (datatrove's dedup stages)."""
 
-    exact: bool = True
-    """Remove documents whose normalised text hashes equal an earlier one's."""
+    exact_dedup: bool = True
+    """Remove documents whose normalised text hashes equal an earlier one's (--no-exact-dedup: keep them)."""
     minhash: bool = True
-    """Remove near-duplicates with MinHash LSH."""
-    n_grams: int = 5
+    """Remove near-duplicates with MinHash LSH (--no-minhash: keep them)."""
+    minhash_n_grams: int = 5
     """MinHash shingle size in words."""
-    num_buckets: int = 14
+    minhash_buckets: int = 14
     """MinHash LSH bands."""
-    hashes_per_bucket: int = 8
-    """MinHash rows per band (similarity threshold ~ (1/num_buckets)^(1/hashes_per_bucket))."""
-    seed: int = 1
+    minhash_hashes_per_bucket: int = 8
+    """MinHash rows per band (similarity threshold ~ (1/buckets)^(1/hashes per bucket))."""
+    minhash_seed: int = 1
     """MinHash permutation seed (must be the same for every task)."""
 
     def __post_init__(self) -> None:
-        for name in ("n_grams", "num_buckets", "hashes_per_bucket"):
+        for name in ("minhash_n_grams", "minhash_buckets", "minhash_hashes_per_bucket"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--minhash-{name.replace('_', '-')} must be >= 1")
+                raise ValueError(f"{_flag(name)} must be >= 1")
 
 
 @dataclass(kw_only=True)
@@ -110,8 +141,10 @@ class ExecutorConfig:
     """Prefix of the SLURM job names."""
     env_command: str | None = None
     """Shell line run before each SLURM task (e.g. 'source /path/venv/bin/activate')."""
-    sbatch_args: dict[str, str] = field(default_factory=dict)
-    """Extra '#SBATCH --key=value' directives (e.g. account)."""
+    sbatch_arg: list[str] = field(default_factory=list)
+    """Extra '#SBATCH --KEY=VALUE' directives as KEY=VALUE words, e.g. account=telecom."""
+    sbatch_args: dict[str, str] = field(init=False)
+    """The --sbatch-arg words as {key: value}, parsed once here."""
 
     def __post_init__(self) -> None:
         if self.executor not in ("local", "slurm"):
@@ -120,6 +153,7 @@ class ExecutorConfig:
             raise ValueError("--tasks must be >= 1 and --workers >= 1 (or -1 on slurm)")
         if self.executor == "slurm" and not self.partition:
             raise ValueError("--executor slurm needs --partition (the SLURM partition to run in)")
+        self.sbatch_args = _sbatch_args(self.sbatch_arg)
 
 
 @dataclass(kw_only=True)
@@ -127,9 +161,6 @@ class CurationConfig:
     """A whole curation run: sources -> clean -> filter -> dedup -> JSONL shards + report."""
 
     reader: ReaderConfig
-    filters: FilterConfig = field(default_factory=FilterConfig)
-    dedup: DedupConfig = field(default_factory=DedupConfig)
-    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     output_dir: str
     """Final JSONL shards (`text` + metadata) and the stats report go here."""
     work_dir: str | None = None
@@ -138,13 +169,18 @@ class CurationConfig:
     """If set, removed documents are written here, one folder per reason/stage."""
     compression: Literal["none", "gzip"] = "none"
     """Output shard compression ('none': .jsonl, 'gzip': .jsonl.gz)."""
+    report_only: bool = False
+    """Only (re)build the stats report of a finished run (after the SLURM jobs have ended)."""
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     def __post_init__(self) -> None:
         if self.compression not in ("none", "gzip"):
             raise ValueError(f"--compression must be 'none' or 'gzip', got {self.compression!r}")
         for name, folder in (("--output-dir", self.output_dir), ("--work-dir", self.work_dir),
                              ("--removed-dir", self.removed_dir)):
-            for source in self.reader.inputs:
+            for source in self.reader.input:
                 if folder and Path(source).is_dir() and Path(folder).resolve().is_relative_to(
                     Path(source).resolve()
                 ):

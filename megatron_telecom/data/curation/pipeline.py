@@ -65,8 +65,8 @@ class Stage:
 
 def _input_readers(config: CurationConfig) -> list[PipelineStep]:
     readers = []
-    for path in config.reader.inputs:
-        folder, pattern = path, config.reader.glob_pattern
+    for path in config.reader.input:
+        folder, pattern = path, config.reader.glob
         if Path(path).is_file():
             folder, pattern = str(Path(path).parent), Path(path).name
         readers.append(
@@ -93,12 +93,12 @@ def filter_stage(config: CurationConfig, work: str) -> Stage:
     filters = config.filters
     tokenizer = OfflineWordTokenizer()
     steps: list[PipelineStep] = [*_input_readers(config), CorpusTally("read")]
-    steps += [TelecomTextCleaner(remove_boilerplate=filters.remove_boilerplate), CorpusTally("clean")]
+    steps += [TelecomTextCleaner(remove_boilerplate=not filters.keep_boilerplate), CorpusTally("clean")]
     if filters.telecom_threshold > 0:
         steps += [
             TelecomRelevanceFilter(
                 threshold=filters.telecom_threshold,
-                lexicon_path=filters.lexicon_path,
+                lexicon_path=filters.lexicon,
                 exclusion_writer=_removed_writer(config, "telecom_relevance"),
             ),
             CorpusTally("telecom_relevance"),
@@ -139,7 +139,7 @@ def _exact_config() -> ExactDedupConfig:
 
 
 def _exact_filter(config: CurationConfig, work: str, *, with_removed: bool) -> list[PipelineStep]:
-    if not config.dedup.exact:
+    if not config.dedup.exact_dedup:
         return []
     writer = _removed_writer(config, "exact_duplicate") if with_removed else None
     return [ExactDedupFilter(f"{work}/exact/dups", _exact_config(), exclusion_writer=writer)]
@@ -158,10 +158,10 @@ def _exact_stages(config: CurationConfig, work: str) -> list[Stage]:
 def _minhash_stages(config: CurationConfig, work: str) -> list[Stage]:
     dedup, minhash = config.dedup, f"{work}/minhash"
     minhash_config = MinhashConfig(
-        n_grams=dedup.n_grams,
-        num_buckets=dedup.num_buckets,
-        hashes_per_bucket=dedup.hashes_per_bucket,
-        seed=dedup.seed,
+        n_grams=dedup.minhash_n_grams,
+        num_buckets=dedup.minhash_buckets,
+        hashes_per_bucket=dedup.minhash_hashes_per_bucket,
+        seed=dedup.minhash_seed,
         hash_config=HASH_CONFIG,
     )
     signatures = MinhashDedupSignature(
@@ -179,7 +179,7 @@ def _minhash_stages(config: CurationConfig, work: str) -> list[Stage]:
             ],
             tasks=config.executor.tasks,
         ),
-        Stage(name="minhash_buckets", pipeline=[buckets], tasks=dedup.num_buckets),
+        Stage(name="minhash_buckets", pipeline=[buckets], tasks=dedup.minhash_buckets),
         Stage(name="minhash_cluster", pipeline=[cluster], tasks=1),
     ]
 
@@ -187,7 +187,7 @@ def _minhash_stages(config: CurationConfig, work: str) -> list[Stage]:
 def dedup_stages(config: CurationConfig, work: str) -> list[Stage]:
     """datatrove's exact-dedup (2 stages) and MinHash (3 stages) stages, as enabled."""
     stages: list[Stage] = []
-    if config.dedup.exact:
+    if config.dedup.exact_dedup:
         stages += _exact_stages(config, work)
     if config.dedup.minhash:
         stages += _minhash_stages(config, work)
@@ -197,7 +197,7 @@ def dedup_stages(config: CurationConfig, work: str) -> list[Stage]:
 def write_stage(config: CurationConfig, work: str) -> Stage:
     """Apply the dedup decisions to the filtered shards and write the final JSONL shards."""
     steps: list[PipelineStep] = [_filtered_reader(work), CorpusTally("filtered")]
-    if config.dedup.exact:
+    if config.dedup.exact_dedup:
         steps += [*_exact_filter(config, work, with_removed=True), CorpusTally("exact_dedup")]
     if config.dedup.minhash:
         steps += [
