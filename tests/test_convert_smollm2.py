@@ -60,6 +60,17 @@ def test_verify_smollm2_conversion(smol):
     assert "agreement 100.00%" in line
 
 
+def test_verify_in_bf16_reports_bf16_rounding_not_a_broken_model(smol):
+    """bf16 on both sides: logits move by bf16 rounding, the loss barely, the ranking rarely."""
+    proc = convert_tool("verify", "--hf-path", "bundled:smollm2-135m", "--load", smol["mcore"],
+                        "--dtype", "bfloat16", "--tolerance", "2")
+    line = proc.stdout.strip().splitlines()[-1]
+    figures = dict(re.findall(r"(max \|diff\|| HF| megatron|agreement) ([0-9.e+-]+)", line))
+    assert 1e-3 < float(figures["max |diff|"]) <= 2  # bf16 really ran, and stayed close
+    assert abs(float(figures[" HF"]) - float(figures[" megatron"])) <= 0.01 * float(figures[" HF"])
+    assert float(figures["agreement"]) >= 90
+
+
 def test_first_iteration_loss_is_the_base_models(smol, tmp_path):
     record = run_probe(1, tmp_path / "probe.pt", None, pretrain_flags(
         smol["mcore"], smol["data"], smol["cache"], smol["mcore"] / "tokenizer"))

@@ -270,7 +270,7 @@ class Kit:
         result = {"hf_path": hf_path}
         result["hf_to_mcore"] = self.tool("d_hf_to_mcore", tool, [
             "hf-to-mcore", "--hf-path", hf_path, "--save", str(save)])
-        for dtype, extra in (("fp32", []), ("bf16", ["--bf16"])):
+        for dtype, extra in (("fp32", []), ("bf16", ["--dtype", "bfloat16", "--tolerance", "2"])):
             result[f"verify_{dtype}"] = self.tool(f"d_verify_{dtype}", tool, [
                 "verify", "--hf-path", hf_path, "--load", str(save), *extra])
         failed = [name for name, r in result.items() if isinstance(r, dict) and r["exit_code"]]

@@ -47,7 +47,7 @@ class McoreToHFConfig:
 
 @dataclass(kw_only=True)
 class VerifyConfig:
-    """HF vs megatron logits on the same tokens, in fp32."""
+    """HF vs megatron logits on the same tokens."""
 
     hf_path: str
     """HF model folder or bundled:NAME."""
@@ -57,8 +57,10 @@ class VerifyConfig:
     """Sequences in the compared batch."""
     seq_length: int = 128
     """Tokens per sequence."""
+    dtype: DType = "float32"
+    """Format both models run in (logits are compared in float32)."""
     tolerance: float = 1e-4
-    """Largest allowed max |logit difference| (fp32); above it the exit code is 1."""
+    """Largest allowed max |logit difference| (1e-4 suits float32; bf16 needs about 0.5); above it the exit code is 1."""
     seed: int = 1234
     """Seed of the random tokens used when the HF folder has no tokenizer."""
 
@@ -88,7 +90,7 @@ def verify(config: VerifyConfig) -> int:
     from megatron_telecom.convert.verify import verify as compare_logits
 
     report = compare_logits(config.hf_path, config.load, batch_size=config.batch_size,
-                            seq_length=config.seq_length, seed=config.seed)
+                            seq_length=config.seq_length, seed=config.seed, dtype=config.dtype)
     print(report.summary(), flush=True)
     if report.max_abs_diff <= config.tolerance:
         return 0

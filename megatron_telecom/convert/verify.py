@@ -1,4 +1,7 @@
-"""Check a conversion: the HF model and the megatron checkpoint on the same tokens, in fp32.
+"""Check a conversion: the HF model and the megatron checkpoint on the same tokens.
+
+Both sides run in the same ``dtype`` (float32 by default; bfloat16 shows what training and
+generation in bf16 will see, with a correspondingly looser tolerance); logits are compared in fp32.
 
 Tokens are a fixed telecom paragraph through the HF folder's tokenizer (random ids seeded by
 ``seed`` when it has none), so the reported losses are those of real text. Logit differences
@@ -72,8 +75,8 @@ def _next_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> float:
 
 
 def verify(hf_path: str | Path, load: str | Path, *, batch_size: int = 2,
-           seq_length: int = 128, seed: int = 1234) -> VerifyReport:
-    """Run the HF model and the megatron checkpoint on the same batch and compare."""
+           seq_length: int = 128, seed: int = 1234, dtype: str = "float32") -> VerifyReport:
+    """Run the HF model and the megatron checkpoint on the same batch, in ``dtype``, and compare."""
     from transformers import AutoModelForCausalLM
 
     hf_folder = resolve_hf_path(hf_path)
@@ -85,11 +88,12 @@ def verify(hf_path: str | Path, load: str | Path, *, batch_size: int = 2,
     tokens = sample_tokens(hf_folder, preset.vocab_size, batch_size, seq_length, seed)
     positions = torch.arange(seq_length).expand(batch_size, -1)
     with torch.no_grad():
-        hf_model = AutoModelForCausalLM.from_pretrained(str(hf_folder), dtype=torch.float32)
+        torch_dtype = getattr(torch, dtype)
+        hf_model = AutoModelForCausalLM.from_pretrained(str(hf_folder), dtype=torch_dtype)
         hf_logits = hf_model.eval()(tokens).logits.float()
         del hf_model
         with single_process_megatron():
-            model = load_unsplit_model(folder, preset, padded)
+            model = load_unsplit_model(folder, preset, padded).to(torch_dtype)
             megatron_logits = model(tokens, positions, None).float()  # [b, s, padded vocab]
     if hf_logits.shape[-1] != preset.vocab_size:
         raise ValueError(f"{hf_folder} has {hf_logits.shape[-1]} output columns, the checkpoint "
