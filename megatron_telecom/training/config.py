@@ -202,16 +202,6 @@ class PretrainConfig:
         return flat
 
 
-@dataclass(frozen=True, kw_only=True)
-class BatchLayout:
-    """Batch arithmetic derived from the config and the world size (Megatron-LM's rules)."""
-
-    data_parallel_size: int
-    micro_batch_size: int
-    global_batch_size: int
-    num_microbatches: int
-
-
 def field_owner() -> dict[str, str]:
     """Flag name (underscored) -> section holding it."""
     owners: dict[str, str] = {}
