@@ -88,8 +88,8 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     layout = builders.parallel_layout(cfg.parallel, cfg.training, preset, job_env().world_size)
     backends = choose_backends(transformer_impl=cfg.model.transformer_impl,
                                attention_backend=cfg.model.attention_backend)
-    env = initialize_distributed(layout, seed=cfg.training.seed,
-                                 timeout_minutes=cfg.parallel.distributed_timeout_minutes)
+    initialize_distributed(layout, seed=cfg.training.seed,
+                           timeout_minutes=cfg.parallel.distributed_timeout_minutes)
     exits.synchronize_start()
     tokenizer = build_tokenizer(cfg.tokenizer)
     vocab = builders.padded_vocab(cfg.model, layout, tokenizer.vocab_size)
@@ -97,23 +97,15 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     config = builders.transformer_config(cfg.model, preset, layout, backends)
     model = builders.build_model(preset, config, get_layer_spec(config, backends), p=cfg.parallel,
                                  padded_vocab_size=vocab, seq_length=seq_length)
-    optimizer = builders.build_optimizer(
-        cfg.optimizer, config, model, use_distributed_optimizer=cfg.parallel.use_distributed_optimizer)
-    scheduler = builders.build_scheduler(cfg.scheduler, cfg.optimizer, optimizer, layout=layout,
-                                         train_iters=cfg.training.train_iters)
-    builders.wire_model_config(config, model, optimizer, cfg.parallel)
-    if (cfg.parallel.use_distributed_optimizer and cfg.checkpoint.save
-            and not checkpointing.HAVE_APEX_OR_TE):
-        print_rank_0("WARNING: without Transformer Engine/Apex megatron-core 0.16.1 cannot resume "
-                     "distributed-optimizer state; these checkpoints resume with --no-load-optim "
-                     "only (see docs/training.md)")
+    optimizer, scheduler = _optimizer_and_schedule(cfg, config, model, layout)
     state = _load(cfg, source, model, optimizer, scheduler, vocab)
     train_data, valid_data = _data(cfg, layout, tokenizer, seq_length, state)
     num_params = sum(param.numel() for chunk in model for param in chunk.parameters())
-    print_rank_0(f"> {preset.name}: {num_params:,} parameters on rank 0; world {env.world_size} = "
-                 f"TP {layout.tensor_model_parallel_size} x PP {layout.pipeline_model_parallel_size}"
-                 f" x DP {layout.data_parallel_size}; {layout.num_microbatches} microbatches of "
-                 f"{layout.micro_batch_size}; vocabulary {tokenizer.vocab_size} padded to {vocab}")
+    print_rank_0(f"> {preset.name}: {num_params:,} parameters on rank 0; world {layout.world_size}"
+                 f" = TP {layout.tensor_model_parallel_size} x PP "
+                 f"{layout.pipeline_model_parallel_size} x DP {layout.data_parallel_size}; "
+                 f"{layout.num_microbatches} microbatches of {layout.micro_batch_size}; "
+                 f"vocabulary {tokenizer.vocab_size} padded to {vocab}")
     if tokenizer.vocab_size != preset.vocab_size:
         print_rank_0(f"note: the tokenizer has {tokenizer.vocab_size} ids, preset {preset.name} "
                      f"{preset.vocab_size}: fine from scratch, not for the base model's weights")
@@ -129,6 +121,22 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
                              start_iteration=state.iteration),
         exits=exits,
     )
+
+
+def _optimizer_and_schedule(cfg: PretrainConfig, config: Any, model: list,
+                            layout: ParallelLayout) -> tuple[Any, Any]:
+    """megatron-core's optimizer and LR schedule, hooked into the model config's schedules."""
+    p = cfg.parallel
+    optimizer = builders.build_optimizer(cfg.optimizer, config, model,
+                                         use_distributed_optimizer=p.use_distributed_optimizer)
+    scheduler = builders.build_scheduler(cfg.scheduler, cfg.optimizer, optimizer, layout=layout,
+                                         train_iters=cfg.training.train_iters)
+    builders.wire_model_config(config, model, optimizer, p)
+    if p.use_distributed_optimizer and cfg.checkpoint.save and not checkpointing.HAVE_APEX_OR_TE:
+        print_rank_0("WARNING: without Transformer Engine/Apex megatron-core 0.16.1 cannot resume "
+                     "distributed-optimizer state; these checkpoints resume with --no-load-optim "
+                     "only (see docs/training.md)")
+    return optimizer, scheduler
 
 
 def _load(cfg: PretrainConfig, source: checkpointing.CheckpointSource | None, model: list,
