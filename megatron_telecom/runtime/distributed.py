@@ -6,6 +6,7 @@ SLURM job on GPUs (nccl, one process per GPU).
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -227,8 +228,6 @@ def job_env() -> DistributedEnv:
 def _initialize_rerun_state_machine_quietly() -> None:
     """Create megatron-core's rerun state machine (disabled, as its schedules would) without
     its two WARNING lines ("Implicit initialization ...", "... initialized in mode ...")."""
-    import logging
-
     from megatron.core import rerun_state_machine
 
     logger = logging.getLogger(rerun_state_machine.__name__)
