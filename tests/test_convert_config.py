@@ -171,7 +171,7 @@ MISTRAL_7B_V03 = {
 @pytest.mark.parametrize(("config_file", "hf_config"), [
     ("llama3_8b_telecom.yaml", LLAMA3_8B), ("mistral_7b_telecom.yaml", MISTRAL_7B_V03)])
 def test_8b_example_configs_load_their_converted_base_models(config_file, hf_config):
-    from megatron_telecom.models.gpt import transformer_config_kwargs
+    from megatron_telecom.models.gpt import parallel_layout_for
     from megatron_telecom.training.arguments import parse_config
     from megatron_telecom.training.builders import resolve_preset
 
@@ -180,6 +180,6 @@ def test_8b_example_configs_load_their_converted_base_models(config_file, hf_con
     assert cfg.checkpoint.load and cfg.checkpoint.finetune
     converted = preset_from_hf_config(hf_config, name="base")
     assert resolve_preset(cfg.model, converted) == converted  # `model:` agrees: adopted
-    transformer_config_kwargs(  # the recipe's TP/PP split the converted model
+    parallel_layout_for(  # the recipe's TP/PP split the converted model
         converted, tensor_model_parallel_size=cfg.parallel.tensor_model_parallel_size,
         pipeline_model_parallel_size=cfg.parallel.pipeline_model_parallel_size)

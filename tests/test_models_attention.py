@@ -81,14 +81,20 @@ def _model_case(backend: str) -> dict:
     """Loss and gradients of a tiny GPT model (same seed) built with ``backend``."""
     from megatron.core import tensor_parallel
 
-    from megatron_telecom.models.gpt import build_gpt_model, build_transformer_config
+    from megatron_telecom.models.gpt import (
+        build_gpt_model,
+        build_transformer_config,
+        choose_backends,
+        get_layer_spec,
+    )
     from megatron_telecom.models.presets import get_preset
 
     preset = get_preset("tiny")
     torch.manual_seed(7)
     tensor_parallel.model_parallel_cuda_manual_seed(7)
-    model = build_gpt_model(preset, build_transformer_config(preset), padded_vocab_size=512,
-                            seq_length=96, attention_backend=backend)
+    config = build_transformer_config(preset)
+    model = build_gpt_model(preset, config, padded_vocab_size=512, seq_length=96,
+                            layer_spec=get_layer_spec(config, choose_backends(attention_backend=backend)))
     core = type(model.decoder.layers[0].self_attention.core_attention).__name__
     tokens = torch.randint(0, 512, (2, 96), generator=torch.Generator().manual_seed(3))
     position_ids = torch.arange(96).expand(2, 96)
@@ -100,19 +106,24 @@ def _model_case(backend: str) -> dict:
 
 
 def _layer_spec_choices() -> dict:
-    from megatron_telecom.models.gpt import build_transformer_config, get_layer_spec
+    from megatron_telecom.models.gpt import (
+        build_transformer_config,
+        choose_backends,
+        get_layer_spec,
+    )
     from megatron_telecom.models.presets import get_preset
 
     config = build_transformer_config(get_preset("tiny"))
-    cores = {b: get_layer_spec(config, attention_backend=b).submodules.self_attention
+    cores = {b: get_layer_spec(config, choose_backends(attention_backend=b)).submodules.self_attention
              .submodules.core_attention.__name__ for b in ("auto", "sdpa", "local")}
     errors = {}
     for name, kwargs in {"bad": {"attention_backend": "flash2"},
-                         "te_sdpa": {"attention_backend": "sdpa", "use_transformer_engine": True},
+                         "te_sdpa": {"attention_backend": "sdpa",
+                                     "transformer_impl": "transformer_engine"},
                          "te_local": {"attention_backend": "local",
-                                      "use_transformer_engine": True}}.items():
+                                      "transformer_impl": "transformer_engine"}}.items():
         try:
-            get_layer_spec(config, **kwargs)
+            get_layer_spec(config, choose_backends(**kwargs))
         except ValueError as err:
             errors[name] = str(err)
     return {"cores": cores, "errors": errors}

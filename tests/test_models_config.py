@@ -16,7 +16,9 @@ from megatron_telecom.models.gpt import (
     Fp8Options,
     RecomputeOptions,
     build_transformer_config,
+    choose_backends,
     get_layer_spec,
+    parallel_layout_for,
     transformer_config_kwargs,
     transformer_engine_available,
 )
@@ -25,6 +27,10 @@ from megatron_telecom.models.presets import get_preset
 needs_no_te = pytest.mark.skipif(
     transformer_engine_available(), reason="checks the behaviour without Transformer Engine"
 )
+
+
+def _layout(**sizes):
+    return parallel_layout_for(get_preset("llama3-8b"), **sizes)
 
 
 def _transformer_config(**kwargs):
@@ -99,7 +105,7 @@ def test_fp8_bad_values(options, message):
     ],
 )
 def test_recompute_flags_translate(options, expected):
-    config = _transformer_config(recompute=options, pipeline_model_parallel_size=2)
+    config = _transformer_config(recompute=options, layout=_layout(pipeline_model_parallel_size=2))
     got = (config.recompute_granularity, config.recompute_method, config.recompute_num_layers)
     assert got == expected
 
@@ -126,20 +132,21 @@ def test_recompute_flags_translate(options, expected):
 def test_recompute_bad_combinations(options, message):
     with pytest.raises(ValueError, match=message):
         transformer_config_kwargs(
-            get_preset("llama3-8b"), recompute=options, pipeline_model_parallel_size=2
+            get_preset("llama3-8b"), recompute=options,
+            layout=_layout(pipeline_model_parallel_size=2),
         )
 
 
 def test_parallel_fields_and_interleaving_disables_batched_p2p():
-    config = _transformer_config(
+    config = _transformer_config(layout=_layout(
         tensor_model_parallel_size=4,
         pipeline_model_parallel_size=4,
         virtual_pipeline_model_parallel_size=2,
-    )
+    ))
     assert config.tensor_model_parallel_size == 4 and config.pipeline_model_parallel_size == 4
     assert config.virtual_pipeline_model_parallel_size == 2
     assert config.batch_p2p_comm is False
-    assert _transformer_config(pipeline_model_parallel_size=2).batch_p2p_comm is True
+    assert _transformer_config(layout=_layout(pipeline_model_parallel_size=2)).batch_p2p_comm is True
 
 
 @pytest.mark.parametrize(
@@ -153,7 +160,7 @@ def test_parallel_fields_and_interleaving_disables_batched_p2p():
 )
 def test_bad_parallel_layouts(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        transformer_config_kwargs(get_preset("llama3-8b"), **kwargs)
+        transformer_config_kwargs(get_preset("llama3-8b"), layout=_layout(**kwargs))
 
 
 def test_fused_kernels_follow_the_backend():
@@ -169,16 +176,17 @@ def test_without_te_fp8_is_refused_with_a_clear_error():
         build_transformer_config(get_preset("tiny"), fp8=Fp8Options(fp8_format="hybrid"))
     with pytest.raises(ValueError, match="Transformer Engine was requested"):
         build_transformer_config(
-            get_preset("tiny"), fp8=Fp8Options(fp8_format="hybrid"), use_transformer_engine=True
+            get_preset("tiny"), fp8=Fp8Options(fp8_format="hybrid"),
+            backends=choose_backends(transformer_impl="transformer_engine"),
         )
 
 
 @needs_no_te
 def test_without_te_sequence_parallel_is_refused():
     with pytest.raises(ValueError, match="--sequence-parallel needs Transformer Engine"):
-        build_transformer_config(
+        build_transformer_config(get_preset("tiny"), layout=parallel_layout_for(
             get_preset("tiny"), tensor_model_parallel_size=2, sequence_parallel=True
-        )
+        ))
 
 
 @needs_no_te
@@ -198,16 +206,16 @@ def test_layer_spec_by_capability_is_local_without_te():
     spec = get_layer_spec(config)
     assert spec.submodules.input_layernorm is WrappedTorchNorm
     assert spec.submodules.self_attention.submodules.core_attention is SDPADotProductAttention
-    local = get_layer_spec(config, use_transformer_engine=False)
+    local = get_layer_spec(config, choose_backends(transformer_impl="local"))
     assert local.submodules.self_attention.submodules.core_attention is SDPADotProductAttention
     with pytest.raises(ValueError, match="Transformer Engine was requested"):
-        get_layer_spec(config, use_transformer_engine=True)
+        get_layer_spec(config, choose_backends(transformer_impl="transformer_engine"))
 
 
 def test_local_spec_refuses_fp8_config():
     config = _transformer_config(fp8=Fp8Options(fp8_format="hybrid"))
     with pytest.raises(ValueError, match="need the Transformer Engine layer spec"):
-        get_layer_spec(config, use_transformer_engine=False)
+        get_layer_spec(config, choose_backends(transformer_impl="local"))
 
 
 def test_options_are_frozen_keyword_only():

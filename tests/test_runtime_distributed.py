@@ -35,15 +35,21 @@ def _lm_loss(model: torch.nn.Module) -> torch.Tensor:
 
 def _tiny_loss(tensor_model_parallel_size: int) -> list[float]:
     """Per-token losses of a freshly initialised tiny model on fixed tokens."""
-    from megatron_telecom.models.gpt import build_gpt_model_chunks, build_transformer_config
-    from megatron_telecom.models.presets import get_preset
-    from megatron_telecom.runtime.distributed import initialize_distributed
-
-    initialize_distributed(tensor_model_parallel_size=tensor_model_parallel_size, seed=1234)
-    preset = get_preset("tiny")
-    config = build_transformer_config(
-        preset, tensor_model_parallel_size=tensor_model_parallel_size
+    from megatron_telecom.models.gpt import (
+        build_gpt_model_chunks,
+        build_transformer_config,
+        parallel_layout_for,
     )
+    from megatron_telecom.models.presets import get_preset
+    from megatron_telecom.runtime.distributed import initialize_distributed, job_env
+
+    preset = get_preset("tiny")
+    layout = parallel_layout_for(
+        preset, tensor_model_parallel_size=tensor_model_parallel_size,
+        world_size=job_env().world_size,
+    )
+    initialize_distributed(layout, seed=1234)
+    config = build_transformer_config(preset, layout=layout)
     (model,) = build_gpt_model_chunks(preset, config, padded_vocab_size=VOCAB, seq_length=SEQ)
     loss = _lm_loss(model)
     loss.mean().backward()
@@ -127,17 +133,21 @@ def _interleaved_chunks() -> dict:
     """PP=2 x VPP=2 over a 4-layer tiny model: which chunk holds what, and one fwd/bwd."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
-    from megatron_telecom.models.gpt import build_gpt_model_chunks, build_transformer_config
+    from megatron_telecom.models.gpt import (
+        build_gpt_model_chunks,
+        build_transformer_config,
+        parallel_layout_for,
+    )
     from megatron_telecom.models.presets import get_preset
-    from megatron_telecom.runtime.distributed import initialize_distributed
+    from megatron_telecom.runtime.distributed import initialize_distributed, job_env
 
-    initialize_distributed(
-        pipeline_model_parallel_size=2, virtual_pipeline_model_parallel_size=2, seed=1234
-    )
     preset = dataclasses.replace(get_preset("tiny"), num_layers=4)
-    config = build_transformer_config(
-        preset, pipeline_model_parallel_size=2, virtual_pipeline_model_parallel_size=2
+    layout = parallel_layout_for(
+        preset, pipeline_model_parallel_size=2, virtual_pipeline_model_parallel_size=2,
+        world_size=job_env().world_size,
     )
+    initialize_distributed(layout, seed=1234)
+    config = build_transformer_config(preset, layout=layout)
     chunks = build_gpt_model_chunks(preset, config, padded_vocab_size=VOCAB, seq_length=SEQ)
 
     def forward_step(data_iterator, chunk):

@@ -23,7 +23,7 @@ from megatron_telecom.convert.hf_config import preset_from_hf_config, read_hf_co
 from megatron_telecom.convert.hf_io import TOKENIZER_FILES, HFWeights, copy_tokenizer_files
 from megatron_telecom.convert.megatron_model import build_unsplit_model, single_process_megatron
 from megatron_telecom.convert.output import staged_folder
-from megatron_telecom.models.gpt import pad_vocab_size, transformer_config_kwargs
+from megatron_telecom.models.gpt import pad_vocab_size, parallel_layout_for
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.runtime.cpu_shim import install_cpu_shim
 
@@ -132,8 +132,8 @@ def convert_hf_to_mcore(hf_path: str | Path, save: str | Path, *,
     hf_config = read_hf_config(source)
     preset = preset_from_hf_config(hf_config, name=name)
     tp, pp = target_tensor_parallel_size, target_pipeline_model_parallel_size
-    transformer_config_kwargs(preset, tensor_model_parallel_size=tp,
-                              pipeline_model_parallel_size=pp)  # refuses a TP/PP that cannot split
+    parallel_layout_for(preset, tensor_model_parallel_size=tp,
+                        pipeline_model_parallel_size=pp)  # refuses a TP/PP that cannot split
     weights = HFWeights(source)
     _check_weights(weights, preset)
     tokenizer_size = _check_tokenizer(source, preset)

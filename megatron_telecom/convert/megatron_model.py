@@ -13,7 +13,12 @@ from collections.abc import Iterator
 import torch
 import torch.distributed as dist
 
-from megatron_telecom.models.gpt import build_gpt_model, build_transformer_config
+from megatron_telecom.models.gpt import (
+    LOCAL_BACKENDS,
+    build_gpt_model,
+    build_transformer_config,
+    get_layer_spec,
+)
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.runtime.cpu_shim import install_cpu_shim
 from megatron_telecom.runtime.distributed import destroy_distributed, initialize_distributed
@@ -40,9 +45,9 @@ def single_process_megatron() -> Iterator[None]:
 def build_unsplit_model(preset: ModelPreset, padded_vocab_size: int) -> torch.nn.Module:
     """The whole GPTModel (local layer spec, fp32, CPU) with uninitialised weights."""
     config = build_transformer_config(preset, use_cpu_initialization=True,
-                                      use_transformer_engine=False)
+                                      backends=LOCAL_BACKENDS)
     config.perform_initialization = False  # every weight is overwritten or loaded
     model = build_gpt_model(preset, config, padded_vocab_size=padded_vocab_size,
                             seq_length=preset.seq_length, pre_process=True, post_process=True,
-                            use_transformer_engine=False)
+                            layer_spec=get_layer_spec(config, LOCAL_BACKENDS))
     return model.eval()

@@ -1,22 +1,36 @@
 """Preset + options -> megatron-core TransformerConfig, layer spec and GPTModel.
 
-Backends are chosen here, once, before anything is built: the Transformer Engine spec (with
-FP8) when ``transformer_engine`` imports, megatron-core's local spec otherwise (CPU, CI). The
-local spec's core attention is ``--attention-backend``: ``sdpa`` (torch's fused kernels, the
-default without TE) or ``local`` (megatron-core's ``DotProductAttention``, s x s scores).
+Backends are chosen once (``choose_backends``), before anything is built: the Transformer
+Engine spec (with FP8) when ``transformer_engine`` imports, megatron-core's local spec otherwise
+(CPU, CI). The local spec's core attention is ``--attention-backend``: ``sdpa`` (torch's fused
+kernels, the default without TE) or ``local`` (megatron-core's ``DotProductAttention``, s x s
+scores). The parallel sizes come from a checked ``ParallelLayout`` (runtime/parallel_layout.py).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Any, TypedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict, get_args
 
 import torch
 import torch.nn.functional as F
 
-from megatron_telecom.models.options import Fp8Options, RecomputeOptions
+from megatron_telecom.models.options import (
+    ATTENTION_BACKENDS,
+    AttentionBackend,
+    Fp8AmaxComputeAlgo,
+    Fp8Format,
+    Fp8Options,
+    Fp8Recipe,
+    RecomputeGranularity,
+    RecomputeMethod,
+    RecomputeOptions,
+    TransformerImpl,
+)
 from megatron_telecom.models.presets import ModelPreset
+from megatron_telecom.runtime.parallel_layout import ParallelLayout, compute_parallel_layout
 
 if TYPE_CHECKING:  # megatron is imported lazily so the CPU shim can be installed first
     from megatron.core.models.gpt import GPTModel
@@ -26,26 +40,28 @@ if TYPE_CHECKING:  # megatron is imported lazily so the CPU shim can be installe
 
 __all__ = [
     "ATTENTION_BACKENDS",
+    "LOCAL_BACKENDS",
     "Fp8Options",
+    "ModelBackends",
     "RecomputeOptions",
     "TransformerOptions",
     "build_gpt_model",
     "build_gpt_model_chunks",
     "build_transformer_config",
+    "choose_backends",
     "get_layer_spec",
     "pad_vocab_size",
+    "parallel_layout_for",
     "transformer_config_kwargs",
     "transformer_engine_available",
 ]
 
-FP8_FORMATS = ("e4m3", "hybrid")
-# megatron-core 0.16.1 Fp8Recipe minus "custom" (that one needs a user quantizer factory).
-FP8_RECIPES = ("delayed", "tensorwise", "mxfp8", "blockwise")
-FP8_AMAX_COMPUTE_ALGOS = ("max", "most_recent")
-RECOMPUTE_GRANULARITIES = ("full", "selective")
-RECOMPUTE_METHODS = ("uniform", "block")
-# Megatron-LM's --attention-backend names where they mean the same (auto, local); sdpa is ours.
-ATTENTION_BACKENDS = ("auto", "sdpa", "local")
+# Choices as tuples for the checks of programmatic callers (flags are checked while parsing).
+FP8_FORMATS = get_args(Fp8Format)
+FP8_RECIPES = get_args(Fp8Recipe)
+FP8_AMAX_COMPUTE_ALGOS = get_args(Fp8AmaxComputeAlgo)
+RECOMPUTE_GRANULARITIES = get_args(RecomputeGranularity)
+RECOMPUTE_METHODS = get_args(RecomputeMethod)
 
 
 @functools.cache
@@ -130,43 +146,48 @@ def _recompute_kwargs(recompute: RecomputeOptions | None, layers_per_stage: int)
     }
 
 
-def _parallel_kwargs(
-    preset: ModelPreset, tp: int, pp: int, vpp: int | None, sequence_parallel: bool
-) -> dict[str, Any]:
-    chunks = pp * (vpp or 1)
-    if preset.num_layers % chunks:
-        raise ValueError(
-            f"{preset.name}: {preset.num_layers} layers do not split into PP={pp} x VPP={vpp or 1} "
-            "equal chunks; change --pipeline-model-parallel-size or "
-            "--virtual-pipeline-model-parallel-size"
-        )
-    if preset.num_query_groups % tp or preset.num_attention_heads % tp:
-        raise ValueError(
-            f"{preset.name}: {preset.num_attention_heads} heads / {preset.num_query_groups} query "
-            f"groups do not split across TP={tp}; choose a TP dividing both"
-        )
-    if sequence_parallel and tp == 1:
-        raise ValueError("--sequence-parallel needs --tensor-model-parallel-size > 1")
+def _parallel_kwargs(layout: ParallelLayout) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
-        "tensor_model_parallel_size": tp,
-        "pipeline_model_parallel_size": pp,
-        "virtual_pipeline_model_parallel_size": vpp,
-        "sequence_parallel": sequence_parallel,
+        "tensor_model_parallel_size": layout.tensor_model_parallel_size,
+        "pipeline_model_parallel_size": layout.pipeline_model_parallel_size,
+        "virtual_pipeline_model_parallel_size": layout.virtual_pipeline_model_parallel_size,
+        "sequence_parallel": layout.sequence_parallel,
     }
-    if vpp is not None:
+    if layout.virtual_pipeline_model_parallel_size is not None:
         # megatron-core 0.16.1 computes wrong numbers for interleaved 1F1B at PP=2 with batched
         # isend/irecv (no error raised); separate p2p ops are exact.
         kwargs["batch_p2p_comm"] = False
     return kwargs
 
 
-def transformer_config_kwargs(
+def parallel_layout_for(
     preset: ModelPreset,
     *,
     tensor_model_parallel_size: int = 1,
     pipeline_model_parallel_size: int = 1,
     virtual_pipeline_model_parallel_size: int | None = None,
     sequence_parallel: bool = False,
+    world_size: int | None = None,
+) -> ParallelLayout:
+    """The checked layout of ``preset`` at these sizes, one microbatch of one sequence per DP rank.
+
+    For callers without a batch (conversion, evaluation, tests); ``world_size`` defaults to
+    TP x PP (no data parallelism).
+    """
+    tp, pp = tensor_model_parallel_size, pipeline_model_parallel_size
+    return compute_parallel_layout(
+        world_size=tp * pp if world_size is None else world_size,
+        num_layers=preset.num_layers, num_attention_heads=preset.num_attention_heads,
+        num_query_groups=preset.num_query_groups, tensor_model_parallel_size=tp,
+        pipeline_model_parallel_size=pp,
+        virtual_pipeline_model_parallel_size=virtual_pipeline_model_parallel_size,
+        sequence_parallel=sequence_parallel)
+
+
+def transformer_config_kwargs(
+    preset: ModelPreset,
+    *,
+    layout: ParallelLayout | None = None,
     bf16: bool = False,
     fp8: Fp8Options | None = None,
     recompute: RecomputeOptions | None = None,
@@ -175,13 +196,15 @@ def transformer_config_kwargs(
     use_cpu_initialization: bool = False,
     fused_kernels: bool = False,
 ) -> dict[str, Any]:
-    """The TransformerConfig fields for a preset and options; validates option values only.
+    """The TransformerConfig fields for a preset, a checked layout and options.
 
-    ``fused_kernels`` turns on the TE/GPU fusions (bias-SwiGLU, RoPE, wgrad accumulation).
-    Capability checks (TE installed, CUDA present) live in ``build_transformer_config``.
+    ``layout`` None is one process (``parallel_layout_for(preset)``). ``fused_kernels`` turns
+    on the TE/GPU fusions (bias-SwiGLU, RoPE, wgrad accumulation). Capability checks (TE
+    installed, CUDA present) live in ``build_transformer_config``.
     """
+    layout = parallel_layout_for(preset) if layout is None else layout
     dtype = torch.bfloat16 if bf16 else torch.float32
-    layers_per_stage = preset.num_layers // pipeline_model_parallel_size
+    layers_per_stage = preset.num_layers // layout.pipeline_model_parallel_size
     return {
         "num_layers": preset.num_layers,
         "hidden_size": preset.hidden_size,
@@ -209,36 +232,61 @@ def transformer_config_kwargs(
         "gradient_accumulation_fusion": fused_kernels,
         "masked_softmax_fusion": False,
         "persist_layer_norm": False,
-        **_parallel_kwargs(
-            preset,
-            tensor_model_parallel_size,
-            pipeline_model_parallel_size,
-            virtual_pipeline_model_parallel_size,
-            sequence_parallel,
-        ),
+        **_parallel_kwargs(layout),
         **_recompute_kwargs(recompute, layers_per_stage),
         **_fp8_kwargs(fp8),
     }
 
 
-def _resolve_use_te(use_transformer_engine: bool | None) -> bool:
-    if use_transformer_engine is None:
-        return transformer_engine_available() and torch.cuda.is_available()
-    if use_transformer_engine and not transformer_engine_available():
+@dataclass(frozen=True, kw_only=True)
+class ModelBackends:
+    """Which kernels build the model, decided once by ``choose_backends`` before building."""
+
+    use_transformer_engine: bool
+    """Transformer Engine's layer spec and fused kernels (FP8-capable); else the local spec."""
+    attention_backend: AttentionBackend
+    """Core attention of the local spec: sdpa (also for auto) or megatron's DotProductAttention."""
+
+
+def choose_backends(
+    *, transformer_impl: TransformerImpl | None = None,
+    attention_backend: str = "auto",
+) -> ModelBackends:
+    """--transformer-impl / --attention-backend -> the backends (None impl: by capability).
+
+    TE is chosen by capability only with ``attention_backend`` auto: an explicit sdpa/local
+    attention is a local-spec attention, and asking for it together with TE is an error.
+    """
+    if attention_backend not in ATTENTION_BACKENDS:
+        raise ValueError(
+            f"--attention-backend {attention_backend!r}: choose one of {ATTENTION_BACKENDS}"
+        )
+    if transformer_impl == "transformer_engine" and attention_backend != "auto":
+        raise ValueError(
+            f"--attention-backend {attention_backend} builds the local layer spec: drop "
+            "--transformer-impl transformer_engine, or use --attention-backend auto"
+        )
+    if transformer_impl == "transformer_engine" and not transformer_engine_available():
         raise ValueError(
             "Transformer Engine was requested but `import transformer_engine` fails: install "
             "transformer-engine[pytorch] in a CUDA environment, or drop the TE/FP8 options"
         )
-    return use_transformer_engine
+    if transformer_impl is None:
+        use_te = attention_backend == "auto" and transformer_engine_available()
+        use_te = use_te and torch.cuda.is_available()
+    else:
+        use_te = transformer_impl == "transformer_engine"
+    return ModelBackends(use_transformer_engine=use_te, attention_backend=attention_backend)
+
+
+# Conversion and evaluation build the same model everywhere: local spec, SDPA attention.
+LOCAL_BACKENDS = ModelBackends(use_transformer_engine=False, attention_backend="sdpa")
 
 
 class TransformerOptions(TypedDict, total=False):
     """Options build_transformer_config passes on; defaults as in transformer_config_kwargs."""
 
-    tensor_model_parallel_size: int
-    pipeline_model_parallel_size: int
-    virtual_pipeline_model_parallel_size: int | None
-    sequence_parallel: bool
+    layout: ParallelLayout | None
     bf16: bool
     fp8: Fp8Options | None
     recompute: RecomputeOptions | None
@@ -249,18 +297,18 @@ class TransformerOptions(TypedDict, total=False):
 def build_transformer_config(
     preset: ModelPreset,
     *,
+    backends: ModelBackends | None = None,
     use_cpu_initialization: bool | None = None,
-    use_transformer_engine: bool | None = None,
     **options: Unpack[TransformerOptions],
 ) -> TransformerConfig:
     """Build the TransformerConfig for ``preset``, refusing options this machine cannot run.
 
-    ``use_transformer_engine=None`` picks TE when it imports and CUDA is present.
+    ``backends`` None chooses by capability (``choose_backends()``).
     ``use_cpu_initialization=None`` initialises on CPU when CUDA is absent (it also makes TP=N
     weights equal to TP=1's, which the CPU tests rely on).
     """
-    use_te = _resolve_use_te(use_transformer_engine)
-    te_on_cuda = use_te and torch.cuda.is_available()
+    backends = choose_backends() if backends is None else backends
+    te_on_cuda = backends.use_transformer_engine and torch.cuda.is_available()
     fp8 = options.get("fp8")
     if fp8 is not None and fp8.fp8_format is not None and not te_on_cuda:
         raise ValueError(
@@ -268,7 +316,8 @@ def build_transformer_config(
             f"has transformer_engine={'yes' if transformer_engine_available() else 'no'}, "
             f"CUDA={'yes' if torch.cuda.is_available() else 'no'}: drop --fp8-format here"
         )
-    if options.get("sequence_parallel") and not te_on_cuda:
+    layout = options.get("layout")
+    if layout is not None and layout.sequence_parallel and not te_on_cuda:
         raise ValueError(
             "--sequence-parallel needs Transformer Engine norms on CUDA GPUs: megatron-core "
             "0.16.1's local layer spec uses torch RMSNorm, which refuses sequence parallelism; "
@@ -279,45 +328,33 @@ def build_transformer_config(
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     kwargs = transformer_config_kwargs(
-        preset, use_cpu_initialization=use_cpu_initialization, fused_kernels=use_te, **options
+        preset, use_cpu_initialization=use_cpu_initialization,
+        fused_kernels=backends.use_transformer_engine, **options,
     )
     return TransformerConfig(**kwargs)
 
 
-def get_layer_spec(
-    config: TransformerConfig,
-    *,
-    use_transformer_engine: bool | None = None,
-    attention_backend: str = "auto",
-) -> ModuleSpec:
+def get_layer_spec(config: TransformerConfig, backends: ModelBackends | None = None) -> ModuleSpec:
     """The decoder layer spec: Transformer Engine's (fused, FP8-capable) or the local one.
 
-    ``attention_backend`` auto: TE's spec when usable, else the local spec with SDPA core
-    attention; sdpa / local: the local spec with SDPA / megatron's DotProductAttention.
+    ``backends`` None chooses by capability; the local spec's core attention is SDPA, or
+    megatron's DotProductAttention for attention backend local.
     """
     from megatron.core.models.gpt.gpt_layer_specs import (
         get_gpt_layer_local_spec,
         get_gpt_layer_with_transformer_engine_spec,
     )
 
-    if attention_backend not in ATTENTION_BACKENDS:
-        raise ValueError(
-            f"--attention-backend {attention_backend!r}: choose one of {ATTENTION_BACKENDS}"
-        )
-    if attention_backend == "auto" and _resolve_use_te(use_transformer_engine):
+    backends = choose_backends() if backends is None else backends
+    if backends.use_transformer_engine:
         return get_gpt_layer_with_transformer_engine_spec()
-    if use_transformer_engine:
-        raise ValueError(
-            f"--attention-backend {attention_backend} builds the local layer spec: drop "
-            "--transformer-impl transformer_engine, or use --attention-backend auto"
-        )
     if config.fp8 or config.sequence_parallel:
         raise ValueError(
             "FP8 and sequence parallel need the Transformer Engine layer spec; "
             "transformer_engine is not usable here"
         )
     spec = get_gpt_layer_local_spec(normalization=config.normalization)
-    if attention_backend != "local":
+    if backends.attention_backend != "local":
         from megatron_telecom.models.attention import SDPADotProductAttention
 
         spec.submodules.self_attention.submodules.core_attention = SDPADotProductAttention
@@ -334,13 +371,12 @@ def build_gpt_model(
     post_process: bool | None = None,
     vp_stage: int | None = None,
     layer_spec: ModuleSpec | None = None,
-    use_transformer_engine: bool | None = None,
-    attention_backend: str = "auto",
 ) -> GPTModel:
     """One GPTModel (or one pipeline chunk of it) on the current device; not DDP-wrapped.
 
     ``pre_process``/``post_process`` default to whether this rank (and ``vp_stage``) holds the
-    first/last pipeline stage; megatron's parallel_state must be initialised.
+    first/last pipeline stage; megatron's parallel_state must be initialised. ``layer_spec``
+    None is ``get_layer_spec(config)`` (backends by capability).
     """
     from megatron.core import parallel_state
     from megatron.core.models.gpt import GPTModel
@@ -357,10 +393,7 @@ def build_gpt_model(
     if post_process is None:
         post_process = parallel_state.is_pipeline_last_stage(ignore_virtual, vp_stage)
     if layer_spec is None:
-        layer_spec = get_layer_spec(
-            config, use_transformer_engine=use_transformer_engine,
-            attention_backend=attention_backend,
-        )
+        layer_spec = get_layer_spec(config)
     model = GPTModel(
         config=config,
         transformer_layer_spec=layer_spec,
@@ -401,16 +434,15 @@ def build_gpt_model_chunks(
     *,
     padded_vocab_size: int,
     seq_length: int | None = None,
-    use_transformer_engine: bool | None = None,
-    attention_backend: str = "auto",
+    layer_spec: ModuleSpec | None = None,
 ) -> list[GPTModel]:
     """This rank's model chunks: one per virtual pipeline stage (one without interleaving).
 
-    On GPUs the chunks are moved to the current device.
+    All chunks share ``layer_spec`` (None: ``get_layer_spec(config)``). On GPUs the chunks are
+    moved to the current device.
     """
-    layer_spec = get_layer_spec(
-        config, use_transformer_engine=use_transformer_engine, attention_backend=attention_backend
-    )
+    if layer_spec is None:
+        layer_spec = get_layer_spec(config)
     vpp = config.virtual_pipeline_model_parallel_size
     stages: list[int | None] = list(range(vpp)) if vpp is not None else [None]
     chunks = [

@@ -8,22 +8,34 @@ TransformerConfig fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
+
+TransformerImpl = Literal["transformer_engine", "local"]
+"""Layer implementation: Transformer Engine's spec, or megatron-core's local one."""
+AttentionBackend = Literal["auto", "sdpa", "local"]
+"""Core attention: auto (TE's with TE, else sdpa), torch SDPA kernels, or megatron's own."""
+ATTENTION_BACKENDS: tuple[str, ...] = get_args(AttentionBackend)
+Fp8Format = Literal["e4m3", "hybrid"]
+# megatron-core 0.16.1's Fp8Recipe minus "custom" (that one needs a user quantizer factory).
+Fp8Recipe = Literal["delayed", "tensorwise", "mxfp8", "blockwise"]
+Fp8AmaxComputeAlgo = Literal["max", "most_recent"]
+RecomputeGranularity = Literal["full", "selective"]
+RecomputeMethod = Literal["uniform", "block"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Fp8Options:
     """FP8 training with Transformer Engine (Hopper or newer GPUs)."""
 
-    fp8_format: Literal["e4m3", "hybrid"] | None = None
+    fp8_format: Fp8Format | None = None
     """FP8 format: e4m3 everywhere, or hybrid (e4m3 forward, e5m2 gradients); unset = off."""
-    fp8_recipe: Literal["delayed", "tensorwise", "mxfp8", "blockwise"] = "delayed"
+    fp8_recipe: Fp8Recipe = "delayed"
     """FP8 scaling recipe (mxfp8 needs Blackwell, blockwise/tensorwise a newer TE)."""
     fp8_margin: int = 0
     """FP8 scaling-factor margin (power of two)."""
     fp8_amax_history_len: int = 1
     """FP8 amax history window of the delayed recipe."""
-    fp8_amax_compute_algo: Literal["max", "most_recent"] = "most_recent"
+    fp8_amax_compute_algo: Fp8AmaxComputeAlgo = "most_recent"
     """How the delayed recipe reduces the amax history."""
 
 
@@ -31,9 +43,9 @@ class Fp8Options:
 class RecomputeOptions:
     """Activation recomputation: trade compute for activation memory."""
 
-    recompute_granularity: Literal["full", "selective"] | None = None
+    recompute_granularity: RecomputeGranularity | None = None
     """Recompute full layers, or only the attention core (selective); unset = off."""
-    recompute_method: Literal["uniform", "block"] | None = None
+    recompute_method: RecomputeMethod | None = None
     """Full recompute only: uniform groups of layers, or the first N layers per stage (block)."""
     recompute_num_layers: int | None = None
     """Full recompute only: layers per group (uniform) or per stage (block)."""

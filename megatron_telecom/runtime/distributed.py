@@ -6,6 +6,7 @@ SLURM job on GPUs (nccl, one process per GPU).
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -19,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from megatron_telecom.runtime.cpu_shim import install_cpu_shim
+from megatron_telecom.runtime.parallel_layout import ParallelLayout
 
 __all__ = [
     "DistributedEnv",
@@ -27,6 +29,7 @@ __all__ = [
     "expand_slurm_hostlist",
     "get_device",
     "initialize_distributed",
+    "job_env",
     "set_random_seed",
 ]
 
@@ -193,21 +196,6 @@ def set_random_seed(seed: int) -> None:
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
 
 
-def _check_parallel_sizes(world_size: int, tp: int, pp: int, vpp: int | None) -> None:
-    if tp < 1 or pp < 1:
-        raise ValueError(f"tensor/pipeline model parallel sizes must be >= 1, got TP={tp} PP={pp}")
-    if world_size % (tp * pp) != 0:
-        raise ValueError(
-            f"world size {world_size} is not divisible by TP*PP={tp}*{pp}: change "
-            "--tensor-model-parallel-size/--pipeline-model-parallel-size or the process count"
-        )
-    if vpp is not None and (vpp < 1 or pp == 1):
-        raise ValueError(
-            f"--virtual-pipeline-model-parallel-size={vpp} needs --pipeline-model-parallel-size "
-            "> 1 and a value >= 1 (interleaved 1F1B); drop it for PP=1"
-        )
-
-
 def _init_process_group(env: DistributedEnv, timeout_minutes: int) -> None:
     use_cuda = torch.cuda.is_available()
     if use_cuda:
@@ -229,28 +217,44 @@ def _init_process_group(env: DistributedEnv, timeout_minutes: int) -> None:
     )
 
 
+def job_env() -> DistributedEnv:
+    """This process's place in the job: the running process group's, else the launcher's."""
+    env = detect_distributed_env()
+    if dist.is_initialized():
+        env = replace(env, rank=dist.get_rank(), world_size=dist.get_world_size())
+    return env
+
+
+def _initialize_rerun_state_machine_quietly() -> None:
+    """Create megatron-core's rerun state machine (disabled, as its schedules would) without
+    its two WARNING lines ("Implicit initialization ...", "... initialized in mode ...")."""
+    from megatron.core import rerun_state_machine
+
+    logger = logging.getLogger(rerun_state_machine.__name__)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        rerun_state_machine.get_rerun_state_machine()
+    finally:
+        logger.setLevel(level)
+
+
 def initialize_distributed(
+    layout: ParallelLayout | None = None,
     *,
-    tensor_model_parallel_size: int = 1,
-    pipeline_model_parallel_size: int = 1,
-    virtual_pipeline_model_parallel_size: int | None = None,
     seed: int = 1234,
     timeout_minutes: int = 10,
 ) -> DistributedEnv:
     """Start torch.distributed (nccl on GPU, gloo + CPU shim on CPU) and megatron's groups.
 
+    ``layout`` (checked by ``compute_parallel_layout``) gives TP/PP/VPP; None is TP=PP=1.
     Reuses an existing default process group. Seeds every RNG with ``set_random_seed(seed)``.
     """
     install_cpu_shim()  # no-op when CUDA is present
-    env = detect_distributed_env()
-    if dist.is_initialized():
-        env = replace(env, rank=dist.get_rank(), world_size=dist.get_world_size())
-    _check_parallel_sizes(
-        env.world_size,
-        tensor_model_parallel_size,
-        pipeline_model_parallel_size,
-        virtual_pipeline_model_parallel_size,
-    )
+    env = job_env()
+    if layout is not None and layout.world_size != env.world_size:
+        raise ValueError(f"the parallel layout was computed for {layout.world_size} processes but "
+                         f"this job has {env.world_size}: compute it from job_env().world_size")
     if not dist.is_initialized():
         _init_process_group(env, timeout_minutes)
 
@@ -259,11 +263,13 @@ def initialize_distributed(
     if parallel_state.model_parallel_is_initialized():
         parallel_state.destroy_model_parallel()
     parallel_state.initialize_model_parallel(
-        tensor_model_parallel_size=tensor_model_parallel_size,
-        pipeline_model_parallel_size=pipeline_model_parallel_size,
-        virtual_pipeline_model_parallel_size=virtual_pipeline_model_parallel_size,
+        tensor_model_parallel_size=layout.tensor_model_parallel_size if layout else 1,
+        pipeline_model_parallel_size=layout.pipeline_model_parallel_size if layout else 1,
+        virtual_pipeline_model_parallel_size=(
+            layout.virtual_pipeline_model_parallel_size if layout else None),
         distributed_timeout_minutes=timeout_minutes,
     )
+    _initialize_rerun_state_machine_quietly()
     set_random_seed(seed)
     return env
 

@@ -11,7 +11,7 @@ import re
 import sys
 
 from megatron_telecom import arguments
-from megatron_telecom.training.config import BatchLayout, PretrainConfig
+from megatron_telecom.training.config import PretrainConfig
 
 PROG = "python -m megatron_telecom.pretrain"
 
@@ -57,8 +57,6 @@ def _validate_layout_and_outputs(cfg: PretrainConfig) -> None:
     t, p, c = cfg.training, cfg.parallel, cfg.checkpoint
     if t.max_requeues < 0:
         raise ValueError(f"--max-requeues {t.max_requeues}: give 0 (never requeue) or more")
-    if t.micro_batch_size <= 0 or (t.global_batch_size is not None and t.global_batch_size <= 0):
-        raise ValueError("--micro-batch-size and --global-batch-size must be > 0")
     if p.overlap_param_gather and not p.use_distributed_optimizer:
         raise ValueError("--overlap-param-gather needs --use-distributed-optimizer (it overlaps "
                          "the distributed optimizer's parameter all-gather)")
@@ -73,45 +71,6 @@ def _validate_layout_and_outputs(cfg: PretrainConfig) -> None:
         if unsaved:
             print(f"warning: {' and '.join(unsaved)} without --save: no checkpoint will be "
                   "written, so this run cannot be resumed", file=sys.stderr)
-
-
-def batch_layout(cfg: PretrainConfig, world_size: int) -> BatchLayout:
-    """Data-parallel size, microbatches per iteration and the VPP size (Megatron-LM's rules)."""
-    p, t = cfg.parallel, cfg.training
-    model_parallel = p.tensor_model_parallel_size * p.pipeline_model_parallel_size
-    if world_size % model_parallel:
-        raise ValueError(f"world size {world_size} is not divisible by TP x PP = {model_parallel}")
-    dp = world_size // model_parallel
-    gbs = t.global_batch_size or t.micro_batch_size * dp
-    if gbs % (t.micro_batch_size * dp):
-        raise ValueError(f"--global-batch-size {gbs} must be a multiple of --micro-batch-size "
-                         f"{t.micro_batch_size} x data-parallel size {dp}")
-    return BatchLayout(
-        data_parallel_size=dp,
-        micro_batch_size=t.micro_batch_size,
-        global_batch_size=gbs,
-        num_microbatches=gbs // (t.micro_batch_size * dp),
-    )
-
-
-def virtual_pipeline_size(cfg: PretrainConfig, num_layers: int) -> int | None:
-    """Chunks per pipeline rank from --num-layers-per-virtual-pipeline-stage or the VPP size."""
-    p = cfg.parallel
-    if p.num_layers_per_virtual_pipeline_stage is None:
-        vpp = p.virtual_pipeline_model_parallel_size
-    else:
-        if p.virtual_pipeline_model_parallel_size is not None:
-            raise ValueError("give --num-layers-per-virtual-pipeline-stage or "
-                             "--virtual-pipeline-model-parallel-size, not both")
-        per_rank, rem = divmod(num_layers, p.pipeline_model_parallel_size)
-        if rem or per_rank % p.num_layers_per_virtual_pipeline_stage:
-            raise ValueError(f"{num_layers} layers over PP={p.pipeline_model_parallel_size} do "
-                             f"not split into stages of {p.num_layers_per_virtual_pipeline_stage}")
-        vpp = per_rank // p.num_layers_per_virtual_pipeline_stage
-    if vpp is not None and vpp > 1 and p.pipeline_model_parallel_size < 2:
-        raise ValueError("interleaved pipeline (virtual stages) needs "
-                         "--pipeline-model-parallel-size >= 2")
-    return vpp if vpp and vpp > 1 else None
 
 
 def help_text() -> str:

@@ -1,6 +1,6 @@
-"""Build the model chunks, optimizer and LR scheduler from the config tree with megatron-core.
+"""Build the parallel layout, model chunks, optimizer and LR scheduler with megatron-core.
 
-Model: a preset from megatron_telecom.models -> TransformerConfig -> GPTModel chunks (one per
+Each builder takes only its own config section(s). Model: a preset from megatron_telecom.models -> TransformerConfig -> GPTModel chunks (one per
 virtual pipeline stage), Float16Module for bf16, wrapped in megatron DDP. Optimizer:
 get_megatron_optimizer (Adam with decoupled weight decay, grad clipping). Schedule:
 OptimizerParamScheduler counted in samples, like Megatron-LM.
@@ -20,15 +20,24 @@ from megatron.core.optimizer import OptimizerConfig as McoreOptimizerConfig
 from megatron.core.optimizer import get_megatron_optimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.transformer.module import Float16Module
+from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_telecom.models.gpt import (
+    ModelBackends,
     build_gpt_model_chunks,
     build_transformer_config,
     pad_vocab_size,
 )
 from megatron_telecom.models.presets import ModelPreset, architecture_fields, get_preset
-from megatron_telecom.training.config import BatchLayout, ModelConfig, PretrainConfig
+from megatron_telecom.runtime.parallel_layout import ParallelLayout, compute_parallel_layout
+from megatron_telecom.training.config import (
+    ModelConfig,
+    OptimizerConfig,
+    ParallelConfig,
+    SchedulerConfig,
+    TrainingConfig,
+)
 
 _PRESET_OVERRIDES = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
                      "num_query_groups")
@@ -62,55 +71,50 @@ def resolve_preset(cfg: ModelConfig, recorded: ModelPreset | None = None,
     return recorded
 
 
-def use_transformer_engine(cfg: ModelConfig) -> bool | None:
-    """--transformer-impl -> the models' TE switch (None = by capability).
-
-    An explicit --attention-backend (sdpa, local) is a local-spec attention: TE stays off.
-    """
-    if cfg.transformer_impl is None:
-        return None if cfg.attention_backend == "auto" else False
-    if cfg.transformer_impl not in ("transformer_engine", "local"):
-        raise ValueError(f"--transformer-impl {cfg.transformer_impl}: use transformer_engine|local")
-    return cfg.transformer_impl == "transformer_engine"
-
-
-def transformer_config(cfg: PretrainConfig, preset: ModelPreset,
-                       vpp: int | None) -> TransformerConfig:
-    """megatron-core TransformerConfig for this run's parallel layout and precision options."""
-    m, p = cfg.model, cfg.parallel
-    return build_transformer_config(
-        preset,
+def parallel_layout(p: ParallelConfig, t: TrainingConfig, preset: ModelPreset,
+                    world_size: int) -> ParallelLayout:
+    """The run's checked parallel layout (every layout check, before the process group starts)."""
+    return compute_parallel_layout(
+        world_size=world_size, num_layers=preset.num_layers,
+        num_attention_heads=preset.num_attention_heads, num_query_groups=preset.num_query_groups,
         tensor_model_parallel_size=p.tensor_model_parallel_size,
         pipeline_model_parallel_size=p.pipeline_model_parallel_size,
-        virtual_pipeline_model_parallel_size=vpp,
-        sequence_parallel=p.sequence_parallel,
+        virtual_pipeline_model_parallel_size=p.virtual_pipeline_model_parallel_size,
+        num_layers_per_virtual_pipeline_stage=p.num_layers_per_virtual_pipeline_stage,
+        sequence_parallel=p.sequence_parallel, micro_batch_size=t.micro_batch_size,
+        global_batch_size=t.global_batch_size)
+
+
+def transformer_config(m: ModelConfig, preset: ModelPreset, layout: ParallelLayout,
+                       backends: ModelBackends) -> TransformerConfig:
+    """megatron-core TransformerConfig for this run's layout, backends and precision options."""
+    return build_transformer_config(
+        preset,
+        layout=layout,
+        backends=backends,
         bf16=m.bf16,
         fp8=m.fp8,
         recompute=m.recompute,
         hidden_dropout=m.hidden_dropout,
         attention_dropout=m.attention_dropout,
         use_cpu_initialization=m.use_cpu_initialization or None,  # None: on CPU without CUDA
-        use_transformer_engine=use_transformer_engine(m),
     )
 
 
-def padded_vocab(cfg: PretrainConfig, vocab_size: int) -> int:
+def padded_vocab(m: ModelConfig, layout: ParallelLayout, vocab_size: int) -> int:
     """The tokenizer's vocabulary padded by --make-vocab-size-divisible-by x TP."""
-    return pad_vocab_size(vocab_size,
-                          make_vocab_size_divisible_by=cfg.model.make_vocab_size_divisible_by,
-                          tensor_model_parallel_size=cfg.parallel.tensor_model_parallel_size)
+    return pad_vocab_size(vocab_size, make_vocab_size_divisible_by=m.make_vocab_size_divisible_by,
+                          tensor_model_parallel_size=layout.tensor_model_parallel_size)
 
 
-def build_model(cfg: PretrainConfig, preset: ModelPreset, config: TransformerConfig, *,
-                padded_vocab_size: int, seq_length: int) -> list[DistributedDataParallel]:
-    """This rank's model chunks, bf16-wrapped when asked, each in megatron DDP."""
+def build_model(preset: ModelPreset, config: TransformerConfig, layer_spec: ModuleSpec, *,
+                p: ParallelConfig, padded_vocab_size: int,
+                seq_length: int) -> list[DistributedDataParallel]:
+    """This rank's model chunks, bf16-wrapped when the config says so, each in megatron DDP."""
     chunks = build_gpt_model_chunks(preset, config, padded_vocab_size=padded_vocab_size,
-                                    seq_length=seq_length,
-                                    use_transformer_engine=use_transformer_engine(cfg.model),
-                                    attention_backend=cfg.model.attention_backend)
-    if cfg.model.bf16:
+                                    seq_length=seq_length, layer_spec=layer_spec)
+    if config.bf16:
         chunks = [Float16Module(config, chunk) for chunk in chunks]
-    p = cfg.parallel
     ddp_config = DistributedDataParallelConfig(
         grad_reduce_in_fp32=True,
         overlap_grad_reduce=p.overlap_grad_reduce,
@@ -125,23 +129,22 @@ def build_model(cfg: PretrainConfig, preset: ModelPreset, config: TransformerCon
             for index, chunk in enumerate(chunks)]
 
 
-def build_optimizer(cfg: PretrainConfig, config: TransformerConfig, model: list) -> Any:
+def build_optimizer(o: OptimizerConfig, config: TransformerConfig, model: list, *,
+                    use_distributed_optimizer: bool) -> Any:
     """megatron-core's optimizer (Adam/AdamW, fp32 main params for bf16, clipping)."""
-    o = cfg.optimizer
     return get_megatron_optimizer(
         McoreOptimizerConfig(
             optimizer=o.optimizer, lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay,
             adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_eps=o.adam_eps,
-            clip_grad=o.clip_grad, bf16=cfg.model.bf16, params_dtype=config.params_dtype,
-            use_distributed_optimizer=cfg.parallel.use_distributed_optimizer),
+            clip_grad=o.clip_grad, bf16=config.bf16, params_dtype=config.params_dtype,
+            use_distributed_optimizer=use_distributed_optimizer),
         model)
 
 
-def build_scheduler(cfg: PretrainConfig, optimizer: Any,
-                    layout: BatchLayout) -> OptimizerParamScheduler:
+def build_scheduler(s: SchedulerConfig, o: OptimizerConfig, optimizer: Any, *,
+                    layout: ParallelLayout, train_iters: int) -> OptimizerParamScheduler:
     """Warmup + constant/linear/cosine/WSD decay, in samples (iterations x global batch)."""
-    s, o = cfg.scheduler, cfg.optimizer
-    gbs, train_iters = layout.global_batch_size, cfg.training.train_iters
+    gbs = layout.global_batch_size
     wsd = s.lr_decay_style == "WSD"
     return OptimizerParamScheduler(
         optimizer,
@@ -163,15 +166,15 @@ def build_scheduler(cfg: PretrainConfig, optimizer: Any,
 
 
 def wire_model_config(config: TransformerConfig, model: list, optimizer: Any,
-                      cfg: PretrainConfig) -> None:
+                      p: ParallelConfig) -> None:
     """Hooks megatron-core's schedules call: grad finalisation, no_sync, loss scale, overlap."""
     config.finalize_model_grads_func = finalize_model_grads
     config.grad_scale_func = optimizer.scale_loss
     no_sync = [chunk.no_sync for chunk in model]
     config.no_sync_func = no_sync[0] if len(model) == 1 else no_sync
-    if cfg.parallel.overlap_grad_reduce:
+    if p.overlap_grad_reduce:
         grad_sync = [chunk.start_grad_sync for chunk in model]
         config.grad_sync_func = grad_sync[0] if len(model) == 1 else grad_sync
-    if cfg.parallel.overlap_param_gather and cfg.parallel.use_distributed_optimizer:
+    if p.overlap_param_gather and p.use_distributed_optimizer:
         param_sync = [chunk.start_param_sync for chunk in model]
         config.param_sync_func = param_sync[0] if len(model) == 1 else param_sync

@@ -32,6 +32,8 @@ from megatron.core.optimizer.distrib_optimizer import HAVE_APEX_OR_TE
 from megatron.core.transformer.module import Float16Module
 
 from megatron_telecom.models.presets import ModelPreset, preset_from_dict
+from megatron_telecom.training.config import CheckpointConfig
+from megatron_telecom.training.state import TrainState
 from megatron_telecom.training.utils import print_rank_0
 
 TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
@@ -43,13 +45,11 @@ DIST_OPT_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
 
 
 @dataclass(frozen=True, kw_only=True)
-class LoadedCheckpoint:
-    """What a load restored: where training continues."""
+class CheckpointSource:
+    """The checkpoint folder a run starts from, and whether it takes the weights only."""
 
-    iteration: int
-    consumed_train_samples: int
-    num_floating_point_operations_so_far: float
-    scheduler_restored: bool
+    path: str
+    finetune: bool
 
 
 def checkpoint_dir(root: str | Path, iteration: int | None) -> Path:
@@ -145,14 +145,15 @@ def _sharded_state(model: list, optimizer: Any, *, with_optim: bool, with_rng: b
     return state
 
 
-def save_checkpoint(root: str | Path, *, iteration: int, model: list, optimizer: Any,
-                    scheduler: Any, consumed_train_samples: int, flops_so_far: float,
-                    args: dict[str, Any], save_optim: bool = True, save_rng: bool = True,
-                    model_config: ModelPreset | None = None) -> Path:
+def save_checkpoint(root: str | Path, state: TrainState, *, model: list, optimizer: Any,
+                    scheduler: Any, args: dict[str, Any], save_optim: bool = True,
+                    save_rng: bool = True, model_config: ModelPreset | None = None) -> Path:
     """Write ``root/iter_NNNNNNN`` on all ranks, then (rank 0) rename it and update the tracker.
 
-    ``model_config`` is recorded so that loading adopts the model (see ``recorded_model``).
+    ``state`` goes where Megatron-LM keeps it (see ``_common_train_state``); ``model_config`` is
+    recorded so that loading adopts the model (see ``recorded_model``).
     """
+    iteration = state.iteration
     final = checkpoint_dir(root, iteration)
     tmp = final.with_name(final.name + ".tmp")
     rank = dist.get_rank()
@@ -162,23 +163,19 @@ def save_checkpoint(root: str | Path, *, iteration: int, model: list, optimizer:
         tmp.mkdir()
     dist.barrier()
     dist_opt = bool(args.get("use_distributed_optimizer"))
-    state = _sharded_state(model, optimizer, with_optim=save_optim, with_rng=save_rng,
-                           is_loading=False, dist_opt=dist_opt)
-    state.update(
-        checkpoint_version=CHECKPOINT_VERSION,
-        iteration=iteration,
-        args={**args, "consumed_train_samples": consumed_train_samples,
-              "no_save_optim": not save_optim, "no_save_rng": not save_rng},
-        num_floating_point_operations_so_far=flops_so_far,
-    )
+    sharded = _sharded_state(model, optimizer, with_optim=save_optim, with_rng=save_rng,
+                             is_loading=False, dist_opt=dist_opt)
+    sharded.update(checkpoint_version=CHECKPOINT_VERSION,
+                   **_common_train_state(state, {**args, "no_save_optim": not save_optim,
+                                                 "no_save_rng": not save_rng}))
     if model_config is not None:
-        state[MODEL_CONFIG_KEY] = asdict(model_config)
+        sharded[MODEL_CONFIG_KEY] = asdict(model_config)
     if save_optim:
-        state["opt_param_scheduler"] = scheduler.state_dict()
+        sharded["opt_param_scheduler"] = scheduler.state_dict()
     strategy = FullyParallelSaveStrategyWrapper(
         get_default_save_sharded_strategy("torch_dist"),
         parallel_state.get_data_parallel_group(with_context_parallel=True))
-    dist_checkpointing.save(state, str(tmp), strategy)
+    dist_checkpointing.save(sharded, str(tmp), strategy)
     dist.barrier()
     if rank == 0:
         if final.exists():  # a complete but untracked save of the same iteration
@@ -189,6 +186,25 @@ def save_checkpoint(root: str | Path, *, iteration: int, model: list, optimizer:
     dist.barrier()
     print_rank_0(f"saved checkpoint at iteration {iteration:8d} to {final}")
     return final
+
+
+def _common_train_state(state: TrainState, args: dict[str, Any]) -> dict[str, Any]:
+    """Megatron-LM's places for the train state: iteration and FLOPs at the top of the common
+    state, consumed samples among the ``args``."""
+    counters = state.state_dict()
+    consumed = counters.pop("consumed_train_samples")
+    return {**counters, "args": {**args, "consumed_train_samples": consumed}}
+
+
+def _train_state_from_common(common: dict[str, Any], ckpt_args: dict[str, Any]) -> TrainState:
+    """The inverse of ``_common_train_state`` (keys absent from old checkpoints count as 0)."""
+    state = TrainState()
+    state.load_state_dict({
+        "iteration": common.get("iteration", 0),
+        "consumed_train_samples": ckpt_args.get("consumed_train_samples", 0),
+        "num_floating_point_operations_so_far": common.get(
+            "num_floating_point_operations_so_far", 0.0)})
+    return state
 
 
 def _checkpoint_args(common: dict[str, Any]) -> dict[str, Any]:
@@ -242,13 +258,21 @@ def recorded_model(root: str | Path) -> ModelPreset | None:
     return None if record is None else preset_from_dict(record, where=str(path))
 
 
-def source_to_load(save: str | None, load: str | None) -> str | None:
-    """The folder a run loads from: --save when it holds a checkpoint (a requeued job), else --load."""
-    if save and read_tracker(save) is not None:
-        return save
-    if load and not (save and Path(load).resolve() == Path(save).resolve()):
-        return load
-    return None
+def checkpoint_to_load(c: CheckpointConfig) -> CheckpointSource | None:
+    """Resume from --save when it holds a checkpoint (a requeued job: no --finetune then), else
+    start from --load; None means random initialisation.
+
+    A --load that is the still-empty --save folder is a fresh start; any other --load without a
+    checkpoint is refused when it is read (``latest_checkpoint``).
+    """
+    if c.save and read_tracker(c.save) is not None:
+        if c.load and Path(c.load).resolve() != Path(c.save).resolve():
+            print_rank_0(f"--save {c.save} holds a checkpoint: resuming from it, not --load {c.load}")
+        return CheckpointSource(path=c.save, finetune=False)
+    if c.load and c.save and Path(c.load).resolve() == Path(c.save).resolve():
+        print_rank_0(f"no checkpoint in --save {c.save} yet: starting from random initialisation")
+        return None
+    return CheckpointSource(path=c.load, finetune=c.finetune) if c.load else None
 
 
 def check_shapes(path: Path, state: dict[str, Any]) -> None:
@@ -286,8 +310,9 @@ def _check_loadable(path: Path, ckpt_args: dict[str, Any], *, padded_vocab_size:
 def load_checkpoint(root: str | Path, *, model: list, optimizer: Any, scheduler: Any,
                     finetune: bool = False, load_optim: bool = True, load_rng: bool = True,
                     use_distributed_optimizer: bool = False,
-                    padded_vocab_size: int | None = None) -> LoadedCheckpoint:
-    """Restore the latest checkpoint under ``root`` (ValueError when it has no tracker).
+                    padded_vocab_size: int | None = None) -> TrainState:
+    """Restore the latest checkpoint under ``root`` (ValueError when it has no tracker); returns
+    where training continues.
 
     ``finetune`` (and a "release" checkpoint) loads the weights only and restarts at
     iteration 0. Without the optimizer state (--no-load-optim) the LR schedule is not loaded
@@ -328,16 +353,14 @@ def load_checkpoint(root: str | Path, *, model: list, optimizer: Any, scheduler:
                       if same_layout else f"(TP, PP) changed from "
                       f"{_checkpoint_parallel_sizes(ckpt_args)} to {run_sizes}")})
     if weights_only:
-        return LoadedCheckpoint(iteration=0, consumed_train_samples=0,
-                                num_floating_point_operations_so_far=0.0,
-                                scheduler_restored=False)
-    return LoadedCheckpoint(
-        iteration=int(common.get("iteration", 0)),
-        consumed_train_samples=int(ckpt_args.get("consumed_train_samples", 0)),
-        num_floating_point_operations_so_far=float(
-            common.get("num_floating_point_operations_so_far", 0.0)),
-        scheduler_restored=scheduler_restored,
-    )
+        return TrainState()
+    state = _train_state_from_common(common, ckpt_args)
+    if state.iteration and not scheduler_restored:
+        # Megatron-LM: the schedule is part of the optimizer state, so it restarts (warm-up
+        # again) while the iteration count and the data position carry on.
+        print_rank_0("LR schedule not loaded: it restarts at step 0 (--lr-warmup-iters of "
+                     f"warm-up again) from iteration {state.iteration}")
+    return state
 
 
 def _load_scheduler(scheduler: Any, state: dict[str, Any]) -> None:

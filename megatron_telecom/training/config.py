@@ -13,7 +13,12 @@ from typing import Any, Literal
 
 from megatron_telecom.arguments import flat_values
 from megatron_telecom.data.tokenizers import TokenizerConfig
-from megatron_telecom.models.options import Fp8Options, RecomputeOptions
+from megatron_telecom.models.options import (
+    AttentionBackend,
+    Fp8Options,
+    RecomputeOptions,
+    TransformerImpl,
+)
 
 
 @dataclass(kw_only=True)
@@ -44,9 +49,9 @@ class ModelConfig:
     """bf16 parameters and compute (fp32 main grads in the optimizer)."""
     use_cpu_initialization: bool = False
     """Initialise weights on the CPU (always so without CUDA): the same weights on a GPU as on a CPU, and at any TP."""
-    transformer_impl: Literal["transformer_engine", "local"] | None = None
+    transformer_impl: TransformerImpl | None = None
     """Transformer layer implementation; default: Transformer Engine when it imports (and CUDA is present)."""
-    attention_backend: Literal["auto", "sdpa", "local"] = "auto"
+    attention_backend: AttentionBackend = "auto"
     """Core attention: auto (TE's when TE is used, else sdpa), sdpa (torch fused kernels), local (megatron's DotProductAttention)."""
     fp8: Fp8Options = field(default_factory=Fp8Options)
     recompute: RecomputeOptions = field(default_factory=RecomputeOptions)
@@ -225,13 +230,3 @@ class PretrainConfig:
     def to_flat_dict(self) -> dict[str, Any]:
         """All fields by their flag name (what a checkpoint's ``args`` records)."""
         return flat_values(self)
-
-
-@dataclass(frozen=True, kw_only=True)
-class BatchLayout:
-    """Batch arithmetic derived from the config and the world size (Megatron-LM's rules)."""
-
-    data_parallel_size: int
-    micro_batch_size: int
-    global_batch_size: int
-    num_microbatches: int

@@ -35,15 +35,39 @@ class IterationStats:
     skipped_iterations: int
 
 
+@dataclass(kw_only=True)
+class LogInterval:
+    """Sums over the iterations since the last log line (reporting state, not resumable)."""
+
+    loss: float = 0.0
+    time: float = 0.0
+    iterations: int = 0
+    skipped: int = 0
+
+    def add(self, *, loss: float, elapsed: float, skipped: bool) -> None:
+        """Count one iteration's loss, seconds and whether its update was skipped."""
+        self.loss += loss
+        self.time += elapsed
+        self.iterations += 1
+        self.skipped += int(skipped)
+
+
+def format_throughput(tflops: float) -> str:
+    """TFLOP/s with one decimal, or three significant digits below 10 (a CPU run does a few
+    GFLOP/s, which one decimal would show as 0.0)."""
+    return f"{tflops:.1f}" if tflops >= 10 else f"{tflops:.3g}"
+
+
 def format_log_line(s: IterationStats) -> str:
     """The training line as Megatron-LM prints it, plus tokens/s.
 
     Megatron-LM's "number of nan iterations" is left out: a NaN/Inf loss stops this trainer.
+    As in Megatron-LM, skipped iterations are counted per log interval.
     """
     line = f" iteration {s.iteration:8d}/{s.train_iters:8d} |"
     line += f" consumed samples: {s.consumed_samples:12d} |"
     line += f" elapsed time per iteration (ms): {s.elapsed_ms_per_iteration:.1f} |"
-    line += f" throughput per GPU (TFLOP/s/GPU): {s.tflops_per_device:.1f} |"
+    line += f" throughput per GPU (TFLOP/s/GPU): {format_throughput(s.tflops_per_device)} |"
     line += f" tokens per second: {s.tokens_per_second:.1f} |"
     line += f" learning rate: {s.learning_rate:.6E} |"
     line += f" global batch size: {s.global_batch_size:5d} |"

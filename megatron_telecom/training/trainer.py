@@ -11,7 +11,6 @@ import functools
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,11 +19,12 @@ from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_telecom.models.flops import num_floating_point_operations
+from megatron_telecom.models.gpt import choose_backends, get_layer_spec
 from megatron_telecom.models.presets import ModelPreset
-from megatron_telecom.runtime.distributed import get_device, initialize_distributed
+from megatron_telecom.runtime.distributed import get_device, initialize_distributed, job_env
+from megatron_telecom.runtime.parallel_layout import ParallelLayout
 from megatron_telecom.training import builders, checkpointing
-from megatron_telecom.training.arguments import batch_layout, virtual_pipeline_size
-from megatron_telecom.training.config import BatchLayout, PretrainConfig
+from megatron_telecom.training.config import PretrainConfig
 from megatron_telecom.training.data import (
     batch_iterator,
     build_datasets,
@@ -33,11 +33,13 @@ from megatron_telecom.training.data import (
 )
 from megatron_telecom.training.metrics import (
     IterationStats,
+    LogInterval,
     MetricsWriter,
     format_log_line,
     format_validation_line,
 )
 from megatron_telecom.training.signals import TRAINING_DONE, ExitConditions
+from megatron_telecom.training.state import TrainState
 from megatron_telecom.training.utils import is_rank_0, print_rank_0
 
 
@@ -46,23 +48,11 @@ class NonFiniteLossError(RuntimeError):
 
 
 @dataclass(kw_only=True)
-class TrainState:
-    """Where training stands (what a checkpoint must restore besides model/optimizer/RNG)."""
-
-    iteration: int = 0
-    consumed_train_samples: int = 0
-    flops_so_far: float = 0.0
-    skipped_iterations: int = 0
-    last_saved: int | None = None
-    interval: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "n": 0, "time": 0.0})
-
-
-@dataclass(kw_only=True)
 class Run:
     """Everything ``setup`` builds for the loop."""
 
     cfg: PretrainConfig
-    layout: BatchLayout
+    layout: ParallelLayout
     preset: ModelPreset
     model: list
     optimizer: Any
@@ -73,8 +63,11 @@ class Run:
     train_data: Any
     valid_data: dict[str, Any]
     state: TrainState
+    last_saved: int | None
+    """Iteration of the checkpoint last written or loaded (None: none yet)."""
     writer: MetricsWriter
     exits: ExitConditions
+    interval: LogInterval = field(default_factory=LogInterval)
     forward_backward: Any = field(default_factory=get_forward_backward_func)
 
 
@@ -88,45 +81,38 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     exits = ExitConditions(handle_signals=cfg.training.exit_signal_handler,
                            exit_duration_in_mins=cfg.training.exit_duration_in_mins,
                            start_time=start_time)
-    source = checkpointing.source_to_load(cfg.checkpoint.save, cfg.checkpoint.load)
-    recorded = checkpointing.recorded_model(source) if source else None
-    preset = builders.resolve_preset(cfg.model, recorded, where=f"checkpoint {source}")
-    vpp = virtual_pipeline_size(cfg, preset.num_layers)
-    p = cfg.parallel
-    env = initialize_distributed(
-        tensor_model_parallel_size=p.tensor_model_parallel_size,
-        pipeline_model_parallel_size=p.pipeline_model_parallel_size,
-        virtual_pipeline_model_parallel_size=vpp, seed=cfg.training.seed,
-        timeout_minutes=p.distributed_timeout_minutes)
+    source = checkpointing.checkpoint_to_load(cfg.checkpoint)
+    recorded = checkpointing.recorded_model(source.path) if source else None
+    preset = builders.resolve_preset(cfg.model, recorded,
+                                     where=f"checkpoint {source.path}" if source else "")
+    layout = builders.parallel_layout(cfg.parallel, cfg.training, preset, job_env().world_size)
+    backends = choose_backends(transformer_impl=cfg.model.transformer_impl,
+                               attention_backend=cfg.model.attention_backend)
+    initialize_distributed(layout, seed=cfg.training.seed,
+                           timeout_minutes=cfg.parallel.distributed_timeout_minutes)
     exits.synchronize_start()
-    layout = batch_layout(cfg, env.world_size)
     tokenizer = build_tokenizer(cfg.tokenizer)
-    vocab = builders.padded_vocab(cfg, tokenizer.vocab_size)
+    vocab = builders.padded_vocab(cfg.model, layout, tokenizer.vocab_size)
     seq_length = cfg.model.seq_length or preset.seq_length
-    config = builders.transformer_config(cfg, preset, vpp)
-    model = builders.build_model(cfg, preset, config, padded_vocab_size=vocab,
-                                 seq_length=seq_length)
-    optimizer = builders.build_optimizer(cfg, config, model)
-    scheduler = builders.build_scheduler(cfg, optimizer, layout)
-    builders.wire_model_config(config, model, optimizer, cfg)
-    if p.use_distributed_optimizer and cfg.checkpoint.save and not checkpointing.HAVE_APEX_OR_TE:
-        print_rank_0("WARNING: without Transformer Engine/Apex megatron-core 0.16.1 cannot resume "
-                     "distributed-optimizer state; these checkpoints resume with --no-load-optim "
-                     "only (see docs/training.md)")
-    state = _load(cfg, model, optimizer, scheduler, vocab)
+    config = builders.transformer_config(cfg.model, preset, layout, backends)
+    model = builders.build_model(preset, config, get_layer_spec(config, backends), p=cfg.parallel,
+                                 padded_vocab_size=vocab, seq_length=seq_length)
+    optimizer, scheduler = _optimizer_and_schedule(cfg, config, model, layout)
+    state = _load(cfg, source, model, optimizer, scheduler, vocab)
     train_data, valid_data = _data(cfg, layout, tokenizer, seq_length, state)
     num_params = sum(param.numel() for chunk in model for param in chunk.parameters())
-    print_rank_0(f"> {preset.name}: {num_params:,} parameters on rank 0; world {env.world_size} = "
-                 f"TP {p.tensor_model_parallel_size} x PP {p.pipeline_model_parallel_size} x DP "
-                 f"{layout.data_parallel_size}; {layout.num_microbatches} microbatches of "
-                 f"{layout.micro_batch_size}; vocabulary {tokenizer.vocab_size} padded to {vocab}")
+    print_rank_0(f"> {preset.name}: {num_params:,} parameters on rank 0; world {layout.world_size}"
+                 f" = TP {layout.tensor_model_parallel_size} x PP "
+                 f"{layout.pipeline_model_parallel_size} x DP {layout.data_parallel_size}; "
+                 f"{layout.num_microbatches} microbatches of {layout.micro_batch_size}; "
+                 f"vocabulary {tokenizer.vocab_size} padded to {vocab}")
     if tokenizer.vocab_size != preset.vocab_size:
         print_rank_0(f"note: the tokenizer has {tokenizer.vocab_size} ids, preset {preset.name} "
                      f"{preset.vocab_size}: fine from scratch, not for the base model's weights")
     return Run(
         cfg=cfg, layout=layout, preset=preset, model=model, optimizer=optimizer, scheduler=scheduler,
         seq_length=seq_length, padded_vocab_size=vocab, train_data=train_data,
-        valid_data=valid_data, state=state,
+        valid_data=valid_data, state=state, last_saved=state.iteration if source else None,
         flops_per_iteration=num_floating_point_operations(
             config, batch_size=layout.global_batch_size, seq_length=seq_length,
             padded_vocab_size=vocab),
@@ -137,41 +123,36 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     )
 
 
-def _load(cfg: PretrainConfig, model: list, optimizer: Any, scheduler: Any,
-          padded_vocab_size: int) -> TrainState:
-    """Resume from --save when it holds a checkpoint (a requeued job), else start from --load.
+def _optimizer_and_schedule(cfg: PretrainConfig, config: Any, model: list,
+                            layout: ParallelLayout) -> tuple[Any, Any]:
+    """megatron-core's optimizer and LR schedule, hooked into the model config's schedules."""
+    p = cfg.parallel
+    optimizer = builders.build_optimizer(cfg.optimizer, config, model,
+                                         use_distributed_optimizer=p.use_distributed_optimizer)
+    scheduler = builders.build_scheduler(cfg.scheduler, cfg.optimizer, optimizer, layout=layout,
+                                         train_iters=cfg.training.train_iters)
+    builders.wire_model_config(config, model, optimizer, p)
+    if p.use_distributed_optimizer and cfg.checkpoint.save and not checkpointing.HAVE_APEX_OR_TE:
+        print_rank_0("WARNING: without Transformer Engine/Apex megatron-core 0.16.1 cannot resume "
+                     "distributed-optimizer state; these checkpoints resume with --no-load-optim "
+                     "only (see docs/training.md)")
+    return optimizer, scheduler
 
-    An empty --save is a fresh start; a --load elsewhere without a checkpoint is an error.
-    """
+
+def _load(cfg: PretrainConfig, source: checkpointing.CheckpointSource | None, model: list,
+          optimizer: Any, scheduler: Any, padded_vocab_size: int) -> TrainState:
+    """The train state after loading ``source`` into model/optimizer/scheduler (fresh without)."""
+    if source is None:
+        return TrainState()
     c = cfg.checkpoint
-    load, finetune = c.load, c.finetune
-    if c.save and checkpointing.read_tracker(c.save) is not None:
-        if load and Path(load).resolve() != Path(c.save).resolve():
-            print_rank_0(f"--save {c.save} holds a checkpoint: resuming from it, not --load {load}")
-        load, finetune = c.save, False
-    elif load and c.save and Path(load).resolve() == Path(c.save).resolve():
-        print_rank_0(f"no checkpoint in --save {c.save} yet: starting from random initialisation")
-        return TrainState()
-    if not load:
-        return TrainState()
-    loaded = checkpointing.load_checkpoint(
-        load, model=model, optimizer=optimizer, scheduler=scheduler, finetune=finetune,
-        load_optim=not c.no_load_optim, load_rng=not c.no_load_rng,
+    return checkpointing.load_checkpoint(
+        source.path, model=model, optimizer=optimizer, scheduler=scheduler,
+        finetune=source.finetune, load_optim=not c.no_load_optim, load_rng=not c.no_load_rng,
         use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
         padded_vocab_size=padded_vocab_size)
-    if loaded.iteration and not loaded.scheduler_restored:
-        # Megatron-LM: the schedule is part of the optimizer state, so it restarts (warm-up
-        # again) while the iteration count and the data position carry on.
-        print_rank_0(f"LR schedule not loaded: it restarts at step 0 (warm-up of "
-                     f"{cfg.scheduler.lr_warmup_iters} iterations) from iteration "
-                     f"{loaded.iteration}")
-    return TrainState(iteration=loaded.iteration,
-                      consumed_train_samples=loaded.consumed_train_samples,
-                      flops_so_far=loaded.num_floating_point_operations_so_far,
-                      last_saved=loaded.iteration)
 
 
-def _data(cfg: PretrainConfig, layout: BatchLayout, tokenizer: Any, seq_length: int,
+def _data(cfg: PretrainConfig, layout: ParallelLayout, tokenizer: Any, seq_length: int,
           state: TrainState) -> tuple[Any, dict[str, Any]]:
     t = cfg.training
     evaluates = t.eval_interval > 0 and t.eval_iters > 0
@@ -183,7 +164,7 @@ def _data(cfg: PretrainConfig, layout: BatchLayout, tokenizer: Any, seq_length: 
     return _batches(cfg, layout, train, state.consumed_train_samples), valid
 
 
-def _batches(cfg: PretrainConfig, layout: BatchLayout, dataset: Any, consumed: int,
+def _batches(cfg: PretrainConfig, layout: ParallelLayout, dataset: Any, consumed: int,
              *, persistent_workers: bool = True) -> Any:
     return batch_iterator(
         dataset, consumed_samples=consumed, micro_batch_size=layout.micro_batch_size,
@@ -290,44 +271,40 @@ def evaluate(run: Run) -> dict[str, float]:
 def save(run: Run) -> None:
     """Checkpoint the current state into --save (no-op without --save)."""
     c, s = run.cfg.checkpoint, run.state
-    if not c.save or s.last_saved == s.iteration:
+    if not c.save or run.last_saved == s.iteration:
         return
     if _overlapped_param_gather(run):  # params updated by the last step are not gathered yet
         for chunk in run.model:
             chunk.start_param_sync(force_sync=True)
     checkpointing.save_checkpoint(
-        c.save, iteration=s.iteration, model=run.model, optimizer=run.optimizer,
-        scheduler=run.scheduler, consumed_train_samples=s.consumed_train_samples,
-        flops_so_far=s.flops_so_far,
+        c.save, s, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
         args={**run.cfg.to_flat_dict(), "padded_vocab_size": run.padded_vocab_size},
         save_optim=not c.no_save_optim, save_rng=not c.no_save_rng, model_config=run.preset)
-    s.last_saved = s.iteration
+    run.last_saved = s.iteration
 
 
-def report(run: Run, loss: float, grad_norm: float | None, elapsed: float) -> None:
+def report(run: Run, loss: float, grad_norm: float | None, elapsed: float, skipped: bool) -> None:
     """Accumulate the interval; print Megatron-LM's line and write scalars when it is due."""
     s, t = run.state, run.cfg.training
-    acc = s.interval
-    acc["loss"] += loss
-    acc["n"] += 1
-    acc["time"] += elapsed
+    run.interval.add(loss=loss, elapsed=elapsed, skipped=skipped)
     lr = run.optimizer.param_groups[0]["lr"]
     run.writer.iteration({"iteration": s.iteration, "lm_loss": loss, "grad_norm": grad_norm,
                           "learning_rate": lr, "consumed_samples": s.consumed_train_samples})
     if s.iteration % run.cfg.logging.log_interval and s.iteration != t.train_iters:
         return
-    per_iter = acc["time"] / acc["n"]
+    acc = run.interval
+    per_iter = acc.time / acc.iterations
     stats = IterationStats(
         iteration=s.iteration, train_iters=t.train_iters,
         consumed_samples=s.consumed_train_samples, elapsed_ms_per_iteration=per_iter * 1000,
-        tflops_per_device=run.flops_per_iteration / per_iter / dist.get_world_size() / 1e12,
+        tflops_per_device=run.flops_per_iteration / per_iter / run.layout.world_size / 1e12,
         tokens_per_second=run.layout.global_batch_size * run.seq_length / per_iter,
         learning_rate=lr, global_batch_size=run.layout.global_batch_size,
-        lm_loss=acc["loss"] / acc["n"], loss_scale=float(run.optimizer.get_loss_scale()),
-        grad_norm=grad_norm, skipped_iterations=s.skipped_iterations)
+        lm_loss=acc.loss / acc.iterations, loss_scale=float(run.optimizer.get_loss_scale()),
+        grad_norm=grad_norm, skipped_iterations=acc.skipped)
     print_rank_0(format_log_line(stats))
     run.writer.interval(stats)
-    s.interval = {"loss": 0.0, "n": 0, "time": 0.0}
+    run.interval = LogInterval()
 
 
 def _report_validation(run: Run) -> None:
@@ -347,9 +324,8 @@ def train(run: Run) -> str:
         loss, grad_norm, skipped = train_step(run)
         s.iteration += 1
         s.consumed_train_samples += run.layout.global_batch_size
-        s.flops_so_far += run.flops_per_iteration
-        s.skipped_iterations += int(skipped)
-        report(run, loss, grad_norm, time.perf_counter() - start)
+        s.num_floating_point_operations_so_far += run.flops_per_iteration
+        report(run, loss, grad_norm, time.perf_counter() - start, skipped)
         if t.eval_interval and run.valid_data and s.iteration % t.eval_interval == 0:
             _report_validation(run)
         if c.save_interval and s.iteration % c.save_interval == 0:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import torch.distributed as dist
 
+from megatron_telecom.runtime.distributed import detect_distributed_env
+
 
 def is_rank_0() -> bool:
-    """True on global rank 0 (or without a process group)."""
-    return not dist.is_initialized() or dist.get_rank() == 0
+    """True on global rank 0; before the process group starts, as the launcher says."""
+    if dist.is_initialized():
+        return dist.get_rank() == 0
+    return detect_distributed_env().rank == 0
 
 
 def print_rank_0(message: str) -> None:
