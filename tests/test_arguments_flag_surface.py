@@ -13,11 +13,12 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from megatron_telecom.arguments import flag_surface
+from megatron_telecom.arguments import flag_surface, flags
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "flags"
@@ -42,6 +43,14 @@ def test_flag_surface_matches_golden(name):
     assert golden.is_file(), f"no golden flag surface for {name}: run with UPDATE_GOLDEN=1"
     assert surface == golden.read_text(encoding="utf-8"), (
         f"the flags of {name} changed; if on purpose, regenerate with UPDATE_GOLDEN=1")
+
+
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
+def test_every_flag_has_a_help_line(name):
+    config = _config_of(ENTRY_POINTS[name])
+    roots = config.values() if isinstance(config, Mapping) else [config]
+    undocumented = [f.flag for root in roots for f in flags(root).values() if not f.help]
+    assert not undocumented, f"{name}: give these fields a one-line docstring: {undocumented}"
 
 
 def test_every_golden_file_has_an_entry_point():
