@@ -18,13 +18,14 @@ def test_readme_command_lines_parse():
     _, to_mcore = parse_command(COMMANDS, [
         "hf-to-mcore", "--hf-path", "bundled:smollm2-135m", "--save", "runs/m",
         "--target-tensor-parallel-size", "2", "--target-pipeline-model-parallel-size", "2"])
-    assert (to_mcore.hf_path, to_mcore.save, to_mcore.target_tensor_parallel_size,
+    assert (to_mcore.hf.hf_path, to_mcore.save, to_mcore.target_tensor_parallel_size,
             to_mcore.target_pipeline_model_parallel_size, to_mcore.make_vocab_size_divisible_by) == (
         "bundled:smollm2-135m", "runs/m", 2, 2, 128)
     _, to_hf = parse_command(COMMANDS, ["mcore-to-hf", "--load", "runs/t", "--save", "runs/t-hf"])
-    assert (to_hf.load, to_hf.save, to_hf.dtype, to_hf.max_shard_size_mb) == ("runs/t", "runs/t-hf", "float32", 2048)
+    assert (to_hf.checkpoint.load, to_hf.save, to_hf.dtype, to_hf.max_shard_size_mb) == ("runs/t", "runs/t-hf", "float32", 2048)
     _, check = parse_command(COMMANDS, ["verify", "--hf-path", "h", "--load", "m", "--tolerance", "1e-3"])
-    assert (check.batch_size, check.seq_length, check.tolerance, check.seed) == (2, 128, 1e-3, 1234)
+    assert (check.hf.hf_path, check.checkpoint.load, check.batch_size, check.seq_length,
+            check.tolerance, check.seed) == ("h", "m", 2, 128, 1e-3, 1234)
 
 
 @pytest.mark.parametrize("argv, message", [

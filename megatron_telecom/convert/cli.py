@@ -16,11 +16,26 @@ DType = Literal["float32", "bfloat16", "float16"]
 
 
 @dataclass(kw_only=True)
+class HFModelConfig:
+    """The Hugging Face side of a conversion (one declaration for every command)."""
+
+    hf_path: str
+    """HF model folder, or bundled:NAME (bundled:smollm2-135m is the built-in base model)."""
+
+
+@dataclass(kw_only=True)
+class MegatronCheckpointConfig:
+    """The megatron side of a conversion (one declaration for every command)."""
+
+    load: str
+    """Megatron checkpoint, any TP/PP: a run's --save folder or one of its iter_* folders."""
+
+
+@dataclass(kw_only=True)
 class HFToMcoreConfig:
     """HF model folder -> megatron checkpoint (torch_dist), in one process."""
 
-    hf_path: str
-    """HF model folder or bundled:smollm2-135m."""
+    hf: HFModelConfig
     save: str
     """New checkpoint folder."""
     target_tensor_parallel_size: int = 1
@@ -35,8 +50,7 @@ class HFToMcoreConfig:
 class McoreToHFConfig:
     """Megatron checkpoint (any TP/PP) -> HF model folder."""
 
-    load: str
-    """The --save folder of a run, or one of its iter_* folders."""
+    checkpoint: MegatronCheckpointConfig
     save: str
     """New HF model folder."""
     dtype: DType = "float32"
@@ -49,10 +63,8 @@ class McoreToHFConfig:
 class VerifyConfig:
     """HF vs megatron logits on the same tokens."""
 
-    hf_path: str
-    """HF model folder or bundled:NAME."""
-    load: str
-    """Megatron checkpoint folder."""
+    hf: HFModelConfig
+    checkpoint: MegatronCheckpointConfig
     batch_size: int = 2
     """Sequences in the compared batch."""
     seq_length: int = 128
@@ -69,7 +81,7 @@ def hf_to_mcore(config: HFToMcoreConfig) -> int:
     """Convert; the library prints what it wrote."""
     from megatron_telecom.convert.hf_to_mcore import convert_hf_to_mcore
 
-    convert_hf_to_mcore(config.hf_path, config.save,
+    convert_hf_to_mcore(config.hf.hf_path, config.save,
                         target_tensor_parallel_size=config.target_tensor_parallel_size,
                         target_pipeline_model_parallel_size=config.target_pipeline_model_parallel_size,
                         make_vocab_size_divisible_by=config.make_vocab_size_divisible_by)
@@ -80,7 +92,7 @@ def mcore_to_hf(config: McoreToHFConfig) -> int:
     """Export; the library prints what it wrote."""
     from megatron_telecom.convert.mcore_to_hf import export_mcore_to_hf
 
-    export_mcore_to_hf(config.load, config.save, dtype=config.dtype,
+    export_mcore_to_hf(config.checkpoint.load, config.save, dtype=config.dtype,
                        max_shard_bytes=config.max_shard_size_mb * 1024**2)
     return 0
 
@@ -89,7 +101,7 @@ def verify(config: VerifyConfig) -> int:
     """Print the comparison; exit code 1 when the logits differ by more than --tolerance."""
     from megatron_telecom.convert.verify import verify as compare_logits
 
-    report = compare_logits(config.hf_path, config.load, batch_size=config.batch_size,
+    report = compare_logits(config.hf.hf_path, config.checkpoint.load, batch_size=config.batch_size,
                             seq_length=config.seq_length, seed=config.seed, dtype=config.dtype)
     print(report.summary(), flush=True)
     if report.max_abs_diff <= config.tolerance:
