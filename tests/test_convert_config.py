@@ -13,10 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from megatron_telecom.atomic import staged_folder
 from megatron_telecom.convert import mapping
 from megatron_telecom.convert.hf_config import hf_config_from_preset, preset_from_hf_config
 from megatron_telecom.convert.hf_io import HFWeights, write_sharded
-from megatron_telecom.convert.output import staged_folder
 from megatron_telecom.models.presets import get_preset
 
 LLAMA31_T4 = {  # transformers 4 layout of Llama-3.1-8B's config.json

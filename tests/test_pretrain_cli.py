@@ -9,7 +9,7 @@ import pytest
 import yaml
 from _dist_helpers import REPO, run_subprocess, subprocess_env
 
-from megatron_telecom.training.checkpointing import checkpoint_dir, read_tracker, write_tracker
+from megatron_telecom.models.checkpoint_format import checkpoint_dir, read_tracker, write_tracker
 
 
 def _pretrain(*args: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,8 @@ import signal
 import pytest
 import torch
 
-from megatron_telecom.training.data import batch_iterator, microbatch_indices, parse_data_path
+from megatron_telecom.data.blends import parse_data_path
+from megatron_telecom.training.data import batch_iterator, microbatch_indices
 
 
 def test_sampler_order_resumes_exactly():
@@ -71,15 +72,14 @@ def test_dataset_cache_key_changes_when_an_index_is_rewritten(tmp_path):
 def test_data_recipe_gives_named_weighted_blend(tmp_path):
     from _dist_helpers import write_token_dataset
 
-    from megatron_telecom.training.config import DataConfig
-    from megatron_telecom.training.data import resolve_blend
+    from megatron_telecom.data.blends import resolve_blend
 
     write_token_dataset(tmp_path / "rfc", num_docs=20)
     write_token_dataset(tmp_path / "wiki", num_docs=20, seed=1)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("datasets:\n  - {name: rfc, prefix: rfc, weight: 1}\n"
                       "replay:\n  share: 0.25\n  datasets:\n    - {name: wiki, prefix: wiki}\n")
-    blend = resolve_blend(DataConfig(data_recipe=str(recipe)))
+    blend = resolve_blend([], str(recipe))
     assert blend.names == ["rfc", "wiki"]
     assert blend.prefixes == [str(tmp_path / "rfc"), str(tmp_path / "wiki")]
     assert blend.weights == pytest.approx([0.75, 0.25])

@@ -29,7 +29,7 @@ from _dist_helpers import (
     write_token_dataset,
 )
 
-from megatron_telecom.training.checkpointing import read_tracker
+from megatron_telecom.models.checkpoint_format import read_tracker
 
 TRAIN_ITERS = 16
 SAVE_INTERVAL = 4

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from megatron_telecom.models.checkpoint_format import (
+    CHECKPOINT_VERSION,
+    CheckpointArgs,
+    write_tracker,
+)
 from megatron_telecom.training.checkpointing import (
     CheckpointSource,
     _common_train_state,
     _train_state_from_common,
     checkpoint_to_load,
-    write_tracker,
 )
 from megatron_telecom.training.config import CheckpointConfig
 from megatron_telecom.training.state import TrainState
@@ -30,14 +34,18 @@ def test_checkpoint_keeps_megatron_lm_keys():
     """Iteration and FLOPs at the top of common.pt, consumed samples in its args."""
     state = TrainState(iteration=3, consumed_train_samples=24,
                        num_floating_point_operations_so_far=9.0)
-    common = _common_train_state(state, {"lr": 0.1})
-    assert common == {"iteration": 3, "num_floating_point_operations_so_far": 9.0,
-                      "args": {"lr": 0.1, "consumed_train_samples": 24}}
-    assert _train_state_from_common(common, common["args"]) == state
+    common = _common_train_state(state, {"lr": 0.1}, save_optim=True, save_rng=False,
+                                 model_config=None)
+    assert common == {"checkpoint_version": CHECKPOINT_VERSION, "iteration": 3,
+                      "num_floating_point_operations_so_far": 9.0,
+                      "args": {"lr": 0.1, "consumed_train_samples": 24, "no_save_optim": False,
+                               "no_save_rng": True, "tensor_model_parallel_size": 1,
+                               "pipeline_model_parallel_size": 1}}
+    assert _train_state_from_common(common, CheckpointArgs.from_record(common["args"])) == state
 
 
 def test_old_checkpoint_without_counters_starts_them_at_zero():
-    assert _train_state_from_common({"iteration": 5}, {}) == TrainState(iteration=5)
+    assert _train_state_from_common({"iteration": 5}, CheckpointArgs()) == TrainState(iteration=5)
 
 
 def _checkpoint(folder) -> str:

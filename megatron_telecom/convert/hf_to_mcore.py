@@ -11,25 +11,28 @@ are zero); TP and PP are otherwise only checked here, since torch_dist stores gl
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from megatron_telecom.atomic import staged_folder
 from megatron_telecom.convert import mapping
 from megatron_telecom.convert.bundled import is_bundled, resolve_hf_path
 from megatron_telecom.convert.hf_config import preset_from_hf_config, read_hf_config
 from megatron_telecom.convert.hf_io import TOKENIZER_FILES, HFWeights, copy_tokenizer_files
 from megatron_telecom.convert.megatron_model import build_unsplit_model, single_process_megatron
-from megatron_telecom.convert.output import staged_folder
+from megatron_telecom.models.checkpoint_format import (
+    TOKENIZER_DIRNAME,
+    CheckpointArgs,
+    checkpoint_dir,
+    common_state,
+    write_tracker,
+)
 from megatron_telecom.models.gpt import pad_vocab_size, parallel_layout_for
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.runtime.cpu_shim import install_cpu_shim
 
-TOKENIZER_DIRNAME = "tokenizer"  # tokenizer files (+ generation_config.json) travel here
 GENERATION_CONFIG_FILENAME = "generation_config.json"
-CONVERSION_KEY = "conversion"  # provenance of a converted checkpoint in its common state
 
 
 def _check_weights(weights: HFWeights, preset: ModelPreset) -> None:
@@ -97,24 +100,6 @@ def _sharded_state(model: torch.nn.Module, weights: HFWeights, preset: ModelPres
     return state
 
 
-def _common_state(preset: ModelPreset, padded_vocab: int, tp: int, pp: int,
-                  divisible_by: int, provenance: dict[str, Any]) -> dict[str, Any]:
-    """What the trainer reads from a converted checkpoint besides the weights."""
-    from megatron_telecom.training.checkpointing import CHECKPOINT_VERSION, MODEL_CONFIG_KEY
-
-    return {
-        "checkpoint_version": CHECKPOINT_VERSION,
-        "iteration": 0,
-        "args": {"tensor_model_parallel_size": tp, "pipeline_model_parallel_size": pp,
-                 "padded_vocab_size": padded_vocab,
-                 "make_vocab_size_divisible_by": divisible_by,
-                 "tokenizer_type": "HuggingFaceTokenizer",
-                 "no_save_optim": True, "no_save_rng": True},
-        MODEL_CONFIG_KEY: asdict(preset),
-        CONVERSION_KEY: provenance,
-    }
-
-
 def convert_hf_to_mcore(hf_path: str | Path, save: str | Path, *,
                         target_tensor_parallel_size: int = 1,
                         target_pipeline_model_parallel_size: int = 1,
@@ -123,8 +108,6 @@ def convert_hf_to_mcore(hf_path: str | Path, save: str | Path, *,
     install_cpu_shim()  # before megatron's first import
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
-
-    from megatron_telecom.training.checkpointing import checkpoint_dir, write_tracker
 
     start = time.monotonic()
     source = resolve_hf_path(hf_path)
@@ -145,8 +128,13 @@ def convert_hf_to_mcore(hf_path: str | Path, save: str | Path, *,
         model = build_unsplit_model(preset, padded)
         release = checkpoint_dir(tmp, None)
         release.mkdir()
+        args = CheckpointArgs(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
+                              padded_vocab_size=padded,
+                              make_vocab_size_divisible_by=make_vocab_size_divisible_by,
+                              tokenizer_type="HuggingFaceTokenizer", no_save_optim=True,
+                              no_save_rng=True)
         state = {"model": _sharded_state(model, weights, preset),
-                 **_common_state(preset, padded, tp, pp, make_vocab_size_divisible_by, provenance)}
+                 **common_state(args=args, model_config=preset, conversion=provenance)}
         dist_checkpointing.save(state, str(release), get_default_save_sharded_strategy("torch_dist"))
         write_tracker(tmp, "release")
         (tmp / TOKENIZER_DIRNAME).mkdir()

@@ -16,56 +16,36 @@ from typing import Any
 
 import torch
 
+from megatron_telecom.atomic import staged_folder
 from megatron_telecom.convert import mapping
 from megatron_telecom.convert.hf_config import hf_config_from_preset
 from megatron_telecom.convert.hf_io import TOKENIZER_FILES, copy_tokenizer_files, write_sharded
 from megatron_telecom.convert.megatron_model import build_unsplit_model, single_process_megatron
 from megatron_telecom.convert.model_card import model_card
-from megatron_telecom.convert.output import staged_folder
+from megatron_telecom.models.checkpoint_format import (
+    CONVERSION_KEY,
+    TOKENIZER_DIRNAME,
+    CheckpointArgs,
+    StoredCheckpoint,
+    checkpoint_folder,
+    open_checkpoint,
+    read_common_state,
+)
 from megatron_telecom.models.presets import ModelPreset
-from megatron_telecom.runtime.cpu_shim import install_cpu_shim
 
-# as training.checkpointing.TRACKER_FILENAME, which cannot be imported here: it imports megatron,
-# and is_megatron_checkpoint must work before the CPU shim is installed
-TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def is_megatron_checkpoint(path: str | Path) -> bool:
-    """True for a --save folder (with a tracker) or one of its ``iter_*``/``release`` folders."""
-    path = Path(path)
-    return (path / TRACKER_FILENAME).is_file() or (
-        (path / "metadata.json").is_file() and (path / "common.pt").is_file())
-
-
-def checkpoint_folder(load: str | Path) -> tuple[Path, Path]:
-    """(root --save folder, the checkpoint folder to read) for a root or an ``iter_*`` folder."""
-    from megatron_telecom.training.checkpointing import latest_checkpoint
-
-    load = Path(load)
-    if (load / TRACKER_FILENAME).is_file():
-        return load, latest_checkpoint(load)[0]
-    if is_megatron_checkpoint(load):
-        return load.parent, load
-    raise ValueError(f"{load} is not a megatron checkpoint: give a --save folder (with "
-                     f"{TRACKER_FILENAME}) or one of its iter_* folders")
-
-
-def read_checkpoint_model(folder: Path) -> tuple[ModelPreset, int, dict[str, Any]]:
-    """(recorded model config, padded vocabulary, common state) of checkpoint ``folder``."""
-    install_cpu_shim()  # before megatron's first import
-    from megatron_telecom.models.presets import preset_from_dict
-    from megatron_telecom.training.checkpointing import MODEL_CONFIG_KEY, read_common_state
-
-    common = read_common_state(folder)
-    record = common.get(MODEL_CONFIG_KEY)
-    if record is None:
+def read_checkpoint_model(folder: Path) -> tuple[ModelPreset, int, StoredCheckpoint]:
+    """(recorded model config, padded vocabulary, the checkpoint) of checkpoint ``folder``."""
+    stored = StoredCheckpoint(path=folder, release=folder.name == "release",
+                              common=read_common_state(folder))
+    preset = stored.model
+    if preset is None:
         raise ValueError(f"{folder} records no model config (written by Megatron-LM or an older "
                          "megatron-telecom): it cannot be exported without knowing its model")
-    preset = preset_from_dict(record, where=str(folder))
-    padded = (common.get("args") or {}).get("padded_vocab_size") or preset.vocab_size
-    return preset, int(padded), common
+    return preset, int(stored.args.padded_vocab_size or preset.vocab_size), stored
 
 
 def load_unsplit_model(folder: Path, preset: ModelPreset, padded_vocab: int) -> torch.nn.Module:
@@ -78,7 +58,7 @@ def load_unsplit_model(folder: Path, preset: ModelPreset, padded_vocab: int) -> 
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.mapping import apply_factories
 
-    from megatron_telecom.training.checkpointing import check_shapes
+    from megatron_telecom.models.sharded_state import check_shapes  # imports megatron
 
     model = build_unsplit_model(preset, padded_vocab)
     state = {"model": model.sharded_state_dict()}
@@ -107,29 +87,26 @@ def _hf_tensors(model: torch.nn.Module, preset: ModelPreset, dtype: torch.dtype)
     return specs, produce
 
 
-def _origin(root: Path, args: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
+def _origin(root: Path, args: CheckpointArgs) -> tuple[dict[str, Any], Path | None]:
     """(conversion provenance, tokenizer folder): this checkpoint's or the one it started from."""
-    from megatron_telecom.convert.hf_to_mcore import CONVERSION_KEY, TOKENIZER_DIRNAME
-    from megatron_telecom.training.checkpointing import latest_checkpoint, read_common_state
-
-    for candidate in (root, Path(args["load"]) if args.get("load") else None):
+    for candidate in (root, Path(args.load) if args.load else None):
         if candidate is not None and (candidate / TOKENIZER_DIRNAME).is_dir():
             try:
-                state = read_common_state(latest_checkpoint(candidate)[0])
+                state = open_checkpoint(candidate).common
             except ValueError:
                 state = {}
             return state.get(CONVERSION_KEY) or {}, candidate / TOKENIZER_DIRNAME
-    tokenizer = args.get("tokenizer_model")
+    tokenizer = args.tokenizer_model
     if tokenizer and Path(tokenizer).is_dir():
         return {}, Path(tokenizer)
     return {}, None
 
 
-def _write_metadata(tmp: Path, preset: ModelPreset, common: dict[str, Any], root: Path,
-                    folder: Path, dtype_name: str) -> None:
+def _write_metadata(tmp: Path, preset: ModelPreset, stored: StoredCheckpoint, root: Path,
+                    dtype_name: str) -> None:
     """config.json, generation_config.json, tokenizer files and the model card."""
-    args = common.get("args") or {}
-    provenance, tokenizer = _origin(root, args)
+    folder = stored.path
+    provenance, tokenizer = _origin(root, stored.args)
     config = hf_config_from_preset(preset, base=provenance.get("hf_config"), dtype=dtype_name)
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     copied = copy_tokenizer_files(tokenizer, tmp, (*TOKENIZER_FILES, "generation_config.json")
@@ -141,7 +118,7 @@ def _write_metadata(tmp: Path, preset: ModelPreset, common: dict[str, Any], root
     if not any(name in copied for name in TOKENIZER_FILES):
         print(f"warning: no tokenizer files found for {folder}: the export has weights and "
               "config only; copy the base model's tokenizer files beside them", flush=True)
-    (tmp / "README.md").write_text(model_card(preset, common, folder, provenance),
+    (tmp / "README.md").write_text(model_card(preset, stored, provenance),
                                    encoding="utf-8")
 
 
@@ -151,7 +128,7 @@ def export_mcore_to_hf(load: str | Path, save: str | Path, *, dtype: str = "floa
     if dtype not in DTYPES:
         raise ValueError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     root, folder = checkpoint_folder(load)
-    preset, padded, common = read_checkpoint_model(folder)
+    preset, padded, stored = read_checkpoint_model(folder)
     with staged_folder(save) as tmp:
         with single_process_megatron():
             model = load_unsplit_model(folder, preset, padded)
@@ -159,7 +136,7 @@ def export_mcore_to_hf(load: str | Path, save: str | Path, *, dtype: str = "floa
         with torch.no_grad():
             write_sharded(tmp, specs, produce, max_shard_bytes)
         del model
-        _write_metadata(tmp, preset, common, root, folder, dtype)
+        _write_metadata(tmp, preset, stored, root, dtype)
     print(f"exported {folder} ({preset.num_layers} layers, vocabulary {preset.vocab_size}) "
           f"to {save}", flush=True)
     return Path(save)

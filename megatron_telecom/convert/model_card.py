@@ -12,16 +12,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from megatron_telecom.data.blends import parse_data_path
+from megatron_telecom.models.checkpoint_format import CheckpointArgs, StoredCheckpoint
 from megatron_telecom.models.presets import ModelPreset
 
 
-def _datasets(args: dict[str, Any]) -> list[str]:
+def _datasets(args: CheckpointArgs) -> list[str]:
     """One line per dataset: weight, prefix, and its sidecar's documents/tokens when present."""
-    from megatron_telecom.training.data import parse_data_path
-
-    if not args.get("data_path"):
+    if not args.data_path:
         return []
-    blend = parse_data_path(list(args["data_path"]))
+    blend = parse_data_path(list(args.data_path))
     lines = []
     for index, prefix in enumerate(blend.prefixes):
         sidecar = Path(prefix + ".json")
@@ -34,9 +34,9 @@ def _datasets(args: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _last_losses(args: dict[str, Any]) -> tuple[float | None, dict[str, float]]:
+def _last_losses(args: CheckpointArgs) -> tuple[float | None, dict[str, float]]:
     """(last training lm loss, last validation losses by name) from --log-metrics-file."""
-    path = args.get("log_metrics_file")
+    path = args.log_metrics_file
     if not path or not Path(path).is_file():
         return None, {}
     train, valid = None, {}
@@ -49,13 +49,12 @@ def _last_losses(args: dict[str, Any]) -> tuple[float | None, dict[str, float]]:
     return train, valid
 
 
-def model_card(preset: ModelPreset, common: dict[str, Any], folder: Path,
-               provenance: dict[str, Any]) -> str:
-    """Markdown model card for the export of checkpoint ``folder``."""
-    args = common.get("args") or {}
-    iteration = int(common.get("iteration") or 0)
-    seq_length = int(args.get("seq_length") or preset.seq_length)  # None: the model's default
-    tokens = int(args.get("consumed_train_samples") or 0) * seq_length
+def model_card(preset: ModelPreset, stored: StoredCheckpoint, provenance: dict[str, Any]) -> str:
+    """Markdown model card for the export of checkpoint ``stored``."""
+    args, folder = stored.args, stored.path
+    iteration = int(stored.common.get("iteration") or 0)
+    seq_length = int(args.seq_length or preset.seq_length)  # None: the model's default
+    tokens = int(args.consumed_train_samples) * seq_length
     train_loss, valid = _last_losses(args)
     base = provenance.get("source", "unknown (random initialisation or not recorded)")
     lines = [
@@ -70,8 +69,8 @@ def model_card(preset: ModelPreset, common: dict[str, Any], folder: Path,
         else "- last training lm loss: not recorded",
     ]
     lines += [f"- last {name}: {value:.4f}" for name, value in sorted(valid.items())]
-    if args.get("data_recipe"):
-        lines.append(f"- data recipe: `{args['data_recipe']}`")
+    if args.data_recipe:
+        lines.append(f"- data recipe: `{args.data_recipe}`")
     datasets = _datasets(args)
     if datasets:
         lines += ["", "## Training data", "", *datasets]

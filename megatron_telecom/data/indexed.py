@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from megatron_telecom import atomic
 from megatron_telecom.atomic import atomic_write_json, temporary_path
 
 INDEX_HEADER = b"MMIDIDX\x00\x00"
@@ -158,13 +159,7 @@ def publish(tmp_bin: Path, tmp_idx: Path, prefix: Path) -> tuple[Path, Path]:
     """Rename finished temp files into place; an old .idx goes first so no mixed pair can exist."""
     final_bin, final_idx = bin_path(prefix), idx_path(prefix)
     final_idx.unlink(missing_ok=True)
-    os.replace(tmp_bin, final_bin)
-    os.replace(tmp_idx, final_idx)
-    fd = os.open(prefix.parent, os.O_RDONLY)  # make the renames durable
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic.publish((tmp_bin, final_bin), (tmp_idx, final_idx))
     return final_bin, final_idx
 
 

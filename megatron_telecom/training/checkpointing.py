@@ -1,20 +1,18 @@
 """Checkpoints in Megatron-LM's layout, written with megatron-core dist_checkpointing (torch_dist).
 
-Layout: ``<save>/iter_0000100/`` (torch_dist shards + common.pt + metadata.json) and
-``<save>/latest_checkpointed_iteration.txt``. A checkpoint is first written to
+Layout (``models/checkpoint_format.py``): ``<save>/iter_0000100/`` (torch_dist shards +
+common.pt + metadata.json) and ``<save>/latest_checkpointed_iteration.txt``. A checkpoint is first written to
 ``iter_0000100.tmp``; only when every rank has finished is it renamed, and only then is the
-tracker replaced (temp file + os.replace). A crash or SIGKILL at any point therefore leaves the
+tracker replaced (``atomic.py``). A crash or SIGKILL at any point therefore leaves the
 previous checkpoint as "latest", loadable. Model and optimizer state are sharded tensors, so a
 checkpoint saved at one TP/PP loads at another.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +29,21 @@ from megatron.core.distributed import DistributedDataParallel
 from megatron.core.optimizer.distrib_optimizer import HAVE_APEX_OR_TE
 from megatron.core.transformer.module import Float16Module
 
-from megatron_telecom.models.presets import ModelPreset, preset_from_dict
+from megatron_telecom.atomic import publish_folder
+from megatron_telecom.models.checkpoint_format import (
+    CheckpointArgs,
+    StoredCheckpoint,
+    checkpoint_dir,
+    common_state,
+    read_tracker,
+    write_tracker,
+)
+from megatron_telecom.models.presets import ModelPreset
+from megatron_telecom.models.sharded_state import check_shapes
 from megatron_telecom.training.config import CheckpointConfig
 from megatron_telecom.training.state import TrainState
 from megatron_telecom.training.utils import print_rank_0
 
-TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
-COMMON_FILENAME = "common.pt"  # dist_checkpointing's non-sharded part
-MODEL_CONFIG_KEY = "model_config"  # the ModelPreset a checkpoint was built with, as a dict
-CHECKPOINT_VERSION = 3.0
 # The distributed optimizer's state is saved in the layout any DP/TP/PP can reload.
 DIST_OPT_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
 
@@ -50,45 +54,6 @@ class CheckpointSource:
 
     path: str
     finetune: bool
-
-
-def checkpoint_dir(root: str | Path, iteration: int | None) -> Path:
-    """``root/iter_0000100`` (Megatron-LM's name), or ``root/release`` for iteration None."""
-    return Path(root) / ("release" if iteration is None else f"iter_{iteration:07d}")
-
-
-def read_tracker(root: str | Path) -> int | None | str:
-    """The latest iteration in ``root``; "release" for a converted model; None when absent."""
-    path = Path(root) / TRACKER_FILENAME
-    if not path.is_file():
-        return None
-    text = path.read_text().strip()
-    if text == "release":
-        return "release"
-    try:
-        return int(text)
-    except ValueError as err:
-        raise ValueError(f"{path}: expected an iteration number or 'release', got {text!r}") from err
-
-
-def write_tracker(root: str | Path, iteration: int | str) -> None:
-    """Atomically point the tracker at ``iteration`` or "release" (temp file, fsync, replace)."""
-    path = Path(root) / TRACKER_FILENAME
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(f"{iteration}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _rng_state() -> ShardedObject:
@@ -151,7 +116,7 @@ def save_checkpoint(root: str | Path, state: TrainState, *, model: list, optimiz
     """Write ``root/iter_NNNNNNN`` on all ranks, then (rank 0) rename it and update the tracker.
 
     ``state`` goes where Megatron-LM keeps it (see ``_common_train_state``); ``model_config`` is
-    recorded so that loading adopts the model (see ``recorded_model``).
+    recorded so that loading adopts the model (see ``checkpoint_format.StoredCheckpoint``).
     """
     iteration = state.iteration
     final = checkpoint_dir(root, iteration)
@@ -165,11 +130,8 @@ def save_checkpoint(root: str | Path, state: TrainState, *, model: list, optimiz
     dist_opt = bool(args.get("use_distributed_optimizer"))
     sharded = _sharded_state(model, optimizer, with_optim=save_optim, with_rng=save_rng,
                              is_loading=False, dist_opt=dist_opt)
-    sharded.update(checkpoint_version=CHECKPOINT_VERSION,
-                   **_common_train_state(state, {**args, "no_save_optim": not save_optim,
-                                                 "no_save_rng": not save_rng}))
-    if model_config is not None:
-        sharded[MODEL_CONFIG_KEY] = asdict(model_config)
+    sharded.update(_common_train_state(state, args, save_optim=save_optim, save_rng=save_rng,
+                                       model_config=model_config))
     if save_optim:
         sharded["opt_param_scheduler"] = scheduler.state_dict()
     strategy = FullyParallelSaveStrategyWrapper(
@@ -178,84 +140,34 @@ def save_checkpoint(root: str | Path, state: TrainState, *, model: list, optimiz
     dist_checkpointing.save(sharded, str(tmp), strategy)
     dist.barrier()
     if rank == 0:
-        if final.exists():  # a complete but untracked save of the same iteration
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        publish_folder(tmp, final)  # replaces a complete but untracked save of this iteration
         write_tracker(root, iteration)
     dist.barrier()
     print_rank_0(f"saved checkpoint at iteration {iteration:8d} to {final}")
     return final
 
 
-def _common_train_state(state: TrainState, args: dict[str, Any]) -> dict[str, Any]:
+def _common_train_state(state: TrainState, args: dict[str, Any], *, save_optim: bool,
+                        save_rng: bool, model_config: ModelPreset | None) -> dict[str, Any]:
     """Megatron-LM's places for the train state: iteration and FLOPs at the top of the common
-    state, consumed samples among the ``args``."""
-    counters = state.state_dict()
-    consumed = counters.pop("consumed_train_samples")
-    return {**counters, "args": {**args, "consumed_train_samples": consumed}}
+    state, consumed samples among the ``args`` (with the run's flags)."""
+    record = CheckpointArgs.from_record({
+        **args, "consumed_train_samples": state.consumed_train_samples,
+        "no_save_optim": not save_optim, "no_save_rng": not save_rng})
+    return common_state(
+        args=record, run_flags=args, iteration=state.iteration, model_config=model_config,
+        num_floating_point_operations_so_far=state.num_floating_point_operations_so_far)
 
 
-def _train_state_from_common(common: dict[str, Any], ckpt_args: dict[str, Any]) -> TrainState:
+def _train_state_from_common(common: dict[str, Any], ckpt_args: CheckpointArgs) -> TrainState:
     """The inverse of ``_common_train_state`` (keys absent from old checkpoints count as 0)."""
     state = TrainState()
     state.load_state_dict({
         "iteration": common.get("iteration", 0),
-        "consumed_train_samples": ckpt_args.get("consumed_train_samples", 0),
+        "consumed_train_samples": ckpt_args.consumed_train_samples,
         "num_floating_point_operations_so_far": common.get(
             "num_floating_point_operations_so_far", 0.0)})
     return state
-
-
-def _checkpoint_args(common: dict[str, Any]) -> dict[str, Any]:
-    """The saved run's args as a dict (ours store a dict, Megatron-LM an argparse.Namespace).
-
-    A checkpoint without the no_save_optim/no_save_rng keys holds those parts (the default).
-    """
-    args = common.get("args") or {}
-    args = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
-    return {"no_save_optim": False, "no_save_rng": False, **args}
-
-
-def _checkpoint_parallel_sizes(ckpt_args: dict[str, Any]) -> tuple[int, int]:
-    return (int(ckpt_args.get("tensor_model_parallel_size", 1)),
-            int(ckpt_args.get("pipeline_model_parallel_size", 1)))
-
-
-def latest_checkpoint(root: str | Path) -> tuple[Path, bool]:
-    """(folder of the tracked checkpoint, is it a "release"); ValueError without a tracker."""
-    tracked = read_tracker(root)
-    if tracked is None:
-        raise ValueError(f"--load {root} has no {TRACKER_FILENAME}: point --load at a folder "
-                         "written by --save (or by the HF -> Megatron conversion), or drop --load "
-                         "to train from random initialisation")
-    release = tracked == "release"
-    path = checkpoint_dir(root, None if release else tracked)
-    if not path.is_dir():
-        raise ValueError(f"{root}/{TRACKER_FILENAME} names {path.name}, which does not exist")
-    return path, release
-
-
-def read_common_state(path: str | Path) -> dict[str, Any]:
-    """The non-sharded part of checkpoint folder ``path`` (``torch.load(weights_only=True)``)."""
-    common = Path(path) / COMMON_FILENAME
-    if not common.is_file():
-        raise ValueError(f"{path} has no {COMMON_FILENAME}: not a torch_dist checkpoint folder")
-    try:
-        state = torch.load(common, map_location="cpu", weights_only=True)
-    except Exception as err:  # weights_only refuses pickled objects (e.g. Megatron-LM's args)
-        raise ValueError(f"{common} cannot be read safely ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0]})") from None
-    if not isinstance(state, dict):
-        raise ValueError(f"{common}: expected a dict, got {type(state).__name__}")
-    return state
-
-
-def recorded_model(root: str | Path) -> ModelPreset | None:
-    """The model config recorded in the tracked checkpoint under ``root`` (None: not recorded)."""
-    path, _ = latest_checkpoint(root)
-    record = read_common_state(path).get(MODEL_CONFIG_KEY)
-    return None if record is None else preset_from_dict(record, where=str(path))
 
 
 def checkpoint_to_load(c: CheckpointConfig) -> CheckpointSource | None:
@@ -263,7 +175,7 @@ def checkpoint_to_load(c: CheckpointConfig) -> CheckpointSource | None:
     start from --load; None means random initialisation.
 
     A --load that is the still-empty --save folder is a fresh start; any other --load without a
-    checkpoint is refused when it is read (``latest_checkpoint``).
+    checkpoint is refused when it is opened (``checkpoint_format.open_checkpoint``).
     """
     if c.save and read_tracker(c.save) is not None:
         if c.load and Path(c.load).resolve() != Path(c.save).resolve():
@@ -275,26 +187,9 @@ def checkpoint_to_load(c: CheckpointConfig) -> CheckpointSource | None:
     return CheckpointSource(path=c.load, finetune=c.finetune) if c.load else None
 
 
-def check_shapes(path: Path, state: dict[str, Any]) -> None:
-    """One line naming the first tensor whose global shape differs from the checkpoint's."""
-    from megatron.core.dist_checkpointing.dict_utils import nested_values
-    from megatron.core.dist_checkpointing.mapping import ShardedTensor
-    from torch.distributed.checkpoint import FileSystemReader
-
-    stored = FileSystemReader(str(path)).read_metadata().state_dict_metadata
-    for item in nested_values(state):
-        if not isinstance(item, ShardedTensor) or item.allow_shape_mismatch:
-            continue
-        size = getattr(stored.get(item.key), "size", None)
-        if size is not None and tuple(size) != tuple(item.global_shape):
-            raise ValueError(f"{path}: tensor {item.key} has shape {tuple(size)} in the checkpoint "
-                             f"but {tuple(item.global_shape)} in this run's model: the model "
-                             "flags do not describe the checkpoint's model")
-
-
-def _check_loadable(path: Path, ckpt_args: dict[str, Any], *, padded_vocab_size: int | None,
+def _check_loadable(path: Path, ckpt_args: CheckpointArgs, *, padded_vocab_size: int | None,
                     distributed_optimizer_state: bool) -> None:
-    ckpt_vocab = ckpt_args.get("padded_vocab_size")
+    ckpt_vocab = ckpt_args.padded_vocab_size
     if padded_vocab_size is not None and ckpt_vocab not in (None, padded_vocab_size):
         raise ValueError(
             f"{path} has a padded vocabulary of {ckpt_vocab} rows, this run {padded_vocab_size}: "
@@ -307,26 +202,24 @@ def _check_loadable(path: Path, ckpt_args: dict[str, Any], *, padded_vocab_size:
             "--use-distributed-optimizer here (see docs/training.md)")
 
 
-def load_checkpoint(root: str | Path, *, model: list, optimizer: Any, scheduler: Any,
+def load_checkpoint(checkpoint: StoredCheckpoint, *, model: list, optimizer: Any, scheduler: Any,
                     finetune: bool = False, load_optim: bool = True, load_rng: bool = True,
                     use_distributed_optimizer: bool = False,
                     padded_vocab_size: int | None = None) -> TrainState:
-    """Restore the latest checkpoint under ``root`` (ValueError when it has no tracker); returns
-    where training continues.
+    """Restore ``checkpoint`` (``open_checkpoint`` of --load or --save); returns where training
+    continues.
 
     ``finetune`` (and a "release" checkpoint) loads the weights only and restarts at
     iteration 0. Without the optimizer state (--no-load-optim) the LR schedule is not loaded
     either and restarts from step 0, as in Megatron-LM. RNG state is skipped when TP/PP differ
     from the checkpoint's (as Megatron-LM).
     """
-    path, release = latest_checkpoint(root)
-    common = dist_checkpointing.load_common_state_dict(str(path))
-    ckpt_args = _checkpoint_args(common)
-    weights_only = finetune or release
+    path, ckpt_args = checkpoint.path, checkpoint.args
+    weights_only = finetune or checkpoint.release
     run_sizes = (parallel_state.get_tensor_model_parallel_world_size(),
                  parallel_state.get_pipeline_model_parallel_world_size())
-    same_layout = _checkpoint_parallel_sizes(ckpt_args) == run_sizes
-    has_optim, has_rng = not ckpt_args["no_save_optim"], not ckpt_args["no_save_rng"]
+    same_layout = ckpt_args.parallel_sizes == run_sizes
+    has_optim, has_rng = not ckpt_args.no_save_optim, not ckpt_args.no_save_rng
     with_optim = load_optim and not weights_only and has_optim
     with_rng = load_rng and not weights_only and same_layout and has_rng
     _check_loadable(path, ckpt_args, padded_vocab_size=padded_vocab_size,
@@ -351,10 +244,10 @@ def load_checkpoint(root: str | Path, *, model: list, optimizer: Any, scheduler:
         "LR schedule": (scheduler_restored, "restarts at step 0 without the optimizer state"),
         "RNG state": (with_rng, _why_not(load_rng, has_rng, "--no-load-rng")
                       if same_layout else f"(TP, PP) changed from "
-                      f"{_checkpoint_parallel_sizes(ckpt_args)} to {run_sizes}")})
+                      f"{ckpt_args.parallel_sizes} to {run_sizes}")})
     if weights_only:
         return TrainState()
-    state = _train_state_from_common(common, ckpt_args)
+    state = _train_state_from_common(checkpoint.common, ckpt_args)
     if state.iteration and not scheduler_restored:
         # Megatron-LM: the schedule is part of the optimizer state, so it restarts (warm-up
         # again) while the iteration count and the data position carry on.

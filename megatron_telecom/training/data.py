@@ -9,7 +9,6 @@ MegatronPretrainingSampler order, so a resume at ``consumed_samples`` continues 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,10 @@ from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegat
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
 from megatron_telecom.data import tokenizers as data_tokenizers
+from megatron_telecom.data.blends import Blend
 from megatron_telecom.data.tokenizers import Tokenizer
 from megatron_telecom.training.config import DataConfig, TokenizerConfig
 from megatron_telecom.training.signals import ignore_exit_signals
-
-
-@dataclass(frozen=True, kw_only=True)
-class Blend:
-    """Dataset prefixes, their weights (None = by size) and display names."""
-
-    prefixes: list[str]
-    weights: list[float] | None
-    names: list[str]
 
 
 class DatasetTokenizer:
@@ -56,68 +47,6 @@ def _file_stamp(path: str) -> list[int]:
 def build_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
     """The tokenizer named by --tokenizer-type/--tokenizer-model (NullTokenizer: --vocab-size)."""
     return data_tokenizers.build_tokenizer(cfg.tokenizer_type, cfg.tokenizer_model, vocab_size=cfg.vocab_size)
-
-
-def parse_data_path(data_path: list[str]) -> Blend:
-    """Megatron-LM's --data-path forms: ``P1 P2 ...`` or ``W1 P1 W2 P2 ...``."""
-    prefixes, weights = _prefixes_and_weights(data_path)
-    return Blend(prefixes=prefixes, weights=weights, names=_display_names(prefixes))
-
-
-def _prefixes_and_weights(data_path: list[str]) -> tuple[list[str], list[float] | None]:
-    def is_number(text: str) -> bool:
-        try:
-            float(text)
-        except ValueError:
-            return False
-        return True
-
-    if not data_path:
-        raise ValueError("--data-path is empty")
-    if is_number(data_path[0]):
-        if len(data_path) % 2:
-            raise ValueError(f"--data-path {data_path}: weights and prefixes must come in pairs")
-        weights = [float(w) for w in data_path[0::2]]
-        prefixes = list(data_path[1::2])
-    else:
-        weights, prefixes = None, list(data_path)
-    for prefix in prefixes:
-        if not Path(prefix + ".idx").is_file() or not Path(prefix + ".bin").is_file():
-            raise ValueError(f"--data-path: {prefix}.bin/.idx not found (give the prefix without "
-                             "the extension, as written by tools/preprocess_data.py)")
-    if weights is not None and (min(weights) < 0 or sum(weights) <= 0):
-        raise ValueError(f"--data-path weights {weights} must be >= 0 and not all 0")
-    return prefixes, weights
-
-
-def _display_names(prefixes: list[str]) -> list[str]:
-    """Each prefix's file name, or ``folder/name`` where two prefixes share a file name."""
-    names = [Path(p).name for p in prefixes]
-    names = [f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n
-             for p, n in zip(prefixes, names, strict=True)]
-    _check_unique_names(names, "--data-path")
-    return names
-
-
-def _check_unique_names(names: list[str], source: str) -> None:
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"{source}: datasets {duplicates} appear more than once (or share a "
-                         "folder and file name); validation is reported per name, so give each "
-                         "dataset of the blend a distinct path")
-
-
-def resolve_blend(cfg: DataConfig) -> Blend:
-    """The blend from --data-path or from a data recipe YAML."""
-    if cfg.data_path:
-        return parse_data_path(cfg.data_path)
-    from megatron_telecom.data.recipe import load_data_recipe
-
-    recipe = load_data_recipe(cfg.data_recipe)
-    prefixes, weights = _prefixes_and_weights(recipe.data_path())
-    names = [entry.name for entry in recipe.datasets]
-    _check_unique_names(names, f"--data-recipe {cfg.data_recipe}")
-    return Blend(prefixes=prefixes, weights=weights, names=names)
 
 
 def _dataset_config(cfg: DataConfig, blend: tuple, *, seed: int, seq_length: int,

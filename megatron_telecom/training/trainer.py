@@ -18,6 +18,8 @@ import torch.distributed as dist
 from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
+from megatron_telecom.data.blends import resolve_blend
+from megatron_telecom.models.checkpoint_format import StoredCheckpoint, open_checkpoint
 from megatron_telecom.models.flops import num_floating_point_operations
 from megatron_telecom.models.gpt import choose_backends, get_layer_spec
 from megatron_telecom.models.presets import ModelPreset
@@ -25,12 +27,7 @@ from megatron_telecom.runtime.distributed import get_device, initialize_distribu
 from megatron_telecom.runtime.parallel_layout import ParallelLayout
 from megatron_telecom.training import builders, checkpointing
 from megatron_telecom.training.config import PretrainConfig
-from megatron_telecom.training.data import (
-    batch_iterator,
-    build_datasets,
-    build_tokenizer,
-    resolve_blend,
-)
+from megatron_telecom.training.data import batch_iterator, build_datasets, build_tokenizer
 from megatron_telecom.training.metrics import (
     IterationStats,
     LogInterval,
@@ -82,8 +79,8 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
                            exit_duration_in_mins=cfg.training.exit_duration_in_mins,
                            start_time=start_time)
     source = checkpointing.checkpoint_to_load(cfg.checkpoint)
-    recorded = checkpointing.recorded_model(source.path) if source else None
-    preset = builders.resolve_preset(cfg.model, recorded,
+    stored = open_checkpoint(source.path) if source else None  # tracker and common.pt read once
+    preset = builders.resolve_preset(cfg.model, stored.model if stored else None,
                                      where=f"checkpoint {source.path}" if source else "")
     layout = builders.parallel_layout(cfg.parallel, cfg.training, preset, job_env().world_size)
     backends = choose_backends(transformer_impl=cfg.model.transformer_impl,
@@ -98,7 +95,7 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     model = builders.build_model(preset, config, get_layer_spec(config, backends), p=cfg.parallel,
                                  padded_vocab_size=vocab, seq_length=seq_length)
     optimizer, scheduler = _optimizer_and_schedule(cfg, config, model, layout)
-    state = _load(cfg, source, model, optimizer, scheduler, vocab)
+    state = _load(cfg, source, stored, model, optimizer, scheduler, vocab)
     train_data, valid_data = _data(cfg, layout, tokenizer, seq_length, state)
     num_params = sum(param.numel() for chunk in model for param in chunk.parameters())
     print_rank_0(f"> {preset.name}: {num_params:,} parameters on rank 0; world {layout.world_size}"
@@ -139,14 +136,15 @@ def _optimizer_and_schedule(cfg: PretrainConfig, config: Any, model: list,
     return optimizer, scheduler
 
 
-def _load(cfg: PretrainConfig, source: checkpointing.CheckpointSource | None, model: list,
-          optimizer: Any, scheduler: Any, padded_vocab_size: int) -> TrainState:
-    """The train state after loading ``source`` into model/optimizer/scheduler (fresh without)."""
-    if source is None:
+def _load(cfg: PretrainConfig, source: checkpointing.CheckpointSource | None,
+          stored: StoredCheckpoint | None, model: list, optimizer: Any, scheduler: Any,
+          padded_vocab_size: int) -> TrainState:
+    """The train state after loading ``stored`` into model/optimizer/scheduler (fresh without)."""
+    if source is None or stored is None:
         return TrainState()
     c = cfg.checkpoint
     return checkpointing.load_checkpoint(
-        source.path, model=model, optimizer=optimizer, scheduler=scheduler,
+        stored, model=model, optimizer=optimizer, scheduler=scheduler,
         finetune=source.finetune, load_optim=not c.no_load_optim, load_rng=not c.no_load_rng,
         use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
         padded_vocab_size=padded_vocab_size)
@@ -157,7 +155,7 @@ def _data(cfg: PretrainConfig, layout: ParallelLayout, tokenizer: Any, seq_lengt
     t = cfg.training
     evaluates = t.eval_interval > 0 and t.eval_iters > 0
     train, valid = build_datasets(
-        cfg.data, resolve_blend(cfg.data), seed=t.seed, seq_length=seq_length,
+        cfg.data, resolve_blend(cfg.data.data_path, cfg.data.data_recipe), seed=t.seed, seq_length=seq_length,
         tokenizer=tokenizer, tokenizer_cfg=cfg.tokenizer,
         train_samples=t.train_iters * layout.global_batch_size,
         valid_samples=t.eval_iters * layout.global_batch_size if evaluates else 0)
