@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from megatron_telecom.convert.bundled import resolve_hf_path
+from megatron_telecom.bundled import resolve_hf_path
 from megatron_telecom.data.indexed import read_index
 from megatron_telecom.data.tokenizers import bundled_tokenizer_model
 

@@ -64,7 +64,7 @@ def evaluation_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from megatron_telecom.convert.bundled import resolve_hf_path
+    from megatron_telecom.bundled import resolve_hf_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_hf_path("bundled:smollm2-135m"))
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,

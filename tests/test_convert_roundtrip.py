@@ -12,7 +12,7 @@ from _convert_helpers import TINY_VARIANTS, copy_tokenizer, write_tiny_hf_model
 from _dist_helpers import REPO, run_subprocess, subprocess_env
 from safetensors.torch import load_file
 
-from megatron_telecom.convert.bundled import resolve_hf_path
+from megatron_telecom.bundled import resolve_hf_path
 from megatron_telecom.convert.hf_config import preset_from_hf_config
 
 TOOL = [sys.executable, str(REPO / "tools" / "convert_checkpoint.py")]

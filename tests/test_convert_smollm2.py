@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from _convert_helpers import copy_tokenizer, run_probe, write_text_dataset, write_tiny_hf_model
 from _dist_helpers import REPO, run_subprocess, subprocess_env
 
-from megatron_telecom.convert.bundled import resolve_hf_path
+from megatron_telecom.bundled import resolve_hf_path
 
 TOOL = [sys.executable, str(REPO / "tools" / "convert_checkpoint.py")]
 SAMPLE = REPO / "examples" / "data" / "telecom_sample.jsonl"

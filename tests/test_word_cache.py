@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from megatron.core.tokenizers import MegatronTokenizer
 
-from megatron_telecom.convert.bundled import resolve_hf_path
+from megatron_telecom.bundled import resolve_hf_path
 from megatron_telecom.data.tokenizers import HuggingFaceTokenizer, build_tokenizer
 from megatron_telecom.data.word_cache import LLAMA3_PATTERN, QWEN2_PATTERN
 from megatron_telecom.training.config import TokenizerConfig

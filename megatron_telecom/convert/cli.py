@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Literal
 
-DType = Literal["float32", "bfloat16", "float16"]
-"""Floating-point formats a model is written or loaded in."""
+from megatron_telecom.models.options import DType
 
 
 @dataclass(kw_only=True)

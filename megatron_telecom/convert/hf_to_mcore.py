@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from megatron_telecom.atomic import staged_folder
+from megatron_telecom.bundled import is_bundled, resolve_hf_path
 from megatron_telecom.convert import mapping
-from megatron_telecom.convert.bundled import is_bundled, resolve_hf_path
 from megatron_telecom.convert.hf_config import preset_from_hf_config, read_hf_config
 from megatron_telecom.convert.hf_io import TOKENIZER_FILES, HFWeights, copy_tokenizer_files
 from megatron_telecom.convert.megatron_model import build_unsplit_model, single_process_megatron

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from megatron_telecom.convert.bundled import resolve_hf_path
+from megatron_telecom.bundled import resolve_hf_path
 from megatron_telecom.convert.mcore_to_hf import (
     checkpoint_folder,
     load_unsplit_model,

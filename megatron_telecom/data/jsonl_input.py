@@ -15,10 +15,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from megatron_telecom.data.preprocess import Progress
+
+class ReadPosition(Protocol):
+    """Where reading stands, for progress lines (``preprocess.Progress`` is one)."""
+
+    done_bytes: int
+    """Bytes of the input files read to the end."""
+    position: int
+    """Bytes read so far, the current file's included."""
 
 
 class _HashingFile(io.RawIOBase):
@@ -88,7 +94,7 @@ def _record_lines(stream: io.BufferedIOBase, path: Path) -> Iterator[tuple[int, 
         yield number, line
 
 
-def read_batches(inputs: list[InputFile], batch_bytes: int, progress: Progress) -> Iterator[Batch]:
+def read_batches(inputs: list[InputFile], batch_bytes: int, progress: ReadPosition) -> Iterator[Batch]:
     """Batches of non-blank input lines, about `batch_bytes` each, in input order."""
     for file_index, item in enumerate(inputs):
         raw = _HashingFile(item.path)

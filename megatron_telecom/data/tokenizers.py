@@ -12,7 +12,7 @@ both families encode text word by word through a cache where that provably gives
 
 `--tokenizer-model bundled:NAME` needs no path: `bundled:mistral-v1` / `bundled:mistral-v3` are the
 SentencePiece models shipped in the mistral-common wheel, `bundled:smollm2-135m` the built-in base
-model's Hugging Face tokenizer (`megatron_telecom.convert.bundled`).
+model's Hugging Face tokenizer (one registry: `megatron_telecom.bundled`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from megatron_telecom.convert.bundled import BUNDLED_MODELS, BUNDLED_PREFIX, resolve_hf_path
+from megatron_telecom.bundled import BUNDLED_PREFIX, builtin_model, resolve_bundled
 from megatron_telecom.data.word_cache import HuggingFaceWordSplitter, encode_with_cache
 
 TokenizerType = Literal["SentencePieceTokenizer", "GPTSentencePieceTokenizer", "Llama2Tokenizer",
@@ -45,12 +45,6 @@ class TokenizerConfig:
     vocab_size: int | None = None
     """NullTokenizer only: vocabulary size (EOD = vocab_size)."""
 
-# Real SentencePiece models shipped inside the `mistral-common` wheel (usable offline).
-_BUNDLED_MODELS = {
-    "mistral-v1": "tokenizer.model.v1",  # 32,000 pieces (Mistral 7B v0.1/v0.2, Llama-2 sized)
-    "mistral-v3": "mistral_instruct_tokenizer_240323.model.v3",  # 32,768 pieces (Mistral 7B v0.3)
-}
-
 
 _META_SPACE = "\u2581"  # SentencePiece's whitespace symbol
 # A space after a character that is neither a space nor '▁', and not at the very end (an empty last
@@ -59,15 +53,8 @@ _CHUNK_BOUNDARY = re.compile("(?<=[^ \u2581]) (?=.)", re.DOTALL)
 
 
 def bundled_tokenizer_model(name: str = "mistral-v1") -> Path:
-    """Path of a real SentencePiece model shipped by `mistral-common` (no download needed)."""
-    if name not in _BUNDLED_MODELS:
-        raise ValueError(f"unknown bundled tokenizer {name!r}; choose one of {sorted(_BUNDLED_MODELS)}")
-    import mistral_common
-
-    path = Path(mistral_common.__file__).parent / "data" / _BUNDLED_MODELS[name]
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: reinstall mistral-common")
-    return path
+    """Path of a built-in SentencePiece model, e.g. mistral-v1 (no download needed)."""
+    return resolve_bundled(BUNDLED_PREFIX + name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,17 +233,12 @@ def _resolve_model_path(tokenizer_type: str, tokenizer_model: str) -> Path:
     """The file or folder named by --tokenizer-model; `bundled:NAME` is looked up per family."""
     if not tokenizer_model.startswith(BUNDLED_PREFIX):
         return Path(tokenizer_model)
-    name = tokenizer_model[len(BUNDLED_PREFIX):]
-    if name in _BUNDLED_MODELS:
-        if tokenizer_type not in SENTENCEPIECE_TYPES:
-            raise ValueError(f"{tokenizer_model} is a SentencePiece model: use --tokenizer-type SentencePieceTokenizer")
-        return bundled_tokenizer_model(name)
-    if name in BUNDLED_MODELS:
-        if tokenizer_type not in HUGGINGFACE_TYPES:
-            raise ValueError(f"{tokenizer_model} is a Hugging Face tokenizer: use --tokenizer-type HuggingFaceTokenizer")
-        return resolve_hf_path(tokenizer_model)
-    choices = sorted(BUNDLED_PREFIX + n for n in (*_BUNDLED_MODELS, *BUNDLED_MODELS))
-    raise ValueError(f"unknown bundled tokenizer {tokenizer_model!r}; choose one of {choices}")
+    _, entry = builtin_model(tokenizer_model)
+    if entry.kind == "sentencepiece" and tokenizer_type not in SENTENCEPIECE_TYPES:
+        raise ValueError(f"{tokenizer_model} is a SentencePiece model: use --tokenizer-type SentencePieceTokenizer")
+    if entry.kind == "huggingface" and tokenizer_type not in HUGGINGFACE_TYPES:
+        raise ValueError(f"{tokenizer_model} is a Hugging Face tokenizer: use --tokenizer-type HuggingFaceTokenizer")
+    return resolve_bundled(tokenizer_model)
 
 
 def tokenizer_identity(tokenizer: Tokenizer) -> TokenizerIdentity:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from megatron_telecom.arguments import positional
 from megatron_telecom.atomic import atomic_write_text
-from megatron_telecom.convert.cli import DType
 from megatron_telecom.evaluation.multiple_choice import TeleQnAConfig
 from megatron_telecom.evaluation.teleqna import DEFAULT_DATA
+from megatron_telecom.models.options import DType
 
 
 @dataclass(kw_only=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from megatron_telecom.convert.bundled import cache_dir, is_bundled, resolve_hf_path
-from megatron_telecom.convert.mcore_to_hf import TRACKER_FILENAME, is_megatron_checkpoint
+from megatron_telecom.bundled import cache_dir, is_bundled, resolve_hf_path
+from megatron_telecom.models.checkpoint_format import TRACKER_FILENAME, is_megatron_checkpoint
 
 EXPORT_SCRIPT = ("import sys\nfrom megatron_telecom.convert.mcore_to_hf import export_mcore_to_hf\n"
                  "export_mcore_to_hf(sys.argv[1], sys.argv[2])\n")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+DType = Literal["float32", "bfloat16", "float16"]
+"""Floating-point formats a model is written or loaded in (conversion, evaluation)."""
 TransformerImpl = Literal["transformer_engine", "local"]
 """Layer implementation: Transformer Engine's spec, or megatron-core's local one."""
 AttentionBackend = Literal["auto", "sdpa", "local"]
