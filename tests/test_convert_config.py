@@ -171,7 +171,7 @@ MISTRAL_7B_V03 = {
 @pytest.mark.parametrize(("config_file", "hf_config"), [
     ("llama3_8b_telecom.yaml", LLAMA3_8B), ("mistral_7b_telecom.yaml", MISTRAL_7B_V03)])
 def test_8b_example_configs_load_their_converted_base_models(config_file, hf_config):
-    from megatron_telecom.models.gpt import parallel_layout_for
+    from megatron_telecom.models.transformer_config import parallel_layout_for
     from megatron_telecom.training.arguments import parse_config
     from megatron_telecom.training.builders import resolve_preset
 

@@ -81,18 +81,15 @@ def _model_case(backend: str) -> dict:
     """Loss and gradients of a tiny GPT model (same seed) built with ``backend``."""
     from megatron.core import tensor_parallel
 
-    from megatron_telecom.models.gpt import (
-        build_gpt_model,
-        build_transformer_config,
-        choose_backends,
-        get_layer_spec,
-    )
+    from megatron_telecom.models.backends import choose_backends, get_layer_spec
+    from megatron_telecom.models.gpt import build_gpt_model
     from megatron_telecom.models.presets import get_preset
+    from megatron_telecom.models.transformer_config import build_transformer_config
 
     preset = get_preset("tiny")
     torch.manual_seed(7)
     tensor_parallel.model_parallel_cuda_manual_seed(7)
-    config = build_transformer_config(preset)
+    config = build_transformer_config(preset, backends=choose_backends())
     model = build_gpt_model(preset, config, padded_vocab_size=512, seq_length=96,
                             layer_spec=get_layer_spec(config, choose_backends(attention_backend=backend)))
     core = type(model.decoder.layers[0].self_attention.core_attention).__name__
@@ -106,14 +103,11 @@ def _model_case(backend: str) -> dict:
 
 
 def _layer_spec_choices() -> dict:
-    from megatron_telecom.models.gpt import (
-        build_transformer_config,
-        choose_backends,
-        get_layer_spec,
-    )
+    from megatron_telecom.models.backends import choose_backends, get_layer_spec
     from megatron_telecom.models.presets import get_preset
+    from megatron_telecom.models.transformer_config import build_transformer_config
 
-    config = build_transformer_config(get_preset("tiny"))
+    config = build_transformer_config(get_preset("tiny"), backends=choose_backends())
     cores = {b: get_layer_spec(config, choose_backends(attention_backend=b)).submodules.self_attention
              .submodules.core_attention.__name__ for b in ("auto", "sdpa", "local")}
     errors = {}

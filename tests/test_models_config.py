@@ -12,17 +12,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from megatron_telecom.models.gpt import (
-    Fp8Options,
-    RecomputeOptions,
-    build_transformer_config,
+from megatron_telecom.models.backends import (
     choose_backends,
     get_layer_spec,
-    parallel_layout_for,
-    transformer_config_kwargs,
     transformer_engine_available,
 )
+from megatron_telecom.models.options import Fp8Options, RecomputeOptions
 from megatron_telecom.models.presets import get_preset
+from megatron_telecom.models.transformer_config import (
+    build_transformer_config,
+    parallel_layout_for,
+    transformer_config_kwargs,
+)
 
 needs_no_te = pytest.mark.skipif(
     transformer_engine_available(), reason="checks the behaviour without Transformer Engine"
@@ -74,9 +75,6 @@ def test_fp8_off_by_default():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (Fp8Options(fp8_format="e5m2"), "--fp8-format"),
-        (Fp8Options(fp8_format="hybrid", fp8_recipe="custom"), "--fp8-recipe"),
-        (Fp8Options(fp8_format="hybrid", fp8_amax_compute_algo="mean"), "--fp8-amax-compute-algo"),
         (Fp8Options(fp8_format="hybrid", fp8_amax_history_len=0), "--fp8-amax-history-len"),
     ],
 )
@@ -113,7 +111,6 @@ def test_recompute_flags_translate(options, expected):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (RecomputeOptions(recompute_granularity="all"), "--recompute-granularity"),
         (RecomputeOptions(recompute_granularity="full", recompute_num_layers=1), "--recompute-method"),
         (RecomputeOptions(recompute_granularity="full", recompute_method="block"), "between 1"),
         (
@@ -173,7 +170,8 @@ def test_fused_kernels_follow_the_backend():
 @needs_no_te
 def test_without_te_fp8_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="--fp8-format needs Transformer Engine"):
-        build_transformer_config(get_preset("tiny"), fp8=Fp8Options(fp8_format="hybrid"))
+        build_transformer_config(get_preset("tiny"), fp8=Fp8Options(fp8_format="hybrid"),
+                                 backends=choose_backends())
     with pytest.raises(ValueError, match="Transformer Engine was requested"):
         build_transformer_config(
             get_preset("tiny"), fp8=Fp8Options(fp8_format="hybrid"),
@@ -184,14 +182,15 @@ def test_without_te_fp8_is_refused_with_a_clear_error():
 @needs_no_te
 def test_without_te_sequence_parallel_is_refused():
     with pytest.raises(ValueError, match="--sequence-parallel needs Transformer Engine"):
-        build_transformer_config(get_preset("tiny"), layout=parallel_layout_for(
-            get_preset("tiny"), tensor_model_parallel_size=2, sequence_parallel=True
-        ))
+        build_transformer_config(get_preset("tiny"), backends=choose_backends(),
+                                 layout=parallel_layout_for(get_preset("tiny"),
+                                                            tensor_model_parallel_size=2,
+                                                            sequence_parallel=True))
 
 
 @needs_no_te
 def test_cpu_build_uses_cpu_initialization_and_no_fusions():
-    config = build_transformer_config(get_preset("tiny"))
+    config = build_transformer_config(get_preset("tiny"), backends=choose_backends())
     assert config.use_cpu_initialization is (not torch.cuda.is_available())
     assert not config.apply_rope_fusion and not config.gradient_accumulation_fusion
 
@@ -202,8 +201,8 @@ def test_layer_spec_by_capability_is_local_without_te():
 
     from megatron_telecom.models.attention import SDPADotProductAttention
 
-    config = build_transformer_config(get_preset("tiny"))
-    spec = get_layer_spec(config)
+    config = build_transformer_config(get_preset("tiny"), backends=choose_backends())
+    spec = get_layer_spec(config, choose_backends())
     assert spec.submodules.input_layernorm is WrappedTorchNorm
     assert spec.submodules.self_attention.submodules.core_attention is SDPADotProductAttention
     local = get_layer_spec(config, choose_backends(transformer_impl="local"))

@@ -21,13 +21,15 @@ VOCAB = 512
 
 # --------------------------------------------------------------------------- child process
 def _describe(name: str, bf16: bool = False) -> dict:
-    from megatron_telecom.models.gpt import build_gpt_model, build_transformer_config
+    from megatron_telecom.models.backends import LOCAL_BACKENDS, get_layer_spec
+    from megatron_telecom.models.gpt import build_gpt_model
     from megatron_telecom.models.presets import get_preset
+    from megatron_telecom.models.transformer_config import build_transformer_config
 
     preset = get_preset(name)
-    model = build_gpt_model(
-        preset, build_transformer_config(preset, bf16=bf16), padded_vocab_size=VOCAB
-    )
+    config = build_transformer_config(preset, bf16=bf16, backends=LOCAL_BACKENDS)
+    model = build_gpt_model(preset, config, padded_vocab_size=VOCAB,
+                            layer_spec=get_layer_spec(config, LOCAL_BACKENDS))
     embedding = model.embedding.word_embeddings.weight
     return {
         "inv_freq": model.rotary_pos_emb.inv_freq.tolist(),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from megatron_telecom.models.flops import num_floating_point_operations
-from megatron_telecom.models.gpt import pad_vocab_size, transformer_config_kwargs
 from megatron_telecom.models.presets import PRESETS, ModelPreset, get_preset
+from megatron_telecom.models.transformer_config import pad_vocab_size, transformer_config_kwargs
 
 # (layers, hidden, ffn, heads, kv groups, vocab, seq, max positions, rotary base, rope scaling)
 PUBLISHED = {

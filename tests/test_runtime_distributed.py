@@ -35,12 +35,13 @@ def _lm_loss(model: torch.nn.Module) -> torch.Tensor:
 
 def _tiny_loss(tensor_model_parallel_size: int) -> list[float]:
     """Per-token losses of a freshly initialised tiny model on fixed tokens."""
-    from megatron_telecom.models.gpt import (
-        build_gpt_model_chunks,
+    from megatron_telecom.models.backends import choose_backends, get_layer_spec
+    from megatron_telecom.models.gpt import build_gpt_model_chunks
+    from megatron_telecom.models.presets import get_preset
+    from megatron_telecom.models.transformer_config import (
         build_transformer_config,
         parallel_layout_for,
     )
-    from megatron_telecom.models.presets import get_preset
     from megatron_telecom.runtime.distributed import initialize_distributed, job_env
 
     preset = get_preset("tiny")
@@ -49,8 +50,9 @@ def _tiny_loss(tensor_model_parallel_size: int) -> list[float]:
         world_size=job_env().world_size,
     )
     initialize_distributed(layout, seed=1234)
-    config = build_transformer_config(preset, layout=layout)
-    (model,) = build_gpt_model_chunks(preset, config, padded_vocab_size=VOCAB, seq_length=SEQ)
+    config = build_transformer_config(preset, layout=layout, backends=choose_backends())
+    (model,) = build_gpt_model_chunks(preset, config, padded_vocab_size=VOCAB, seq_length=SEQ,
+                                      layer_spec=get_layer_spec(config, choose_backends()))
     loss = _lm_loss(model)
     loss.mean().backward()
     return loss.detach().flatten().tolist()
@@ -73,12 +75,16 @@ def _distopt_step_and_checkpoint(ckpt_dir: str) -> bool:
     )
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 
-    from megatron_telecom.models.gpt import build_gpt_model_chunks, build_transformer_config
+    from megatron_telecom.models.backends import choose_backends, get_layer_spec
+    from megatron_telecom.models.gpt import build_gpt_model_chunks
     from megatron_telecom.models.presets import get_preset
+    from megatron_telecom.models.transformer_config import build_transformer_config
 
     preset = get_preset("tiny")
-    config = build_transformer_config(preset)
-    (module,) = build_gpt_model_chunks(preset, config, padded_vocab_size=VOCAB, seq_length=SEQ)
+    config = build_transformer_config(preset, backends=choose_backends())
+    spec = get_layer_spec(config, choose_backends())
+    (module,) = build_gpt_model_chunks(preset, config, padded_vocab_size=VOCAB, seq_length=SEQ,
+                                       layer_spec=spec)
     model = DistributedDataParallel(
         config=config,
         ddp_config=DistributedDataParallelConfig(
@@ -107,7 +113,8 @@ def _distopt_step_and_checkpoint(ckpt_dir: str) -> bool:
     )
     os.makedirs(ckpt_dir, exist_ok=True)
     dist_checkpointing.save(state, ckpt_dir, strategy)
-    (fresh,) = build_gpt_model_chunks(preset, config, padded_vocab_size=VOCAB, seq_length=SEQ)
+    (fresh,) = build_gpt_model_chunks(preset, config, padded_vocab_size=VOCAB, seq_length=SEQ,
+                                      layer_spec=spec)
     loaded = dist_checkpointing.load({"model": fresh.sharded_state_dict()}, ckpt_dir)
     fresh.load_state_dict(loaded["model"])
     trained = module.state_dict()
@@ -133,12 +140,13 @@ def _interleaved_chunks() -> dict:
     """PP=2 x VPP=2 over a 4-layer tiny model: which chunk holds what, and one fwd/bwd."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
-    from megatron_telecom.models.gpt import (
-        build_gpt_model_chunks,
+    from megatron_telecom.models.backends import choose_backends, get_layer_spec
+    from megatron_telecom.models.gpt import build_gpt_model_chunks
+    from megatron_telecom.models.presets import get_preset
+    from megatron_telecom.models.transformer_config import (
         build_transformer_config,
         parallel_layout_for,
     )
-    from megatron_telecom.models.presets import get_preset
     from megatron_telecom.runtime.distributed import initialize_distributed, job_env
 
     preset = dataclasses.replace(get_preset("tiny"), num_layers=4)
@@ -147,8 +155,9 @@ def _interleaved_chunks() -> dict:
         world_size=job_env().world_size,
     )
     initialize_distributed(layout, seed=1234)
-    config = build_transformer_config(preset, layout=layout)
-    chunks = build_gpt_model_chunks(preset, config, padded_vocab_size=VOCAB, seq_length=SEQ)
+    config = build_transformer_config(preset, layout=layout, backends=choose_backends())
+    chunks = build_gpt_model_chunks(preset, config, padded_vocab_size=VOCAB, seq_length=SEQ,
+                                    layer_spec=get_layer_spec(config, choose_backends()))
 
     def forward_step(data_iterator, chunk):
         output = _lm_loss(chunk)

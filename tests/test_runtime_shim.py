@@ -87,12 +87,15 @@ def _train_tiny_step() -> float:
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
-    from megatron_telecom.models.gpt import build_gpt_model_chunks, build_transformer_config
+    from megatron_telecom.models.backends import choose_backends, get_layer_spec
+    from megatron_telecom.models.gpt import build_gpt_model_chunks
     from megatron_telecom.models.presets import get_preset
+    from megatron_telecom.models.transformer_config import build_transformer_config
 
     preset, seq, vocab = get_preset("tiny"), 16, 256
-    config = build_transformer_config(preset)
-    (model,) = build_gpt_model_chunks(preset, config, padded_vocab_size=vocab, seq_length=seq)
+    config = build_transformer_config(preset, backends=choose_backends())
+    (model,) = build_gpt_model_chunks(preset, config, padded_vocab_size=vocab, seq_length=seq,
+                                      layer_spec=get_layer_spec(config, choose_backends()))
     model = DistributedDataParallel(
         config=config,
         ddp_config=DistributedDataParallelConfig(grad_reduce_in_fp32=True),
@@ -127,12 +130,11 @@ def _train_tiny_step() -> float:
 
 def _recompute_runs() -> dict[str, list[float]]:
     """Loss and gradient norm of one fwd/bwd with each recompute setting, from equal weights."""
-    from megatron_telecom.models.gpt import (
-        RecomputeOptions,
-        build_gpt_model_chunks,
-        build_transformer_config,
-    )
+    from megatron_telecom.models.backends import choose_backends, get_layer_spec
+    from megatron_telecom.models.gpt import build_gpt_model_chunks
+    from megatron_telecom.models.options import RecomputeOptions
     from megatron_telecom.models.presets import get_preset
+    from megatron_telecom.models.transformer_config import build_transformer_config
     from megatron_telecom.runtime.distributed import set_random_seed
 
     settings = {
@@ -151,8 +153,10 @@ def _recompute_runs() -> dict[str, list[float]]:
     results = {}
     for name, recompute in settings.items():
         set_random_seed(1234)
-        config = build_transformer_config(preset, recompute=recompute, hidden_dropout=0.1)
-        (model,) = build_gpt_model_chunks(preset, config, padded_vocab_size=256, seq_length=seq)
+        config = build_transformer_config(preset, recompute=recompute, hidden_dropout=0.1,
+                                          backends=choose_backends())
+        (model,) = build_gpt_model_chunks(preset, config, padded_vocab_size=256, seq_length=seq,
+                                          layer_spec=get_layer_spec(config, choose_backends()))
         loss = model(tokens[:, :-1], position_ids, None, labels=tokens[:, 1:]).mean()
         loss.backward()
         grad_norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters()))

@@ -16,7 +16,7 @@ import pytest
 _CHILD = """
 import json, os, torch
 from megatron.core import parallel_state
-from megatron_telecom.models.gpt import parallel_layout_for
+from megatron_telecom.models.transformer_config import parallel_layout_for
 from megatron_telecom.models.presets import get_preset
 from megatron_telecom.runtime.distributed import destroy_distributed, initialize_distributed
 env = initialize_distributed(parallel_layout_for(get_preset("tiny"), tensor_model_parallel_size=2))

@@ -28,8 +28,8 @@ from megatron_telecom.models.checkpoint_format import (
     common_state,
     write_tracker,
 )
-from megatron_telecom.models.gpt import pad_vocab_size, parallel_layout_for
 from megatron_telecom.models.presets import ModelPreset
+from megatron_telecom.models.transformer_config import pad_vocab_size, parallel_layout_for
 from megatron_telecom.runtime.cpu_shim import install_cpu_shim
 
 GENERATION_CONFIG_FILENAME = "generation_config.json"

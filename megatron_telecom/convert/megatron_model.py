@@ -13,13 +13,10 @@ from collections.abc import Iterator
 import torch
 import torch.distributed as dist
 
-from megatron_telecom.models.gpt import (
-    LOCAL_BACKENDS,
-    build_gpt_model,
-    build_transformer_config,
-    get_layer_spec,
-)
+from megatron_telecom.models.backends import LOCAL_BACKENDS, get_layer_spec
+from megatron_telecom.models.gpt import build_gpt_model
 from megatron_telecom.models.presets import ModelPreset
+from megatron_telecom.models.transformer_config import build_transformer_config
 from megatron_telecom.runtime.cpu_shim import install_cpu_shim
 from megatron_telecom.runtime.distributed import destroy_distributed, initialize_distributed
 

@@ -1,7 +1,7 @@
 """FP8 and activation-recompute options of a model (Megatron-LM's --fp8-* / --recompute-* flags).
 
 Kept free of torch and megatron imports: the pretraining config tree nests them, and flags must
-parse (and fail) before anything heavy is imported. ``models.gpt`` turns them into
+parse (and fail) before anything heavy is imported. ``models.transformer_config`` turns them into
 TransformerConfig fields.
 """
 

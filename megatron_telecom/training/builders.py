@@ -23,13 +23,10 @@ from megatron.core.transformer.module import Float16Module
 from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_config import TransformerConfig
 
-from megatron_telecom.models.gpt import (
-    ModelBackends,
-    build_gpt_model_chunks,
-    build_transformer_config,
-    pad_vocab_size,
-)
+from megatron_telecom.models.backends import ModelBackends
+from megatron_telecom.models.gpt import build_gpt_model_chunks
 from megatron_telecom.models.presets import ModelPreset, architecture_fields, get_preset
+from megatron_telecom.models.transformer_config import build_transformer_config, pad_vocab_size
 from megatron_telecom.runtime.parallel_layout import ParallelLayout, compute_parallel_layout
 from megatron_telecom.training.config import (
     ModelConfig,

@@ -19,9 +19,9 @@ from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_telecom.data.blends import resolve_blend
+from megatron_telecom.models.backends import choose_backends, get_layer_spec
 from megatron_telecom.models.checkpoint_format import StoredCheckpoint, open_checkpoint
 from megatron_telecom.models.flops import num_floating_point_operations
-from megatron_telecom.models.gpt import choose_backends, get_layer_spec
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.runtime.distributed import get_device, initialize_distributed, job_env
 from megatron_telecom.runtime.parallel_layout import ParallelLayout
