@@ -10,7 +10,9 @@ with the choices named, before anything heavy is imported. Bool flags stand alon
 take an explicit ``true|false``, or are negated (``--no-exact-dedup`` for ``exact_dedup``). List
 fields take every value up to the next flag. A repeated flag replaces its earlier value (as with
 argparse, so a script may append overrides to a shared command line). Fields
-marked ``positional()`` are filled, in order, by arguments that follow no flag.
+marked ``positional()`` are filled, in order, by arguments that follow no flag. A field named
+for what it holds keeps Megatron-LM's flag with ``flag_name()`` (``cfg.model.preset`` is
+``--model``).
 
 Entry points with several commands (``convert_checkpoint.py hf-to-mcore ...``) map command names to
 config classes. ``run_entry_point`` parses, prints ``--help``, and turns a ValueError into one
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 POSITIONAL = "positional"
+FLAG_NAME = "flag_name"
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 ConfigSpec = type | Mapping[str, type]
@@ -43,6 +46,16 @@ def positional(default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={POSITIONAL: True})
 
 
+def flag_name(name: str, default: Any = dataclasses.MISSING) -> Any:
+    """A field whose flag is ``--name`` (Megatron-LM's) while the field says what it holds."""
+    return dataclasses.field(default=default, metadata={FLAG_NAME: name})
+
+
+def _key(f: dataclasses.Field) -> str:
+    """The flag name (underscored) of a dataclass field."""
+    return f.metadata.get(FLAG_NAME, f.name)
+
+
 class HelpRequested(Exception):
     """``-h``/``--help`` was given: the text to print is the exception's message."""
 
@@ -52,7 +65,9 @@ class Flag:
     """One leaf field of a config tree, as the command line sees it."""
 
     name: str
-    """Field name (the flag without dashes, underscored)."""
+    """The flag without dashes, underscored (the field name unless ``flag_name()`` says otherwise)."""
+    attribute: str
+    """The dataclass field that holds the value."""
     path: tuple[str, ...]
     """Section fields leading from the root to the dataclass that holds it."""
     type: Any
@@ -116,10 +131,12 @@ def flags(root: type) -> dict[str, Flag]:
             if _is_section(hints[f.name]):
                 walk(hints[f.name], (*path, f.name))
                 continue
-            if f.name in found:
-                raise TypeError(f"{root.__name__}: field {f.name} is declared twice")
-            found[f.name] = Flag(name=f.name, path=path, type=hints[f.name], default=_default(f),
-                                 help=docs.get(f.name, ""), positional=f.metadata.get(POSITIONAL, False))
+            key = _key(f)
+            if key in found:
+                raise TypeError(f"{root.__name__}: field {key} is declared twice")
+            found[key] = Flag(name=key, attribute=f.name, path=path, type=hints[f.name],
+                              default=_default(f), help=docs.get(f.name, ""),
+                              positional=f.metadata.get(POSITIONAL, False))
 
     walk(root, ())
     return found
@@ -284,10 +301,11 @@ def build(root: type, values: Mapping[str, Any]) -> Any:
                 continue
             if _is_section(hints[f.name]):
                 kwargs[f.name] = make(hints[f.name], (*path, f.name))
-            elif f.name in values:
-                kwargs[f.name] = values[f.name]
-            elif known[f.name].default is dataclasses.MISSING:
-                what = f"the {f.name.upper()} argument" if known[f.name].positional else known[f.name].flag
+            elif _key(f) in values:
+                kwargs[f.name] = values[_key(f)]
+            elif known[_key(f)].default is dataclasses.MISSING:
+                flag = known[_key(f)]
+                what = f"the {flag.name.upper()} argument" if flag.positional else flag.flag
                 raise ValueError(f"{what} is required (see --help)")
         return cls(**kwargs)
 
@@ -301,7 +319,7 @@ def flat_values(config: Any) -> dict[str, Any]:
         node = config
         for section in f.path:
             node = getattr(node, section)
-        values[f.name] = getattr(node, f.name)
+        values[f.name] = getattr(node, f.attribute)
     return values
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from megatron_telecom.data.heldout import write_jsonl
+from megatron_telecom.jsonl import write_jsonl
 
 SOURCE = "python-docs-topics"
 LICENSE = "PSF-2.0"

@@ -13,17 +13,15 @@ optionally a sample of the held-out side (the head of each document) for cheaper
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import os
-from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from megatron_telecom.atomic import atomic_write_json, temporary_path
+from megatron_telecom.atomic import atomic_file, atomic_write_json
 from megatron_telecom.data.jsonl_input import resolve_inputs
+from megatron_telecom.jsonl import read_jsonl, write_jsonl
 
 DEFAULT_SEED = "megatron-telecom-heldout"
 
@@ -75,40 +73,6 @@ def is_heldout(doc_id: str, fraction: float, seed: str = DEFAULT_SEED) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
-    """Write records as UTF-8 JSON lines atomically (temp + rename); returns how many."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
-        count = 0
-        with open(tmp, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return count
-
-
-def read_jsonl(files: list[str]) -> Iterator[dict]:
-    """Records of JSONL(.gz) files in order; blank lines skipped, a line not an object is an error."""
-    for name in files:
-        with (gzip.open if name.endswith(".gz") else open)(name, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{name}:{lineno}: not valid JSON ({exc.msg}); fix or remove "
-                                     "the line") from None
-                if not isinstance(record, dict):
-                    raise ValueError(f"{name}:{lineno}: a JSON object per line is needed")
-                yield record
-
-
 def head_of_document(record: dict, max_chars: int) -> dict:
     """The record with its text cut to the paragraphs within the first `max_chars` characters
     (at least the first paragraph's first `max_chars`): bounds the cost of evaluating long documents."""
@@ -130,28 +94,21 @@ def split_heldout(config: SplitHeldoutConfig) -> SplitReport:
     output_dir.mkdir(parents=True, exist_ok=True)
     report = SplitReport(inputs=files, heldout_fraction=fraction, seed=seed, id_key=id_key)
     paths = {side: output_dir / f"{side}.jsonl" for side in ("train", "heldout")}
-    temps = {side: temporary_path(path) for side, path in paths.items()}
-    try:
-        with ExitStack() as stack:
-            out = {side: stack.enter_context(open(t, "w", encoding="utf-8")) for side, t in temps.items()}
-            for record in read_jsonl(files):
-                side = "heldout" if is_heldout(document_id(record, id_key), fraction, seed) else "train"
-                out[side].write(json.dumps(record, ensure_ascii=False) + "\n")
-                report.documents[side] += 1
-                report.characters[side] += len(str(record.get("text", "")))
+    with ExitStack() as stack:  # both files appear, or neither
+        out = {side: stack.enter_context(atomic_file(path)) for side, path in paths.items()}
+        for record in (r for name in files for r in read_jsonl(name)):
+            side = "heldout" if is_heldout(document_id(record, id_key), fraction, seed) else "train"
+            out[side].write(json.dumps(record, ensure_ascii=False) + "\n")
+            report.documents[side] += 1
+            report.characters[side] += len(str(record.get("text", "")))
         empty = [side for side, n in report.documents.items() if n == 0]
         if empty:
             raise ValueError(f"the split leaves no {' and no '.join(empty)} documents "
                              f"({sum(report.documents.values())} in all): change --heldout-fraction "
                              "or give more documents")
-        for side, path in paths.items():
-            os.replace(temps[side], path)
-    finally:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
     if config.sample_chars:
         write_jsonl(output_dir / "heldout_sample.jsonl", (head_of_document(r, config.sample_chars)
-                                                          for r in read_jsonl([str(paths["heldout"])])))
+                                                          for r in read_jsonl(paths["heldout"])))
     atomic_write_json(output_dir / "split.json", asdict(report))
     return report
 

@@ -20,6 +20,7 @@ Shares are fractions of all sampled tokens. `replay.share` goes to the replay da
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,7 @@ def _parse_entries(raw: object, where: str, base: Path) -> list[dict]:
         if "weight" in item and "share" in item:
             raise ValueError(f"{where}[{i}] gives both 'weight' and 'share': keep one")
         prefix = Path(item["prefix"])
-        prefix = prefix if prefix.is_absolute() else base / prefix
+        prefix = Path(os.path.normpath(prefix if prefix.is_absolute() else base / prefix))
         index = read_index(prefix)
         entries.append({**item, "prefix": str(prefix), "name": str(item.get("name", prefix.name)),
                         "tokens": index.num_tokens, "documents": index.num_documents})

@@ -15,7 +15,6 @@ those of the decoded documents.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from megatron_telecom.evaluation.model_source import LoadedModel
+from megatron_telecom.jsonl import jsonl_records
 
 LOGIT_CHUNK = 512  # positions per LM-head call: bounds the [positions, vocab] float32 buffer
 
@@ -77,16 +77,12 @@ def read_documents(path: str, tokenizer, json_key: str = "text") -> list[Documen
         raise ValueError(f"--input {path}: neither a file nor a dataset prefix with .bin/.idx")
     documents = []
     with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                text = json.loads(line)[json_key]
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
+        for number, record in jsonl_records(f, path):
+            if json_key not in record:
                 raise ValueError(f"{path}:{number}: expected a JSON object with a string "
-                                 f"'{json_key}' (--json-key) ({error!r})") from error
-            if text:
-                documents.append(_document(text, tokenizer))
+                                 f"'{json_key}' (--json-key)")
+            if record[json_key]:
+                documents.append(_document(record[json_key], tokenizer))
     return documents
 
 

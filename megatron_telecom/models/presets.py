@@ -20,7 +20,7 @@ class ModelPreset:
     """A Llama-family decoder: RMSNorm, SwiGLU MLP, RoPE, GQA, no biases, untied embeddings."""
 
     name: str
-    """Preset name used on the command line (--model-preset)."""
+    """Preset name used on the command line (--model)."""
     num_layers: int
     """Transformer layers."""
     hidden_size: int

@@ -51,18 +51,19 @@ def resolve_preset(cfg: ModelConfig, recorded: ModelPreset | None = None,
     flag that contradicts it is refused with every differing field and both values.
     """
     overrides = {k: getattr(cfg, k) for k in _PRESET_OVERRIDES if getattr(cfg, k) is not None}
-    if cfg.model is None and recorded is not None:
+    if cfg.preset is None and recorded is not None:
         asked = recorded
     else:
-        asked = get_preset(cfg.model or DEFAULT_PRESET)
+        asked = get_preset(cfg.preset or DEFAULT_PRESET)
     asked = dataclasses.replace(asked, **overrides) if overrides else asked
     if recorded is None:
         return asked
     theirs, ours = architecture_fields(recorded), architecture_fields(asked)
     differ = [f"{k}: checkpoint {theirs[k]!r}, flags {ours[k]!r}" for k in theirs if theirs[k] != ours[k]]
     if differ:
-        given = " ".join(f"--{k.replace('_', '-')}" for k in ("model", *_PRESET_OVERRIDES)
-                         if getattr(cfg, k) is not None)
+        given = " ".join([*(["--model"] if cfg.preset is not None else []),
+                          *(f"--{k.replace('_', '-')}" for k in _PRESET_OVERRIDES
+                            if getattr(cfg, k) is not None)])
         raise ValueError(f"{where} holds a {recorded.name} model that the flags {given} contradict: "
                          f"{'; '.join(differ)}. Drop those flags to adopt the checkpoint's model")
     return recorded
@@ -131,7 +132,7 @@ def build_optimizer(o: OptimizerConfig, config: TransformerConfig, model: list, 
     """megatron-core's optimizer (Adam/AdamW, fp32 main params for bf16, clipping)."""
     return get_megatron_optimizer(
         McoreOptimizerConfig(
-            optimizer=o.optimizer, lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay,
+            optimizer=o.algorithm, lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay,
             adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_eps=o.adam_eps,
             clip_grad=o.clip_grad, bf16=config.bf16, params_dtype=config.params_dtype,
             use_distributed_optimizer=use_distributed_optimizer),

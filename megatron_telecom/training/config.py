@@ -4,6 +4,23 @@ Field names are Megatron-LM's flag names with underscores (``--tensor-model-para
 ``tensor_model_parallel_size``); each field's docstring is its ``--help`` line. A YAML file and
 the command line fill the same tree through ``megatron_telecom.arguments``; choice-valued fields
 are ``Literal`` so a bad value fails while parsing. Each component receives only its own section.
+A field named for what it holds keeps Megatron-LM's flag (``preset`` is ``--model``, ``algorithm``
+is ``--optimizer``).
+
+Where each kind of check lives (every entry point, not only this one):
+
+1. One value's type and choices: the field's annotation (``int``, ``Literal[...]``), checked by
+   ``megatron_telecom.arguments`` while parsing.
+2. Rules between flags: beside the config. A one-section tool config checks them in its
+   ``__post_init__`` (a config that exists is valid); this tree, whose rules cross sections,
+   in ``training/arguments.validate_config``.
+3. Rules that need the model, the world size or the machine: where that thing is built, as
+   ``ValueError``: ``runtime/parallel_layout`` (sizes divide), ``models/backends`` and
+   ``models/transformer_config`` (TE, FP8, recompute layers per stage), ``training/builders.
+   resolve_preset`` (flags against the checkpoint's model), ``training/data`` (split sizes).
+
+Every entry point's config is one dataclass tree in the module that runs it: this file for
+``pretrain``, ``<Tool>Config`` beside ``run_<tool>`` for each ``tools/*.py`` (README, Layout).
 """
 
 from __future__ import annotations
@@ -11,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from megatron_telecom.arguments import flat_values
+from megatron_telecom.arguments import flag_name, flat_values
 from megatron_telecom.data.tokenizers import TokenizerConfig
 from megatron_telecom.models.options import (
     AttentionBackend,
@@ -25,7 +42,7 @@ from megatron_telecom.models.options import (
 class ModelConfig:
     """What the model is: a preset from megatron_telecom.models plus Megatron-style overrides."""
 
-    model: str | None = None
+    preset: str | None = flag_name("model", None)
     """Model preset name (megatron_telecom.models.presets.PRESETS); default: the --load checkpoint's model, else tiny."""
     num_layers: int | None = None
     """Override the preset's number of transformer layers."""
@@ -85,7 +102,7 @@ class ParallelConfig:
 class OptimizerConfig:
     """Adam(W) via megatron-core's get_megatron_optimizer."""
 
-    optimizer: Literal["adam"] = "adam"
+    algorithm: Literal["adam"] = flag_name("optimizer", "adam")
     """Optimizer: adam (decoupled weight decay, i.e. AdamW)."""
     lr: float | None = None
     """Peak learning rate (required)."""

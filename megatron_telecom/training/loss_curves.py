@@ -8,12 +8,12 @@ iteration can appear twice; the last record wins, as in `training/metrics.py`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from megatron_telecom.arguments import positional
 from megatron_telecom.atomic import temporary_path
+from megatron_telecom.jsonl import read_jsonl
 
 
 @dataclass(kw_only=True)
@@ -35,13 +35,7 @@ def read_loss_curves(path: str | Path) -> tuple[dict[int, float], dict[str, dict
         raise ValueError(f"metrics file {path} does not exist (written by --log-metrics-file)")
     train: dict[int, float] = {}
     valid: dict[str, dict[int, float]] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}:{lineno}: not a JSON record") from None
+    for record in read_jsonl(path):
         if "lm_loss" in record:
             train[record["iteration"]] = record["lm_loss"]
         for name, loss in record.get("validation", {}).items():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -25,6 +24,7 @@ from megatron_telecom.data.curation.archives import (
 )
 from megatron_telecom.data.curation.rfc import rfc_metadata
 from megatron_telecom.data.curation.threegpp import convert_docx
+from megatron_telecom.jsonl import jsonl_records
 
 SUPPORTED_SUFFIXES = (".txt", ".docx", ".zip", ".pdf", ".jsonl", ".jsonl.gz", ".json.gz")
 _LOOKS_LIKE_RFC = re.compile(r"Request for Comments:|^\s*RFC:?\s+\d+|\[Page \d+\]", re.M | re.I)
@@ -108,13 +108,9 @@ class TelecomDocumentReader(BaseDiskReader):
     def _read_jsonl(self, path: str, data: bytes) -> Iterator[Document | None]:
         if path.lower().endswith(".gz"):
             data = gzip.decompress(data)
-        for lineno, line in enumerate(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno + 1}: invalid JSON ({err})") from err
+        lines = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+        for number, record in jsonl_records(lines, path):
+            lineno = number - 1
             record.setdefault("source", "jsonl")
             record.setdefault("doc_id", str(record.get(self.id_key, f"{_stem(path)}/{lineno}")))
             record.setdefault("title", "")
