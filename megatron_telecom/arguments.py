@@ -25,6 +25,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import os
 import sys
 import textwrap
 import types
@@ -392,6 +393,8 @@ def run_entry_point(spec: ConfigSpec, run: Callable[[Any], int | None] | Mapping
     ValueError raised by ``run``, else what ``run`` returns (None = 0).
     """
     argv = sys.argv[1:] if argv is None else argv
+    # transformers' per-tensor "Loading weights" bars would bury each tool's own lines.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         if isinstance(spec, Mapping):
             try:

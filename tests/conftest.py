@@ -41,6 +41,13 @@ def curation_spec_markdown() -> str:
 # ---- slurm_cluster: a private one-node SLURM cluster (tests/test_*_slurm.py) ------------------
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the SLURM cluster is a `slurm` test (the fast tier leaves it out)."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slurm)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment (SLURM_CONF set) of a running private one-node SLURM cluster (copy to change).

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what it needs, then lint + pytest.
+# --fast: the edit-test loop: everything but the torchrun, SLURM, real-model and slow tests
+# (no SLURM install). Other arguments go to pytest.
 set -euo pipefail
+fast=0
+if [[ ${1:-} == --fast ]]; then fast=1; shift; fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/tools/setup_env.sh"
 cd "$root"
 # A real one-node SLURM for the SLURM tests (Debian packages; the tests start their own daemons).
 # Without root or apt those tests skip with a reason.
-if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null && ! command -v slurmctld >/dev/null; then
+if [[ $fast == 0 && $(id -u) == 0 ]] && command -v apt-get >/dev/null && ! command -v slurmctld >/dev/null; then
   echo "installing slurmctld slurmd slurm-client munge for the SLURM tests"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       slurmctld slurmd slurm-client munge >/dev/null; } || echo "SLURM install failed: SLURM tests will skip"
 fi
 ruff check .
+if [[ $fast == 1 ]]; then
+  set -- -m "not torchrun and not slurm and not real_model and not slow" "$@"
+fi
 python -m pytest -q -ra "$@"

@@ -19,6 +19,8 @@ from _dist_helpers import (
     write_token_dataset,
 )
 
+pytestmark = pytest.mark.torchrun
+
 
 def pretrain_single(args: list[str]):  # noqa: ANN201
     """One plain process (no torchrun, whose own traceback would hide ours): exit code and output."""

@@ -17,6 +17,8 @@ from _dist_helpers import REPO, run_subprocess, subprocess_env
 
 from megatron_telecom.bundled import resolve_hf_path
 
+pytestmark = [pytest.mark.real_model, pytest.mark.torchrun]
+
 TOOL = [sys.executable, str(REPO / "tools" / "convert_checkpoint.py")]
 SAMPLE = REPO / "examples" / "data" / "telecom_sample.jsonl"
 

@@ -13,6 +13,8 @@ import torch
 from _convert_helpers import TINY_VOCAB, hf_logits, run_probe
 from _dist_helpers import write_token_dataset
 
+pytestmark = pytest.mark.torchrun
+
 LOGIT_TOLERANCE = 1e-4  # fp32, max |difference|
 
 

@@ -51,6 +51,7 @@ def test_scores_equal_a_direct_forward(tiny, choices):
     assert len({round(s.loglik, 3) for s in scores}) == len(choices)  # the model tells them apart
 
 
+@pytest.mark.real_model
 def test_scores_of_the_bundled_model_equal_a_direct_forward():
     model = load_model("bundled:smollm2-135m")
     questions = {  # options sharing leading tokens share trie nodes; two questions form one batch

@@ -18,6 +18,8 @@ import pytest
 import torch
 from _dist_helpers import free_port, run_subprocess, subprocess_env
 
+pytestmark = pytest.mark.torchrun
+
 SEQ, VOCAB, BATCH = 16, 256, 2
 
 

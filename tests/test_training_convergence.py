@@ -20,6 +20,7 @@ CONFIG = REPO / "examples" / "configs" / "tiny_cpu.yaml"
 
 
 @pytest.mark.slow
+@pytest.mark.torchrun
 def test_tiny_preset_validation_loss_falls_on_sample_corpus(tmp_path):
     if not SAMPLE.is_file():
         pytest.skip(f"sample corpus {SAMPLE} not found")

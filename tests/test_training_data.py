@@ -9,7 +9,11 @@ import pytest
 import torch
 
 from megatron_telecom.data.blends import parse_data_path
-from megatron_telecom.training.data import batch_iterator, microbatch_indices
+from megatron_telecom.training.data import (
+    batch_iterator,
+    check_splits_have_tokens,
+    microbatch_indices,
+)
 
 
 def test_sampler_order_resumes_exactly():
@@ -101,3 +105,22 @@ def test_dataloader_workers_ignore_exit_signals():
                              data_parallel_rank=0, data_parallel_size=1, num_workers=1,
                              persistent_workers=False)
     assert [int(b["ignored"].sum()) for b in batches] == [2, 2]
+
+
+@pytest.mark.timeout(120)  # the bug this guards against is an endless loop
+def test_split_without_tokens_is_refused_before_megatron_builds(tmp_path):
+    """10 documents at the default --split 969,30,1: the valid and test splits get none, which
+    megatron-core's GPTDataset._get_num_epochs would loop on forever."""
+    from _dist_helpers import write_token_dataset
+
+    from megatron_telecom.training.config import DataConfig
+    from megatron_telecom.training.data import build_datasets
+
+    write_token_dataset(tmp_path / "rfc", num_docs=10)
+    with pytest.raises(ValueError, match=r"--split 969,30,1 leaves the valid and test split of "
+                                         r"dataset rfc without tokens \(10 sequences: 10 train, "
+                                         r"0 valid, 0 test\)"):
+        build_datasets(DataConfig(data_path=[str(tmp_path / "rfc")]),
+                       parse_data_path([str(tmp_path / "rfc")]), seed=1, seq_length=32,
+                       tokenizer=None, tokenizer_cfg=None, train_samples=4, valid_samples=2)
+    check_splits_have_tokens(parse_data_path([str(tmp_path / "rfc")]), "8,1,1")  # 8 + 1 + 1

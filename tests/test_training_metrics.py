@@ -48,12 +48,14 @@ def pretrain_output(tmp_path_factory) -> str:
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.torchrun
 def test_pretrain_log_has_nonzero_throughput(pretrain_output):
     shown = re.findall(r"throughput per GPU \(TFLOP/s/GPU\): ([^ |]+) \|", pretrain_output)
     assert len(shown) == 2, pretrain_output[-3000:]
     assert all(float(value) > 0 for value in shown), shown
 
 
+@pytest.mark.torchrun
 def test_pretrain_output_has_no_rerun_state_machine_lines(pretrain_output):
     assert "iteration        2/       2" in pretrain_output
     assert "Rerun State Machine" not in pretrain_output

@@ -22,6 +22,8 @@ from _dist_helpers import (
     write_token_dataset,
 )
 
+pytestmark = pytest.mark.torchrun
+
 TRAIN_ITERS = 5
 START = 2
 

@@ -31,6 +31,8 @@ from _dist_helpers import (
 
 from megatron_telecom.models.checkpoint_format import read_tracker
 
+pytestmark = pytest.mark.torchrun
+
 TRAIN_ITERS = 16
 SAVE_INTERVAL = 4
 

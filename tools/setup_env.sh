@@ -22,6 +22,8 @@ source "$venv/bin/activate"
 stamp="$venv/.megatron-telecom-installed"
 if [[ ! -f "$stamp" || "$root/setup.py" -nt "$stamp" ]]; then
   log="$venv/install.log"
+  echo "installing torch (CPU), megatron-core, transformers and the built-in model into $venv:" \
+       "a few minutes on the first run (log: $log)" >&2
   {
     python -m pip install --upgrade pip
     # A bare torch requirement pulls a multi-GB CUDA build: take the pinned CPU build first.

@@ -35,11 +35,16 @@ def comparison_table(runs: dict[str, dict[str, float]]) -> str:
     names = list(dict.fromkeys(n for metrics in runs.values() for n in metrics))
     header = ["metric", *labels, *[f"{lab} - {labels[0]}" for lab in labels[1:]]]
     rows = []
+    inputs = list(dict.fromkeys(n.split("/", 1)[1].rsplit("/", 1)[0] for n in names
+                                if n.startswith("perplexity/")))
+    short = dict(zip(inputs, _short_names(inputs), strict=True))  # as the PNG names them
     for name in names:
         values = [runs[lab].get(name) for lab in labels]
         cells = ["-" if v is None else f"{v:.4f}" for v in values]
         diffs = ["-" if v is None or values[0] is None else f"{v - values[0]:+.4f}" for v in values[1:]]
-        rows.append([name, *cells, *diffs])
+        head, _, key = name.rpartition("/")
+        label = f"perplexity/{short[head[len('perplexity/'):]]}/{key}" if name.startswith("perplexity/") else name
+        rows.append([label, *cells, *diffs])
     return format_table(header, rows)
 
 

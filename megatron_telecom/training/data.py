@@ -14,13 +14,20 @@ from typing import Any
 
 import torch
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+from megatron.core.datasets.blended_megatron_dataset_config import (
+    convert_split_vector_to_split_matrix,
+    parse_and_normalize_split,
+)
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
 from megatron_telecom.data import tokenizers as data_tokenizers
 from megatron_telecom.data.blends import Blend
+from megatron_telecom.data.indexed import read_index
 from megatron_telecom.data.tokenizers import Tokenizer
 from megatron_telecom.training.config import DataConfig, TokenizerConfig
 from megatron_telecom.training.signals import ignore_exit_signals
+
+SPLIT_NAMES = ("train", "valid", "test")
 
 
 class DatasetTokenizer:
@@ -72,6 +79,7 @@ def build_datasets(cfg: DataConfig, blend: Blend, *, seed: int, seq_length: int,
     Call on every rank: megatron-core builds on rank 0 first (writing the index cache under
     --data-cache-path), then the other ranks read it, with barriers in between.
     """
+    check_splits_have_tokens(blend, cfg.split)
     tokenizer = DatasetTokenizer(tokenizer, tokenizer_cfg, blend.prefixes)
 
     def build(blend_tuple: tuple, sizes: list[int]) -> list[Any]:
@@ -89,6 +97,27 @@ def build_datasets(cfg: DataConfig, blend: Blend, *, seed: int, seq_length: int,
                                  f"--split {cfg.split}; give it a larger valid share")
             valid[name] = dataset
     return train, valid
+
+
+def check_splits_have_tokens(blend: Blend, split: str) -> None:
+    """Refuse a split that gets no tokens of some dataset: megatron-core builds every split with
+    a share, and GPTDataset._get_num_epochs loops forever on an empty one (small datasets)."""
+    bounds = convert_split_vector_to_split_matrix(parse_and_normalize_split(split))
+    for name, prefix in zip(blend.names, blend.prefixes, strict=True):
+        lengths = read_index(prefix).sequence_lengths  # GPTDataset splits by sequence
+        n = len(lengths)
+        ranges = [None if b is None else (int(round(b[0] * n)), int(round(b[1] * n)))
+                  for b in bounds]
+        empty = [part for part, r in zip(SPLIT_NAMES, ranges, strict=True)
+                 if r is not None and int(lengths[r[0]:r[1]].sum()) == 0]
+        if empty:
+            counts = ", ".join(f"{0 if r is None else r[1] - r[0]} {part}"
+                               for part, r in zip(SPLIT_NAMES, ranges, strict=True))
+            raise ValueError(
+                f"--split {split} leaves the {' and '.join(empty)} split of dataset {name} "
+                f"without tokens ({n} sequences: {counts}): give it more documents, or a "
+                "split whose every non-zero share gets some, e.g. --split 8,1,1 (or 1,0,0 "
+                "with --eval-interval 0)")
 
 
 def microbatch_indices(*, total: int, consumed_samples: int, micro_batch_size: int,
