@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from megatron_telecom.data.blends import parse_data_path
+from megatron_telecom.jsonl import read_jsonl
 from megatron_telecom.models.checkpoint_format import CheckpointArgs, StoredCheckpoint
 from megatron_telecom.models.presets import ModelPreset
 
@@ -40,8 +41,7 @@ def _last_losses(args: CheckpointArgs) -> tuple[float | None, dict[str, float]]:
     if not path or not Path(path).is_file():
         return None, {}
     train, valid = None, {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        record = json.loads(line) if line.strip() else {}
+    for record in read_jsonl(path):
         if "lm_loss" in record:
             train = record["lm_loss"]
         valid.update({k: v for k, v in record.items() if k.startswith("valid") and
