@@ -4,7 +4,7 @@ megatron-core's local ``DotProductAttention`` materialises the ``[b, heads, s, s
 matrix; SDPA lets torch pick a flash or memory-efficient kernel on GPUs (causal, GQA) and an
 exact math kernel on CPUs. ``SDPADotProductAttention`` keeps megatron-core's core-attention
 interface (constructor and ``forward`` as ``DotProductAttention``), so it drops into the layer
-spec's ``core_attention`` slot; ``get_layer_spec`` in ``models/gpt.py`` picks it.
+spec's ``core_attention`` slot; ``get_layer_spec`` in ``models/backends.py`` picks it.
 
 Decisions: with no ``attention_mask`` a causal layer calls SDPA with ``is_causal`` (and native
 GQA), which the flash kernel serves; an explicit mask (``--reset-attention-mask`` data) uses the
