@@ -6,7 +6,7 @@ together up to the size (so short clauses such as '5.6 Void' are not judged alon
 longer than the size is cut between paragraphs, and a paragraph (a long table) between lines,
 with a pipe table's header row repeated in every piece. ASN.1 (`-- ASN1START` ... `-- ASN1STOP`)
 is never packed with prose: it becomes documents of its own, `clause_kind: asn1`; so do pieces
-that are mostly table lines (`clause_kind: table`). Both are kept, and near-deduplication leaves
+of at least half the size that are mostly table lines (`clause_kind: table`). Both are kept, and near-deduplication leaves
 them to exact dedup (pipeline.py): pieces of one long table resemble each other by construction.
 """
 
@@ -114,7 +114,8 @@ def _units(text: str, max_chars: int) -> list[Clause]:
         for begin, end in [*spans, (len(section), len(section))]:
             for asn1, chunk in ((False, section[start:begin]), (True, section[begin:end])):
                 for piece in _cut(chunk.strip("\n"), max_chars) if chunk.strip() else []:
-                    kind = "asn1" if asn1 else "table" if _mostly_table(piece) else "text"
+                    big = len(piece) >= max_chars // 2  # small tables stay with their prose
+                    kind = "asn1" if asn1 else "table" if big and _mostly_table(piece) else "text"
                     units.append(Clause(text=piece, clause=clause, clause_path=path,
                                         clause_end=clause, kind=kind))
             start = end

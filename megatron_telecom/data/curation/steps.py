@@ -151,6 +151,8 @@ class NearDedupExempt(PipelineStep):
     def __init__(self, step: PipelineStep | None = None):
         super().__init__()
         self.step = step
+        if step is not None:  # its drops must reach the stage's stats (and the report)
+            self.stats = step.stats
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         exempt: list[Document] = []

@@ -68,9 +68,17 @@ class CleanedSpec:
     removed: dict[str, int] = field(default_factory=dict)
 
 
+_FRONT_MATTER = re.compile(r"\A\ufeff?---\n.*?\n---\n", re.S)
+
+
 def is_3gpp_text(text: str) -> bool:
-    """Whether a text/Markdown file is a 3GPP specification: its cover line comes first."""
-    return bool(COVER_LINE.search(text[:4000]))
+    """Whether a text/Markdown file is a 3GPP specification: its cover line comes first (after
+    YAML front matter and a title line, as some Markdown collections add)."""
+    head = _FRONT_MATTER.sub("", text[:4000], count=1)
+    lines = [line for line in head.split("\n") if line.strip()][:2]
+    if len(lines) == 2 and lines[0].startswith("# "):
+        lines = lines[1:]
+    return bool(lines) and bool(COVER_LINE.match(lines[0]))
 
 
 def text_spec_metadata(text: str) -> dict[str, str]:
@@ -151,7 +159,8 @@ def parse_heading(raw: str, previous: list[str]) -> Heading:
     if annex:
         kind = f" {annex.group('kind').lower()}" if annex.group("kind") else ""
         return Heading(number=f"Annex {annex.group('letter')}{kind}:", title=annex.group("title"), depth=1)
-    candidates = _number_candidates(raw)
+    candidates = [(n, t) for n, t in _number_candidates(raw)  # '1Scope' is not clause '1S'
+                  if not n[-1].isalpha() or not t[:1].islower()]
     chosen = next((c for c in candidates if c[1][:1] in ("", " ")), None)  # already spaced
     chosen = chosen or next((c for c in candidates if _follows(c[0], previous)), None)
     if chosen is None:  # no context: no letter suffix, short last part, title not a digit
