@@ -16,7 +16,12 @@ import pytest
 from datatrove.data import Document
 from datatrove.pipeline.filters import GopherRepetitionFilter
 
-from megatron_telecom.data.curation import CurationConfig, ExecutorConfig, FilterConfig, ReaderConfig
+from megatron_telecom.data.curation import (
+    CurationConfig,
+    ExecutorConfig,
+    FilterConfig,
+    ReaderConfig,
+)
 from megatron_telecom.data.curation.clauses import split_clauses
 from megatron_telecom.data.curation.pipeline import run_curation
 from megatron_telecom.data.curation.readers import TelecomDocumentReader
