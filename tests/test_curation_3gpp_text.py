@@ -292,7 +292,14 @@ def test_text_and_markdown_files_read_as_3gpp(tmp_path: Path) -> None:
     (tmp_path / "38999-j20.txt").write_text(SPEC)
     (tmp_path / "study.md").write_text(PANDOC)
     (tmp_path / "notes.markdown").write_text("# Notes\n\nPlain notes about the UPF.\n")
+    no_cover = "![](media/cover.png)\n\n" + PANDOC.split("\n\n", 4)[-1]  # cover as an image
+    (tmp_path / "38997-i30.md").write_text(no_cover)
+    (tmp_path / "38996-notes.md").write_text(no_cover)  # not a 3GPP file name: plain text
     docs = {d.metadata["doc_id"]: d for d in TelecomDocumentReader(str(tmp_path)).run()}
+    assert docs["38997-i30"].metadata["source"] == "3gpp"
+    assert docs["38997-i30"].metadata["spec_number"] == "38.997"
+    assert docs["38997-i30"].metadata["spec_release"] == "18"
+    assert docs["38996-notes"].metadata["source"] == "text"
     assert docs["38999-j20"].metadata["source"] == "3gpp"
     assert docs["38999-j20"].metadata["spec_format"] == "text"
     assert docs["38999-j20"].metadata["spec_number"] == "38.999"
@@ -317,6 +324,14 @@ def test_split_into_clauses_keeps_every_character_and_the_clause_path() -> None:
     assert len(split_clauses(text, max_chars=len(text))) == 1
 
 
+def test_html_and_grid_tables_are_table_pieces() -> None:
+    html = "<table>\n" + "\n".join(f"<tr>\n<td>{i}</td>\n</tr>" for i in range(300)) + "\n</table>"
+    grid = "\n".join(f"+----+----+\n| {i}  | x  |" for i in range(200))
+    for table in (html, grid):
+        pieces = split_clauses(f"# 7 Tables\n\nProse before the table.\n\n{table}", max_chars=1000)
+        assert [p.kind for p in pieces][1:-1] == ["table"] * (len(pieces) - 2)
+
+
 def test_a_long_table_is_cut_between_rows_with_its_header_repeated() -> None:
     rows = "\n".join(f"| {i} | value {i} |" for i in range(200))
     pieces = split_clauses(f"# 7 Tables\n\n| Index | Value |\n|---|---|\n{rows}", max_chars=800)
@@ -337,11 +352,12 @@ def test_standards_are_judged_by_their_own_repetition_thresholds() -> None:
     page = Document(text=TIMERS, id="w", metadata={"source": "jsonl"})
     spam = Document(text="buy now\n" * 50, id="x", metadata={"source": "3gpp"})
     asn1 = Document(text="a ::= INTEGER\n" * 50, id="a", metadata={"source": "3gpp", "clause_kind": "asn1"})
+    table = Document(text="<td></td>\n" * 50, id="t", metadata={"source": "3gpp", "clause_kind": "table"})
     assert web.filter(Document(text=TIMERS, id="t"))[0] is False  # web rules drop standards text
     assert routed.filter(spec) is True
     assert routed.filter(page)[0] is False
     assert routed.filter(spam) == (False, "dup_line_frac")
-    assert routed.filter(asn1) is True
+    assert routed.filter(asn1) is True and routed.filter(table) is True
     assert routed.stats["removed_docs:jsonl:duplicated_5_n_grams"].total == 1
     assert routed.stats["removed_chars:3gpp:dup_line_frac"].total == len(spam.text)
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 _HEADING = re.compile(r"^(#{1,6}) +(.+)$")
 _ASN1 = re.compile(r"^[ \t]*\\?-- ?ASN1START.*?^[ \t]*\\?-- ?ASN1STOP[^\n]*$", re.M | re.S)
 _TABLE_RULE = re.compile(r"^\|?[ :\-|]+\|?$")
-_TABLE_LINE = re.compile(r"^(?:\||\+[-=+:]|  |[ \t]*-{3,})")  # pipe, grid, pandoc simple tables
+# pipe, grid, pandoc simple and HTML tables (pandoc writes complex tables as HTML)
+_TABLE_LINE = re.compile(r"^(?:\||\+[-=+:]|  |[ \t]*-{3,}|\s*</?(?:table|thead|tbody|tr|td|th|col)\b)")
 
 
 @dataclass(kw_only=True)

@@ -27,8 +27,8 @@ from megatron_telecom.data.curation.archives import (
     read_archive_members,
 )
 from megatron_telecom.data.curation.rfc import rfc_metadata
-from megatron_telecom.data.curation.threegpp import convert_docx
-from megatron_telecom.data.curation.threegpp_text import is_3gpp_text, text_spec_metadata
+from megatron_telecom.data.curation.threegpp import convert_docx, spec_metadata
+from megatron_telecom.data.curation.threegpp_text import is_3gpp_file, text_spec_metadata
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 SUPPORTED_SUFFIXES = (*TEXT_SUFFIXES, ".docx", ".zip", ".pdf", ".jsonl", ".jsonl.gz", ".json.gz")
@@ -93,8 +93,9 @@ class TelecomDocumentReader(BaseDiskReader):
 
     def _read_txt(self, path: str, data: bytes) -> Iterator[Document | None]:
         text = decode_text(data)
-        if is_3gpp_text(text):
-            meta = {"source": "3gpp", "spec_format": "text", **text_spec_metadata(text)}
+        if is_3gpp_file(text, _stem(path)):
+            spec = text_spec_metadata(text) or spec_metadata("", _stem(path))
+            meta = {"source": "3gpp", "spec_format": "text", **spec}
             yield self._doc(text, _stem(path), path, meta)
         elif _LOOKS_LIKE_RFC.search(text[:5000]):
             meta = rfc_metadata(text, _stem(path))

@@ -108,7 +108,7 @@ class SourceRoutedFilter(BaseFilter):
     """Applies the filter configured for each document's source type (`None`: keep them all).
 
     Standards text repeats by design (message layouts, tables), so the thresholds that suit web
-    text must not judge it; ASN.1 clauses are exempt from word-based filters everywhere.
+    text must not judge it; table and ASN.1 pieces of a spec (`clause_kind`) are kept as they are.
     """
 
     def __init__(
@@ -126,7 +126,7 @@ class SourceRoutedFilter(BaseFilter):
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         chosen = self.by_source.get(source_of(doc), self.default)
-        if chosen is None or doc.metadata.get("clause_kind") == "asn1":
+        if chosen is None or doc.metadata.get("clause_kind") in ("table", "asn1"):
             return True
         result = chosen.filter(doc)
         keep, reason = get_filter_result(result)

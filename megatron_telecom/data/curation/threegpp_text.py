@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 COVER_LINE = re.compile(
-    r"^[\s>*#]*3GPP\s+(?P<kind>TS|TR)\s+(?P<spec>\d{2}\.\d{3}(?:-\d+)?)\s+V(?P<version>\d+\.\d+\.\d+)",
+    r"^[\s>*#|]*3GPP\s+(?P<kind>TS|TR)\s+(?P<spec>\d{2}\.\d{3}(?:-\d+)?)\s+V(?P<version>\d+\.\d+\.\d+)",
     re.M,
 )
 _RELEASE = re.compile(r"\(\s*Release\s+(\d+)\s*\)", re.I)
@@ -68,6 +68,7 @@ class CleanedSpec:
     removed: dict[str, int] = field(default_factory=dict)
 
 
+_RULE = re.compile(r"^[\s+|:=-]*[-=]{3}[\s+|:=-]*$")  # table borders: pandoc puts covers in tables
 _FRONT_MATTER = re.compile(r"\A\ufeff?---\n.*?\n---\n", re.S)
 
 
@@ -75,10 +76,22 @@ def is_3gpp_text(text: str) -> bool:
     """Whether a text/Markdown file is a 3GPP specification: its cover line comes first (after
     YAML front matter and a title line, as some Markdown collections add)."""
     head = _FRONT_MATTER.sub("", text[:4000], count=1)
-    lines = [line for line in head.split("\n") if line.strip()][:2]
+    lines = [line for line in head.split("\n") if line.strip() and not _RULE.match(line)][:2]
     if len(lines) == 2 and lines[0].startswith("# "):
         lines = lines[1:]
     return bool(lines) and bool(COVER_LINE.match(lines[0]))
+
+
+_SCOPE_HEADING = re.compile(r"^[#\s]*1\s*Scope\s*(?:\{[^}]*\})?\s*$", re.M)
+_SPEC_FILE_NAME = re.compile(r"^\d{5}(?:-\d+)*-[0-9a-z]{3}(?:_|$)")
+
+
+def is_3gpp_file(text: str, stem: str) -> bool:
+    """A 3GPP spec by its cover line, or by a 3GPP file name ('38201-i00') and a '1 Scope' clause
+    (some conversions render the cover as an image)."""
+    if is_3gpp_text(text):
+        return True
+    return bool(_SPEC_FILE_NAME.match(stem)) and bool(_SCOPE_HEADING.search(text[:200000]))
 
 
 def text_spec_metadata(text: str) -> dict[str, str]:
@@ -90,8 +103,10 @@ def text_spec_metadata(text: str) -> dict[str, str]:
     meta = {"spec_number": match.group("spec"), "spec_version": match.group("version"),
             "spec_type": match.group("kind")}
     meta.update(release_and_series(meta, head[match.end():]))
-    lines = [ln.strip(" >*#\\") for ln in head[match.end():].split("\n")[1:]]
-    lines = [ln for ln in lines if ln]
+    cells = [ln.strip(" >*#\\|").split("|")[0] for ln in head[match.end():].split("\n")[1:]
+             if not _RULE.match(ln)]
+    lines = [" ".join(cell.replace("*", "").split()) for cell in cells]
+    lines = [ln for ln in lines if ln and not re.fullmatch(r"\(\d{4}-\d{2}\)", ln)]
     release_at = next((i for i, ln in enumerate(lines) if _RELEASE.search(ln)), None)
     if release_at:
         title = [ln for ln in lines[:release_at] if ln not in ("Technical Specification", "Technical Report")]
@@ -206,7 +221,7 @@ def _count_front(lines: list[str], removed: dict[str, int], contents_at: int | N
     end = len(lines) if contents_at is None else contents_at
     paragraph: list[str] = []
     for line in [*lines[:end], ""]:
-        if line.strip():
+        if line.strip() and not _RULE.match(line):
             paragraph.append(line)
         elif paragraph:
             text = "\n".join(paragraph)
