@@ -2,7 +2,8 @@
 
 Filters and deduplication then judge a clause, not a 1 MB file: one repetitive table or ASN.1
 module can go without taking the whole specification with it. Consecutive clauses are packed
-together up to the size (so short clauses such as '5.6 Void' are not judged alone); a clause
+together up to the size (a piece under 1/8 of the size, such as a heading before a long table or
+'5.6 Void', joins its neighbour even past the size, so it is never judged alone); a clause
 longer than the size is cut between paragraphs, and a paragraph (a long table) between lines,
 with a pipe table's header row repeated in every piece. ASN.1 (`-- ASN1START` ... `-- ASN1STOP`)
 is never packed with prose: it becomes documents of its own, `clause_kind: asn1`; so do pieces
@@ -17,9 +18,6 @@ from dataclasses import dataclass
 
 _HEADING = re.compile(r"^(#{1,6}) +(.+)$")
 _ASN1 = re.compile(r"^[ \t]*\\?-- ?ASN1START.*?^[ \t]*\\?-- ?ASN1STOP[^\n]*$", re.M | re.S)
-_TABLE_RULE = re.compile(r"^\|?[ :\-|]+\|?$")
-# pipe, grid, pandoc simple and HTML tables (pandoc writes complex tables as HTML)
-_TABLE_LINE = re.compile(r"^(?:\||\+[-=+:]|  |[ \t]*-{3,}|\s*</?(?:table|thead|tbody|tr|td|th|col)\b)")
 
 
 @dataclass(kw_only=True)
@@ -35,6 +33,11 @@ class Clause:
     """Number (or title) of the last clause in the piece."""
     kind: str = "text"
     """'text' (prose, short tables), 'table' (mostly table lines) or 'asn1'."""
+
+
+_TABLE_RULE = re.compile(r"^\|?[ :\-|]+\|?$")
+# pipe, grid, pandoc simple and HTML tables (pandoc writes complex tables as HTML)
+_TABLE_LINE = re.compile(r"^(?:\||\+[-=+:]|  |[ \t]*-{3,}|\s*</?(?:table|thead|tbody|tr|td|th|col)\b)")
 
 
 def _clause_id(heading_text: str) -> str:
@@ -132,9 +135,14 @@ def split_clauses(text: str, max_chars: int) -> list[Clause]:
         return [Clause(text=text, clause=first[0], clause_path=first[1],
                        clause_end=sections[-1][0] if sections else "")]
     packed: list[Clause] = []
+    small = max_chars // 8  # a heading alone, a 'Void' clause: joins its neighbour, whatever kind
     for unit in units:
         last = packed[-1] if packed else None
-        if last and last.kind == unit.kind and len(last.text) + 2 + len(unit.text) <= max_chars:
+        size = len(last.text) + 2 + len(unit.text) if last else 0
+        tiny = last is not None and min(len(last.text), len(unit.text)) < small
+        if last and (size <= max_chars and last.kind == unit.kind or tiny and size <= max_chars + small):
+            if len(unit.text) > len(last.text):
+                last.kind = unit.kind
             last.text = f"{last.text}\n\n{unit.text}"
             last.clause_end = unit.clause_end
         else:

@@ -257,6 +257,10 @@ def _body_start(parsed: _Parsed) -> tuple[int, int | None, int | None]:
     foreword = next((i for i, (h, _) in headings.items() if i > (contents or -1)
                      and h.text.lower() == "foreword"), None)
     after = max(x for x in (contents, foreword, -1) if x is not None)
+    for index, (heading, _) in sorted(headings.items()):  # 3GPP drafting rules: 1 Scope
+        if index > after and (heading.text.lower() == "introduction" or heading.number == "0"
+                              or (heading.number == "1" and heading.title.lower().startswith("scope"))):
+            return index, contents, foreword
     for index, (heading, _) in sorted(headings.items()):
         if index <= after or _FRONT_TITLES.match(heading.text) or not heading.text:
             continue
