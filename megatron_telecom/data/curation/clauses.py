@@ -26,7 +26,7 @@ class Clause:
 
     text: str
     clause: str
-    """Number (or title) of the first clause in the piece: '5.1.4', 'Annex B (normative):'."""
+    """Number (or title) of the first clause in the piece: '5.1.4', 'Annex B (normative)'."""
     clause_path: str
     """Headings from the top of the tree to the first clause, ' > '-separated."""
     clause_end: str
