@@ -29,6 +29,8 @@ _NUMBER = re.compile(r"^(?P<num>(?:[A-Z]\.)?\d+(?:\.\d+)*[a-zA-Z]?|[A-Z](?:\.\d+
 _ANNEX = re.compile(r"^Annex\s+(?P<letter>[A-Z]{1,2})\b\s*(?P<kind>\((?:normative|informative)\))?\s*:?\s*(?P<title>.*)$", re.I)
 _CHANGE_HISTORY = re.compile(r"change\s+history", re.I)
 _FRONT_TITLES = re.compile(r"^(?:contents|table of contents|foreword)$", re.I)
+_RULE = re.compile(r"^[\s+|:=-]*[-=]{3}[\s+|:=-]*$")  # table borders: pandoc puts covers in tables
+_FRONT_MATTER = re.compile(r"\A\ufeff?---\n.*?\n---\n", re.S)
 
 _DISCLAIMER = re.compile(
     r"present document has been developed within|has not been subject to any approval process"
@@ -66,10 +68,6 @@ class CleanedSpec:
 
     text: str
     removed: dict[str, int] = field(default_factory=dict)
-
-
-_RULE = re.compile(r"^[\s+|:=-]*[-=]{3}[\s+|:=-]*$")  # table borders: pandoc puts covers in tables
-_FRONT_MATTER = re.compile(r"\A\ufeff?---\n.*?\n---\n", re.S)
 
 
 def is_3gpp_text(text: str) -> bool:
@@ -294,9 +292,10 @@ def clean_3gpp_markdown(text: str) -> CleanedSpec:
             heading, span = entry
             if skip_depth is not None and heading.depth <= skip_depth:
                 skip_depth = None
-            if _CHANGE_HISTORY.search(heading.title) or heading.text.lower() == "foreword":
+            history = _CHANGE_HISTORY.search(heading.title) and not heading.number[:1].isdigit()
+            if history or heading.text.lower() == "foreword":  # an annex, never a clause
                 skip_depth = heading.depth
-                skip_reason = "change_history" if _CHANGE_HISTORY.search(heading.title) else "foreword"
+                skip_reason = "change_history" if history else "foreword"
             if skip_depth is None:
                 out.append(heading.markdown)
                 i += span
