@@ -57,7 +57,7 @@ Invented, Layer 2
 
 Postal address
 
-3GPP support office address
+Invented support office address
 
 ## 1 Example Road - Testville
 
@@ -69,7 +69,7 @@ Copyright Notification
 
 No part may be reproduced from this fixture, which reproduces nothing.
 
-© 2026, Invented Partners (ARIB, ATIS, CCSA, ETSI, TSDSI, TTA, TTC).
+© 2026, Invented Partners of this fixture.
 
 All rights reserved.
 
@@ -112,7 +112,7 @@ The present document specifies an invented medium access protocol, used to test 
 
 ## 2References
 
-The following documents contain provisions which, through reference in this text, constitute provisions of the present document.
+Documents listed here are referenced by this invented test document.
 
 [1]Invented TR 00.001: "Vocabulary for test fixtures".
 
