@@ -136,8 +136,12 @@ class SourceRoutedFilter(BaseFilter):
 
 
 def near_dedup_exempt(document: Document) -> bool:
-    """Table and ASN.1 pieces of a spec: exact dedup judges them, MinHash does not."""
-    return document.metadata.get("clause_kind") in ("table", "asn1")
+    """What exact dedup judges and MinHash does not: table and ASN.1 pieces of a spec, and its
+    first clause document (Scope, References: what the spec is), so near-dedup never takes a
+    whole specification (the 'See TS 37.483' stubs, specs that fit in one document)."""
+    metadata = document.metadata
+    return metadata.get("clause_kind") in ("table", "asn1") or (
+        source_of(document) == THREEGPP and metadata.get("clause_index") == 0)
 
 
 class NearDedupExempt(PipelineStep):
@@ -146,7 +150,7 @@ class NearDedupExempt(PipelineStep):
     documents, in the same order, as the filter that applies its decisions)."""
 
     type = "🫂 - DEDUP"
-    name = "🪪 near-dedup exemptions (3GPP tables, ASN.1)"
+    name = "🪪 near-dedup exemptions (3GPP tables, ASN.1, first clause)"
 
     def __init__(self, step: PipelineStep | None = None):
         super().__init__()
