@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""Throughput of the full curation pipeline (local executor) on the real RFC corpus.
+"""Throughput of the full curation pipeline (local executor) on the real RFC corpus, or on
+any folder (e.g. 3GPP specifications in Markdown: `--input specs/ --glob '*.md'`).
 
-Prints documents/s and MB/s of raw input for the whole run (read, clean, filter, exact and
-MinHash dedup, write) at each worker count, then the busiest pipeline steps of the last run.
+Prints documents/s and MB/s of raw input for the whole run (read, clean, split, filter, exact
+and MinHash dedup, write) at each worker count, then the busiest pipeline steps of the last run.
 
     python benchmarks/bench_curation.py --workers 1 2
+    python benchmarks/bench_curation.py --input /path/to/specs --glob '*.md' --workers 2
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from megatron_telecom.data.curation.pipeline import run_curation, stage_names
 DEFAULT_INPUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "rfc"
 
 
-def run_once(inputs: Path, workers: int, tasks: int, work: Path) -> tuple[float, dict]:
+def run_once(inputs: Path, workers: int, tasks: int, work: Path, glob: str) -> tuple[float, dict]:
     config = CurationConfig(
-        reader=ReaderConfig(input=[str(inputs)], glob="rfc*.txt"),
+        reader=ReaderConfig(input=[str(inputs)], glob=glob),
         executor=ExecutorConfig(tasks=tasks, workers=workers),
         output_dir=str(work / "out"),
     )
@@ -49,17 +51,18 @@ def main() -> None:
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--tasks", type=int, default=4, help="input shards per run")
+    parser.add_argument("--glob", default="rfc*.txt", help="files of --input to read")
     args = parser.parse_args()
-    files = sorted(args.input.glob("rfc*.txt"))
+    files = sorted(args.input.glob(args.glob))
     if not files:
-        raise SystemExit(f"no rfc*.txt under {args.input}")
+        raise SystemExit(f"no {args.glob} under {args.input}")
     megabytes = sum(f.stat().st_size for f in files) / 1e6
-    print(f"corpus: {len(files)} RFCs, {megabytes:.1f} MB raw, tasks={args.tasks}")
+    print(f"corpus: {len(files)} files, {megabytes:.1f} MB raw, tasks={args.tasks}")
     print(f"{'workers':>8}{'seconds':>10}{'docs/s':>10}{'MB/s':>8}{'docs out':>10}")
     details = None
     for workers in args.workers:
         with tempfile.TemporaryDirectory(prefix="bench_curation_") as tmp:
-            seconds, details = run_once(args.input, workers, args.tasks, Path(tmp))
+            seconds, details = run_once(args.input, workers, args.tasks, Path(tmp), args.glob)
             out_docs = details["report"]["output"]["documents"]
             print(f"{workers:>8}{seconds:>10.1f}{len(files) / seconds:>10.2f}"
                   f"{megabytes / seconds:>8.2f}{out_docs:>10}")

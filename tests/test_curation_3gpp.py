@@ -48,6 +48,8 @@ def test_docx_converts_to_markdown(curation_spec_docx: bytes, curation_spec_mark
         "spec_number": "23.501",
         "spec_version": "18.5.0",
         "spec_type": "TS",
+        "spec_release": "18",  # no '(Release N)' on this cover: the major version
+        "spec_series": "23",
         "title": TITLE,
     }
 

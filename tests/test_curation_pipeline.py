@@ -64,6 +64,10 @@ def _config(inputs: Path, out: Path, *, workers: int = 1) -> CurationConfig:
     )
 
 
+def report_source(curated, source: str) -> dict:
+    return curated[1]["by_source"][source]
+
+
 def _shards(out: Path) -> list[dict]:
     return [json.loads(line) for shard in sorted(out.glob("*.jsonl")) for line in shard.open()]
 
@@ -87,6 +91,11 @@ def test_output_shards_are_jsonl_with_text_and_metadata(curated) -> None:
     assert sources.count("rfc") == len(SUBSET) and sources.count("3gpp") == 1
     spec = next(d for d in docs if d["source"] == "3gpp")
     assert spec["spec_number"] == "23.501" and spec["text"].startswith("# 1 Scope")
+    # the .docx path gets the same clause treatment (a spec this short stays one document)
+    assert spec["spec_release"] == "18" and spec["spec_format"] == "docx"
+    assert (spec["clause"], spec["clause_end"], spec["clause_count"]) == ("1", "Annex A (normative)", 1)
+    assert report_source(curated, "3gpp")["output"] == {"documents": 1, "clauses": 1,
+                                                        "characters": len(spec["text"])}
     assert all("\f" not in d["text"] and "[Page" not in d["text"] for d in docs)
 
 

@@ -37,7 +37,7 @@ class ReaderConfig:
     """Where the raw documents are and how to read them."""
 
     input: list[str]
-    """Folders (searched recursively) or single files of RFC .txt, 3GPP .docx/.zip, PDF, JSONL."""
+    """Folders (searched recursively) or single files of RFC .txt, 3GPP .docx/.zip/.txt/.md, PDF, JSONL."""
     glob: str | None = None
     """Only read files matching this pattern (relative to each input folder)."""
     text_key: str = "text"
@@ -70,7 +70,7 @@ class FilterConfig:
     """Cleaning and filtering of documents."""
 
     keep_boilerplate: bool = False
-    """Keep RFC front matter, Status of This Memo, Copyright, Contents, Authors' Addresses."""
+    """Keep RFC front matter, Status of This Memo, Copyright, Contents, Authors' Addresses, and 3GPP covers, Contents, Foreword, change history."""
     telecom_threshold: float = 40.0
     """Minimum telecom relevance (lexicon weight per 1,000 words); 0 disables the filter."""
     lexicon: str | None = None
@@ -85,11 +85,22 @@ class FilterConfig:
     """Gopher repetition: most fraction of duplicated lines (standards repeat more than web text)."""
     dup_para_frac: float = 0.45
     """Gopher repetition: most fraction of duplicated paragraphs."""
+    clause_max_chars: int = 16000
+    """Split 3GPP specifications into clause-level documents of at most about this many characters (0: keep whole)."""
+    standards_min_doc_words: int = 20
+    """3GPP clauses: fewest words a clause document may have (the other Gopher quality rules do not apply)."""
+    standards_dup_line_frac: float = 0.9
+    """3GPP clauses: most fraction of duplicated lines (n-gram repetition rules do not apply to standards)."""
+    standards_dup_para_frac: float = 0.9
+    """3GPP clauses: most fraction of duplicated paragraphs."""
 
     def __post_init__(self) -> None:
         if self.telecom_threshold < 0:
             raise ValueError(f"--telecom-threshold must be >= 0, got {self.telecom_threshold}")
-        for name in ("max_non_alpha_words_ratio", "dup_line_frac", "dup_para_frac"):
+        if self.clause_max_chars < 0 or self.standards_min_doc_words < 0:
+            raise ValueError("--clause-max-chars and --standards-min-doc-words must be >= 0")
+        for name in ("max_non_alpha_words_ratio", "dup_line_frac", "dup_para_frac",
+                     "standards_dup_line_frac", "standards_dup_para_frac"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{_flag(name)} must be within [0, 1]")
 

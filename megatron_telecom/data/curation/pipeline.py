@@ -1,7 +1,8 @@
 """The curation pipeline as datatrove stages, and the executors (local or SLURM) that run them.
 
 Stages, each an executor with its own logging folder and completion markers (so a rerun skips
-finished tasks): filter -> exact signatures -> exact find -> MinHash signatures -> MinHash
+finished tasks): filter (read, clean, split 3GPP specs into clauses, relevance and quality filters
+chosen per source type) -> exact signatures -> exact find -> MinHash signatures -> MinHash
 buckets -> MinHash cluster -> write. Dedup stages read the filtered shards back with the same
 task count, so datatrove's per-rank document indices line up between signature and filter.
 """
@@ -33,7 +34,11 @@ from megatron_telecom.data.curation.config import CurationConfig
 from megatron_telecom.data.curation.readers import TelecomDocumentReader
 from megatron_telecom.data.curation.report import build_report, write_report
 from megatron_telecom.data.curation.steps import (
+    THREEGPP,
+    ClauseSplitter,
     CorpusTally,
+    NearDedupExempt,
+    SourceRoutedFilter,
     TelecomRelevanceFilter,
     TelecomTextCleaner,
 )
@@ -88,42 +93,72 @@ def _removed_writer(config: CurationConfig, reason: str) -> JsonlWriter | None:
     return JsonlWriter(f"{config.removed_dir}/{reason}", compression=None, expand_metadata=True)
 
 
-def filter_stage(config: CurationConfig, work: str) -> Stage:
-    """Read, clean, filter for telecom relevance and quality; write the survivors to work/filtered."""
-    filters = config.filters
-    tokenizer = OfflineWordTokenizer()
-    steps: list[PipelineStep] = [*_input_readers(config), CorpusTally("read")]
-    steps += [TelecomTextCleaner(remove_boilerplate=not filters.keep_boilerplate), CorpusTally("clean")]
-    if filters.telecom_threshold > 0:
-        steps += [
-            TelecomRelevanceFilter(
-                threshold=filters.telecom_threshold,
-                lexicon_path=filters.lexicon,
-                exclusion_writer=_removed_writer(config, "telecom_relevance"),
-            ),
-            CorpusTally("telecom_relevance"),
-        ]
-    if filters.quality_filters:
-        steps += [
-            GopherQualityFilter(
+def _quality_filters(config: CurationConfig) -> list[PipelineStep]:
+    """datatrove's Gopher filters, with thresholds per source type: web-text rules for every
+    source but 3GPP, whose clauses only face a length floor and extreme line/paragraph repetition."""
+    filters, tokenizer = config.filters, OfflineWordTokenizer()
+    standards_quality = GopherQualityFilter(
+        min_doc_words=filters.standards_min_doc_words, max_doc_words=None, min_avg_word_length=None,
+        max_avg_word_length=None, max_symbol_word_ratio=None, max_bullet_lines_ratio=None,
+        max_ellipsis_lines_ratio=None, max_non_alpha_words_ratio=None, min_stop_words=None,
+        language=tokenizer,
+    )
+    standards_repetition = GopherRepetitionFilter(
+        dup_line_frac=filters.standards_dup_line_frac, dup_para_frac=filters.standards_dup_para_frac,
+        dup_line_char_frac=filters.standards_dup_line_frac,
+        dup_para_char_frac=filters.standards_dup_para_frac,
+        top_n_grams=(), dup_n_grams=(), language=tokenizer,
+    )
+    return [
+        SourceRoutedFilter(
+            name="🥇 Gopher quality (per source)",
+            default=GopherQualityFilter(
                 min_doc_words=filters.min_doc_words,
                 max_doc_words=None,  # standards are long; length is not a quality signal here
                 max_non_alpha_words_ratio=filters.max_non_alpha_words_ratio,
-                exclusion_writer=_removed_writer(config, "gopher_quality"),
                 language=tokenizer,
             ),
-            CorpusTally("gopher_quality"),
-            GopherRepetitionFilter(
+            by_source={THREEGPP: standards_quality},
+            exclusion_writer=_removed_writer(config, "gopher_quality"),
+        ),
+        CorpusTally("gopher_quality"),
+        SourceRoutedFilter(
+            name="🔁 Gopher repetition (per source)",
+            default=GopherRepetitionFilter(
                 dup_line_frac=filters.dup_line_frac,
                 dup_para_frac=filters.dup_para_frac,
                 dup_line_char_frac=max(0.0, filters.dup_line_frac - 0.1),
                 dup_para_char_frac=max(0.0, filters.dup_para_frac - 0.1),
                 dup_n_grams=((5, 0.30), (6, 0.28), (7, 0.26), (8, 0.24), (9, 0.22), (10, 0.20)),
-                exclusion_writer=_removed_writer(config, "gopher_repetition"),
                 language=tokenizer,
             ),
-            CorpusTally("gopher_repetition"),
+            by_source={THREEGPP: standards_repetition},
+            exclusion_writer=_removed_writer(config, "gopher_repetition"),
+        ),
+        CorpusTally("gopher_repetition"),
+    ]
+
+
+def filter_stage(config: CurationConfig, work: str) -> Stage:
+    """Read, clean, split specs into clauses, filter for telecom relevance and quality; write
+    the survivors to work/filtered."""
+    filters = config.filters
+    steps: list[PipelineStep] = [*_input_readers(config), CorpusTally("read")]
+    steps += [TelecomTextCleaner(remove_boilerplate=not filters.keep_boilerplate), CorpusTally("clean")]
+    if filters.clause_max_chars > 0:
+        steps += [ClauseSplitter(max_chars=filters.clause_max_chars), CorpusTally("split")]
+    if filters.telecom_threshold > 0:
+        steps += [
+            TelecomRelevanceFilter(
+                threshold=filters.telecom_threshold,
+                lexicon_path=filters.lexicon,
+                exempt_sources=(THREEGPP,),  # a 3GPP clause is telecom by definition
+                exclusion_writer=_removed_writer(config, "telecom_relevance"),
+            ),
+            CorpusTally("telecom_relevance"),
         ]
+    if filters.quality_filters:
+        steps += _quality_filters(config)
     steps.append(JsonlWriter(f"{work}/filtered", compression=None))
     return Stage(name="filter", pipeline=steps, tasks=config.executor.tasks)
 
@@ -175,6 +210,7 @@ def _minhash_stages(config: CurationConfig, work: str) -> list[Stage]:
             pipeline=[
                 _filtered_reader(work),
                 *_exact_filter(config, work, with_removed=False),
+                NearDedupExempt(),
                 signatures,
             ],
             tasks=config.executor.tasks,
@@ -201,10 +237,10 @@ def write_stage(config: CurationConfig, work: str) -> Stage:
         steps += [*_exact_filter(config, work, with_removed=True), CorpusTally("exact_dedup")]
     if config.dedup.minhash:
         steps += [
-            MinhashDedupFilter(
+            NearDedupExempt(MinhashDedupFilter(
                 f"{work}/minhash/remove",
                 exclusion_writer=_removed_writer(config, "near_duplicate"),
-            ),
+            )),
             CorpusTally("near_dedup"),
         ]
     gzip = config.compression == "gzip"

@@ -1,4 +1,7 @@
-"""A datatrove reader for raw telecom documents: RFC .txt, 3GPP .docx/.zip, PDF and JSONL.
+"""A datatrove reader for raw telecom documents: RFC .txt, 3GPP .docx/.zip/.txt/.md, PDF, JSONL.
+
+A text or Markdown file whose first lines hold a 3GPP cover line (`3GPP TS 38.321 V19.2.0`) is a
+3GPP specification whatever its extension (`source: 3gpp`, `spec_format: text`).
 
 Each document carries `source`, `doc_id`, `title` and `file_path` metadata. Files it cannot
 read safely (unsafe archives, broken files) are skipped with a warning and counted by reason
@@ -23,10 +26,12 @@ from megatron_telecom.data.curation.archives import (
     read_archive_members,
 )
 from megatron_telecom.data.curation.rfc import rfc_metadata
-from megatron_telecom.data.curation.threegpp import convert_docx
+from megatron_telecom.data.curation.threegpp import convert_docx, spec_metadata
+from megatron_telecom.data.curation.threegpp_text import is_3gpp_file, text_spec_metadata
 from megatron_telecom.jsonl import jsonl_records
 
-SUPPORTED_SUFFIXES = (".txt", ".docx", ".zip", ".pdf", ".jsonl", ".jsonl.gz", ".json.gz")
+TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+SUPPORTED_SUFFIXES = (*TEXT_SUFFIXES, ".docx", ".zip", ".pdf", ".jsonl", ".jsonl.gz", ".json.gz")
 _LOOKS_LIKE_RFC = re.compile(r"Request for Comments:|^\s*RFC:?\s+\d+|\[Page \d+\]", re.M | re.I)
 
 
@@ -88,7 +93,11 @@ class TelecomDocumentReader(BaseDiskReader):
 
     def _read_txt(self, path: str, data: bytes) -> Iterator[Document | None]:
         text = decode_text(data)
-        if _LOOKS_LIKE_RFC.search(text[:5000]):
+        if is_3gpp_file(text, _stem(path)):
+            spec = text_spec_metadata(text) or spec_metadata("", _stem(path))
+            meta = {"source": "3gpp", "spec_format": "text", **spec}
+            yield self._doc(text, _stem(path), path, meta)
+        elif _LOOKS_LIKE_RFC.search(text[:5000]):
             meta = rfc_metadata(text, _stem(path))
             yield self._doc(text, meta["doc_id"], path, {"source": "rfc", **meta})
         else:
@@ -96,7 +105,8 @@ class TelecomDocumentReader(BaseDiskReader):
 
     def _read_docx(self, path: str, data: bytes, doc_id: str) -> Document | None:
         spec = convert_docx(data, name=path, limits=self.archive_limits)
-        return self._doc(spec.text, doc_id, path, {"source": "3gpp", **spec.metadata})
+        return self._doc(spec.text, doc_id, path,
+                         {"source": "3gpp", "spec_format": "docx", **spec.metadata})
 
     def _read_zip(self, path: str, data: bytes) -> Iterator[Document | None]:
         members = read_archive_members(
@@ -119,7 +129,7 @@ class TelecomDocumentReader(BaseDiskReader):
 
     def _documents(self, path: str, data: bytes) -> Iterator[Document | None]:
         lower = path.lower()
-        if lower.endswith(".txt"):
+        if lower.endswith(TEXT_SUFFIXES):
             yield from self._read_txt(path, data)
         elif lower.endswith(".docx"):
             yield self._read_docx(path, data, _stem(path))

@@ -1,4 +1,5 @@
-"""Curation report: documents and characters in/out per stage, removals by reason.
+"""Curation report: documents and characters in/out per stage, removals by reason, and the same
+per source type (original documents and clauses in/out, characters removed by step and reason).
 
 Built from the stats.json that datatrove's executors merge into each stage's logging folder,
 so it works the same after a local run and after a SLURM run (`--report-only`).
@@ -14,6 +15,23 @@ from megatron_telecom.atomic import atomic_write_text
 
 # Steps that drop documents without saying why: the reason is the stage they implement.
 _REASONLESS = {"exact_dedup": "exact_duplicate", "near_dedup": "near_duplicate"}
+# Characters a stage removes that no step attributed to a reason.
+_UNATTRIBUTED = {"clean": "normalization", "split": "clause_joins", **_REASONLESS}
+
+
+@dataclass(kw_only=True)
+class SourceRow:
+    """One stage for one source type: originals (specs), documents (clauses), characters."""
+
+    stage: str
+    originals_in: int
+    originals_out: int
+    docs_in: int
+    docs_out: int
+    chars_in: int
+    chars_out: int
+    removed_chars: dict[str, int] = field(default_factory=dict)
+    """Characters removed by reason (whole documents dropped, or text cut by cleaning)."""
 
 
 @dataclass(kw_only=True)
@@ -47,6 +65,56 @@ def _load_steps(logs_dir: Path, stages: list[str]) -> list[dict]:
     return steps
 
 
+def _per_source(stats: dict) -> dict[str, tuple[int, int, int]]:
+    """(originals, documents, characters) per source type from one tally's stats."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for key in stats:
+        if key.startswith("documents:"):
+            source = key.split(":", 1)[1]
+            out[source] = (_total(stats.get(f"originals:{source}")), _total(stats[key]),
+                           _total(stats.get(f"characters:{source}")))
+    return out
+
+
+def _source_rows(label: str, before: dict, after: dict, removed: dict) -> dict[str, SourceRow]:
+    rows = {}
+    for source in sorted(set(before) | set(after)):
+        o_in, d_in, c_in = before.get(source) or after[source]
+        o_out, d_out, c_out = after.get(source, (0, 0, 0))
+        reasons = dict(removed.get(source, {}))
+        rest = c_in - c_out - sum(reasons.values())
+        if rest:
+            key = _UNATTRIBUTED.get(label, "other")
+            reasons[key] = reasons.get(key, 0) + rest
+        rows[source] = SourceRow(stage=label, originals_in=o_in, originals_out=o_out, docs_in=d_in,
+                                 docs_out=d_out, chars_in=c_in, chars_out=c_out, removed_chars=reasons)
+    return rows
+
+
+def _removed_chars(stats: dict, into: dict[str, dict[str, int]]) -> None:
+    for key, value in stats.items():
+        if key.startswith("removed_chars:"):
+            _, source, reason = key.split(":", 2)
+            into.setdefault(source, {})[reason] = into.setdefault(source, {}).get(reason, 0) + _total(value)
+
+
+def _by_source(rows: dict[str, list[SourceRow]]) -> dict[str, dict]:
+    """Per source: its stage rows, totals in/out and characters removed by (stage, reason)."""
+    out = {}
+    for source, stage_rows in rows.items():
+        first, last = stage_rows[0], stage_rows[-1]
+        removed = {f"{row.stage}:{reason}": chars for row in stage_rows
+                   for reason, chars in row.removed_chars.items() if chars}
+        out[source] = {
+            "input": {"documents": first.originals_out, "characters": first.chars_out},
+            "output": {"documents": last.originals_out, "clauses": last.docs_out,
+                       "characters": last.chars_out},
+            "removed_chars": removed,
+            "stages": [asdict(row) for row in stage_rows],
+        }
+    return out
+
+
 def build_report(logs_dir: str | Path, stages: list[str]) -> dict:
     """Aggregate the stages' stats into rows between consecutive tallies, plus totals."""
     rows: list[StageRow] = []
@@ -54,9 +122,13 @@ def build_report(logs_dir: str | Path, stages: list[str]) -> dict:
     files = 0
     previous: tuple[int, int] | None = None
     pending: dict[str, int] = {}
+    sources: dict[str, list[SourceRow]] = {}
+    source_before: dict[str, tuple[int, int, int]] | None = None
+    source_removed: dict[str, dict[str, int]] = {}
     for step in _load_steps(Path(logs_dir), stages):
         name, stats = step["name"], step.get("stats", {})
         if "tally:" not in name:
+            _removed_chars(stats, source_removed)
             if "READER" in name and "Telecom" in name:
                 files += _total(stats.get("input_files"))
                 for key, value in stats.items():
@@ -77,7 +149,12 @@ def build_report(logs_dir: str | Path, stages: list[str]) -> dict:
             docs_in, chars_in = previous or current
             rows.append(StageRow(stage=label, docs_in=docs_in, docs_out=current[0],
                                  chars_in=chars_in, chars_out=current[1], removed=dict(pending)))
-        previous, pending = current, {}
+            after = _per_source(stats)
+            for source, row in _source_rows(label, source_before or after, after,
+                                            source_removed).items():
+                sources.setdefault(source, []).append(row)
+            source_before = after
+        previous, pending, source_removed = current, {}, {}
     if not rows:
         raise ValueError(f"no tally stats found under {logs_dir}; is this a curation work folder?")
     removed: dict[str, int] = {}
@@ -90,6 +167,7 @@ def build_report(logs_dir: str | Path, stages: list[str]) -> dict:
         "output": {"documents": rows[-1].docs_out, "characters": rows[-1].chars_out},
         "removed_by_reason": removed,
         "stages": [asdict(row) for row in rows],
+        "by_source": _by_source(sources),
     }
 
 
@@ -111,7 +189,30 @@ def format_report(report: dict) -> str:
     ]
     if inp["rejected_files"]:
         lines.append("rejected files: " + ", ".join(f"{k}={v}" for k, v in inp["rejected_files"].items()))
+    for source, part in report.get("by_source", {}).items():
+        lines += ["", *_format_source(source, part)]
     return "\n".join(lines) + "\n"
+
+
+def _format_source(source: str, part: dict) -> list[str]:
+    """One source type's block: originals and documents (clauses) per stage, chars by reason."""
+    inp, out = part["input"], part["output"]
+    kept = out["characters"] / inp["characters"] if inp["characters"] else 0.0
+    lines = [
+        f"source {source}: {inp['documents']} documents in, {out['documents']} out "
+        f"({out['clauses']} documents after splitting); characters {inp['characters']} in, "
+        f"{out['characters']} out ({kept:.1%})",
+        f"  {'stage':<18}{'orig in':>8}{'orig out':>9}{'docs in':>9}{'docs out':>9}"
+        f"{'chars in':>12}{'chars out':>12}  removed characters",
+    ]
+    for row in part["stages"]:
+        removed = ", ".join(f"{k}={v}" for k, v in sorted(row["removed_chars"].items()) if v) or "-"
+        lines.append(
+            f"  {row['stage']:<18}{row['originals_in']:>8}{row['originals_out']:>9}"
+            f"{row['docs_in']:>9}{row['docs_out']:>9}{row['chars_in']:>12}{row['chars_out']:>12}"
+            f"  {removed}"
+        )
+    return lines
 
 
 def write_report(report: dict, output_dir: str | Path) -> tuple[Path, Path]:

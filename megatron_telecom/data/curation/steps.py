@@ -1,4 +1,5 @@
-"""The project's own datatrove pipeline steps: cleaning, telecom relevance, and tallies.
+"""The project's own datatrove pipeline steps: cleaning, clause splitting, telecom relevance,
+filters chosen by source type, and tallies.
 
 They take and yield datatrove `Document`s, so they compose with datatrove's readers, filters
 and writers in any pipeline.
@@ -8,16 +9,36 @@ from __future__ import annotations
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
+from megatron_telecom.data.curation.clauses import split_clauses
 from megatron_telecom.data.curation.lexicon import load_lexicon, relevance_score
 from megatron_telecom.data.curation.rfc import clean_rfc
-from megatron_telecom.data.curation.text import clean_text
+from megatron_telecom.data.curation.text import clean_text, normalize_whitespace, repair_unicode
+from megatron_telecom.data.curation.threegpp_text import clean_3gpp_markdown
+
+THREEGPP = "3gpp"
+
+
+def source_of(document: Document) -> str:
+    """The document's source type ('rfc', '3gpp', 'text', 'pdf', 'jsonl', ...)."""
+    return str(document.metadata.get("source") or "unknown")
+
+
+def count_removal(step: PipelineStep, document: Document, reason: str) -> None:
+    """Record a dropped document and its characters under its source type and reason."""
+    source = source_of(document)
+    step.stat_update(f"removed_docs:{source}:{reason}")
+    step.stat_update(f"removed_chars:{source}:{reason}", value=len(document.text))
 
 
 class TelecomTextCleaner(PipelineStep):
-    """RFC page-furniture (and optional boilerplate) removal, then Unicode/whitespace repair."""
+    """RFC page furniture, RFC and 3GPP boilerplate (optional), then Unicode/whitespace repair.
+
+    For 3GPP specifications the characters removed are counted per reason (cover, copyright,
+    contents, foreword, change_history, ...) as `removed_chars:3gpp:<reason>` stats.
+    """
 
     type = "🧹 - CLEAN"
     name = "📡 telecom text cleaner"
@@ -28,8 +49,14 @@ class TelecomTextCleaner(PipelineStep):
 
     def clean(self, document: Document) -> str:
         text = document.text
-        if document.metadata.get("source") == "rfc":
+        source = source_of(document)
+        if source == "rfc":
             text = clean_rfc(text, remove_boilerplate=self.remove_boilerplate)
+        elif source == THREEGPP and self.remove_boilerplate:
+            spec = clean_3gpp_markdown(repair_unicode(text))
+            for reason, chars in spec.removed.items():
+                self.stat_update(f"removed_chars:{source}:{reason}", value=chars)
+            return normalize_whitespace(spec.text)
         return clean_text(text)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
@@ -59,21 +86,134 @@ class TelecomRelevanceFilter(BaseFilter):
         threshold: float = 40.0,
         lexicon_path: str | None = None,
         min_words: int = 200,
+        exempt_sources: tuple[str, ...] = (),
         exclusion_writer: DiskWriter | None = None,
     ):
         super().__init__(exclusion_writer)
         self.threshold = threshold
         self.lexicon_path = lexicon_path
         self.min_words = min_words
+        self.exempt_sources = exempt_sources
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         score = relevance_score(doc.text, load_lexicon(self.lexicon_path), self.min_words)
         doc.metadata["telecom_score"] = round(score, 2)
-        return True if score >= self.threshold else (False, "telecom_low_relevance")
+        if score >= self.threshold or source_of(doc) in self.exempt_sources:
+            return True
+        count_removal(self, doc, "telecom_low_relevance")
+        return False, "telecom_low_relevance"
+
+
+class SourceRoutedFilter(BaseFilter):
+    """Applies the filter configured for each document's source type (`None`: keep them all).
+
+    Standards text repeats by design (message layouts, tables), so the thresholds that suit web
+    text must not judge it; table and ASN.1 pieces of a spec (`clause_kind`) are kept as they are.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        default: BaseFilter | None,
+        by_source: dict[str, BaseFilter | None] | None = None,
+        exclusion_writer: DiskWriter | None = None,
+    ):
+        self.name = name
+        super().__init__(exclusion_writer)
+        self.default = default
+        self.by_source = by_source or {}
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        chosen = self.by_source.get(source_of(doc), self.default)
+        if chosen is None or doc.metadata.get("clause_kind") in ("table", "asn1"):
+            return True
+        result = chosen.filter(doc)
+        keep, reason = get_filter_result(result)
+        if not keep:
+            count_removal(self, doc, reason or "unspecified")
+        return result
+
+
+def near_dedup_exempt(document: Document) -> bool:
+    """What exact dedup judges and MinHash does not: table and ASN.1 pieces of a spec, and its
+    first clause document (Scope, References: what the spec is), so near-dedup never takes a
+    whole specification (the 'See TS 37.483' stubs, specs that fit in one document)."""
+    metadata = document.metadata
+    return metadata.get("clause_kind") in ("table", "asn1") or (
+        source_of(document) == THREEGPP and metadata.get("clause_index") == 0)
+
+
+class NearDedupExempt(PipelineStep):
+    """Runs `step` on the documents near-dedup judges and passes the exempt ones around it;
+    with `step=None` it leaves the exempt ones out (the signature stage must see the same
+    documents, in the same order, as the filter that applies its decisions)."""
+
+    type = "🫂 - DEDUP"
+    name = "🪪 near-dedup exemptions (3GPP tables, ASN.1, first clause)"
+
+    def __init__(self, step: PipelineStep | None = None):
+        super().__init__()
+        self.step = step
+        if step is not None:  # its drops must reach the stage's stats (and the report)
+            self.stats = step.stats
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        exempt: list[Document] = []
+
+        def judged() -> DocumentsPipeline:
+            for document in data:
+                if near_dedup_exempt(document):
+                    self.stat_update("exempt")
+                    exempt.append(document)
+                else:
+                    yield document
+
+        if self.step is None:
+            yield from judged()
+            return
+        for document in self.step.run(judged(), rank, world_size):
+            yield from exempt
+            exempt.clear()
+            yield document
+        yield from exempt
+
+
+class ClauseSplitter(PipelineStep):
+    """Splits each long 3GPP specification into clause-level documents (see clauses.py).
+
+    Each piece keeps the spec's metadata and adds `clause`, `clause_path`, `clause_end`,
+    `clause_kind`, `clause_index` and `clause_count`; its id is `<spec id>#NNNN`.
+    """
+
+    type = "✂️ - SPLIT"
+    name = "📑 3GPP clause splitter"
+
+    def __init__(self, *, max_chars: int, sources: tuple[str, ...] = (THREEGPP,)):
+        super().__init__()
+        self.max_chars = max_chars
+        self.sources = sources
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for document in data:
+            if source_of(document) not in self.sources:
+                yield document
+                continue
+            with self.track_time():
+                clauses = split_clauses(document.text, self.max_chars)
+            self.stat_update("clauses", value=len(clauses))
+            for index, clause in enumerate(clauses):
+                metadata = {**document.metadata, "clause": clause.clause,
+                            "clause_path": clause.clause_path, "clause_end": clause.clause_end,
+                            "clause_kind": clause.kind, "clause_index": index,
+                            "clause_count": len(clauses)}
+                doc_id = document.id if len(clauses) == 1 else f"{document.id}#{index:04d}"
+                yield Document(text=clause.text, id=doc_id, metadata=metadata)
 
 
 class CorpusTally(PipelineStep):
-    """Pass-through step that counts documents and characters at one point of the pipeline."""
+    """Pass-through step that counts documents and characters at one point of the pipeline,
+    in all and per source type, and the original documents (specs) their clauses come from."""
 
     type = "📊 - STATS"
 
@@ -83,7 +223,14 @@ class CorpusTally(PipelineStep):
         super().__init__()
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        originals: set[tuple[str, str, str]] = set()
         for document in data:
-            self.stat_update("documents")
-            self.stat_update("characters", value=len(document.text))
+            source = source_of(document)
+            self.stat_update("documents", f"documents:{source}")
+            self.stat_update("characters", f"characters:{source}", value=len(document.text))
+            original = (source, str(document.metadata.get("file_path", "")),
+                        str(document.metadata.get("doc_id", document.id)))
+            if original not in originals:  # clauses of one spec are read by one task
+                originals.add(original)
+                self.stat_update(f"originals:{source}")
             yield document

@@ -16,6 +16,7 @@ from docx.table import Table
 from docx.text.paragraph import Paragraph
 
 from megatron_telecom.data.curation.archives import ArchiveLimits, check_archive
+from megatron_telecom.data.curation.threegpp_text import release_and_series
 
 _SPEC_ON_COVER = re.compile(
     r"3GPP\s+(?P<kind>TS|TR)\s+(?P<spec>\d{2}\.\d{3}(?:-\d+)?)\s+V(?P<version>\d+\.\d+\.\d+)"
@@ -68,21 +69,22 @@ def version_from_code(code: str) -> str:
 
 
 def spec_metadata(cover_text: str, file_name: str) -> dict[str, str]:
-    """Spec number/version/kind from the cover ('3GPP TS 23.501 V18.5.0'), else the file name."""
+    """Spec number/version/kind from the cover ('3GPP TS 23.501 V18.5.0'), else the file name;
+    release ('(Release 18)' on the cover, else the major version) and series ('23')."""
     match = _SPEC_ON_COVER.search(cover_text)
+    meta: dict[str, str] = {}
     if match:
-        return {
+        meta = {
             "spec_number": match.group("spec"),
             "spec_version": match.group("version"),
             "spec_type": match.group("kind"),
         }
-    match = _SPEC_IN_NAME.search(file_name.rsplit("/", 1)[-1])
-    if match:
-        return {
+    elif match := _SPEC_IN_NAME.search(file_name.rsplit("/", 1)[-1]):
+        meta = {
             "spec_number": f"{match.group('series')}.{match.group('number')}",
             "spec_version": version_from_code(match.group("version")),
         }
-    return {}
+    return {**meta, **release_and_series(meta, cover_text)}
 
 
 def _is_contents_style(style: str) -> bool:
