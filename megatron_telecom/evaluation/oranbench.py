@@ -26,7 +26,7 @@ from megatron_telecom.evaluation.questions import Question, QuestionSet
 DEFAULT_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "oranbench"
 FILES = {"easy": "fin_E.json", "medium": "fin_M.json", "hard": "fin_H.json"}
 NUM_OPTIONS = 4
-NUMBERED = re.compile(r"^\s*(\d+)\.\s*(.*)$", re.DOTALL)
+NUMBERED = re.compile(r"^\s*(\d+)\.\s+(.*)$", re.DOTALL)
 
 
 def _parse_row(row: object, record_id: str, category: str) -> Question | str:
