@@ -14,6 +14,13 @@ attention mask lets it see the context and its own ancestors only, so each token
 once and sees exactly the tokens it would see in ``context + continuation``. Several requests
 share a row of ``ROW_TOKENS`` tokens (the mask keeps them apart), rows form a right-padded batch,
 and only the positions that predict a continuation token go through the LM head.
+
+One scoring path: the model is reached through a ``TokenScorer`` (log-probs of given tokens at
+given positions). ``HFScorer`` runs a Hugging Face model with the tree layout above; the trainer's
+megatron scorer (``training/benchmark_eval.py``) takes plain causal rows instead (megatron's RoPE
+ignores position ids), one ``context + continuation[:-1]`` per choice, which predicts every token
+from the same tokens. Pairs, packing, targets and sums are this module's for both, and held-out
+perplexity windows are requests of the same kind (``perplexity.window_requests``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Protocol
 
 import torch
 
-ROW_TOKENS = 512  # requests are packed into rows of this many tokens (no padding between them)
+ROW_TOKENS = 256  # requests are packed into rows of this many tokens (no padding between them)
 LOGIT_CHUNK = 512  # positions per LM-head call: bounds the [positions, vocab] float32 buffer
 
 @dataclass(frozen=True)
