@@ -67,24 +67,13 @@ class ChoiceOutputConfig:
 
 
 @dataclass(kw_only=True)
-class TeleQnARunConfig:
-    """TeleQnA multiple-choice accuracy."""
+class BenchmarkRunConfig:
+    """A built-in benchmark's multiple-choice accuracy (TeleQnA, or ORAN-Bench-13K per difficulty)."""
 
     source: ModelSourceConfig
     data: str | None = None
-    """TeleQnA zip (the authors' encrypted one) or a JSON in the same format (None: the zip in
-    ../shared/data/teleqna beside the repository)."""
-    scoring: ChoiceScoringConfig = field(default_factory=ChoiceScoringConfig)
-    out: ChoiceOutputConfig
-
-
-@dataclass(kw_only=True)
-class ORANBenchRunConfig:
-    """ORAN-Bench-13K multiple-choice accuracy, per difficulty."""
-
-    source: ModelSourceConfig
-    data: str | None = None
-    """Folder with fin_E.json, fin_M.json, fin_H.json (None: ../shared/data/oranbench beside the repository)."""
+    """TeleQnA: the authors' encrypted zip or a JSON in its format; ORAN-Bench: the folder with
+    fin_E/M/H.json (None: the benchmark's folder in ../shared/data beside the repository)."""
     scoring: ChoiceScoringConfig = field(default_factory=ChoiceScoringConfig)
     out: ChoiceOutputConfig
 
@@ -210,12 +199,12 @@ def _run_choice(benchmark: str, data: str | None, source: ModelSourceConfig, sco
     print(accuracy_table(result))
 
 
-def run_teleqna(config: TeleQnARunConfig) -> None:
+def run_teleqna(config: BenchmarkRunConfig) -> None:
     """Score a TeleQnA sample."""
     _run_choice("teleqna", config.data, config.source, config.scoring, config.out, "teleqna")
 
 
-def run_oranbench(config: ORANBenchRunConfig) -> None:
+def run_oranbench(config: BenchmarkRunConfig) -> None:
     """Score an ORAN-Bench-13K sample (categories: easy, medium, hard)."""
     _run_choice("oranbench", config.data, config.source, config.scoring, config.out, "oranbench")
 
@@ -283,8 +272,8 @@ def run_generate(config: GenerateConfig) -> None:
              sys.stdout)
 
 
-EVALUATE_COMMANDS = {"perplexity": PerplexityConfig, "teleqna": TeleQnARunConfig,
-                     "oranbench": ORANBenchRunConfig, "exam": ExamRunConfig, "questions": QuestionsConfig,
+EVALUATE_COMMANDS = {"perplexity": PerplexityConfig, "teleqna": BenchmarkRunConfig,
+                     "oranbench": BenchmarkRunConfig, "exam": ExamRunConfig, "questions": QuestionsConfig,
                      "merge": MergeConfig, "compare": CompareConfig}
 """Command name -> its config: the flag surface of tools/evaluate.py."""
 EVALUATE_RUNS = {"perplexity": run_perplexity, "teleqna": run_teleqna, "oranbench": run_oranbench,

@@ -17,11 +17,10 @@ exactly like TeleQnA's, and the model answers with the letter.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-from megatron_telecom.evaluation.questions import Question, QuestionSet
+from megatron_telecom.evaluation.questions import Question, QuestionSet, read_jsonl_records
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "oranbench"
 FILES = {"easy": "fin_E.json", "medium": "fin_M.json", "hard": "fin_H.json"}
@@ -62,17 +61,6 @@ def read_oranbench(folder: str | Path | None = None) -> QuestionSet:
                          f"the folder holding fin_E.json, fin_M.json and fin_H.json")
     data = QuestionSet(questions=[])
     for category, name in FILES.items():
-        with open(folder / name, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                record_id = f"{Path(name).stem}:{number}"
-                try:
-                    parsed = _parse_row(json.loads(line), record_id, category)
-                except json.JSONDecodeError:
-                    parsed = "not_json"
-                if isinstance(parsed, Question):
-                    data.questions.append(parsed)
-                else:
-                    data.skip(parsed, record_id)
+        read_jsonl_records(data, folder / name, Path(name).stem,
+                           lambda row, record_id, category=category: _parse_row(row, record_id, category))
     return data

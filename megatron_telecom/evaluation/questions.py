@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,25 @@ def _parse_generic(record: object, record_id: str) -> Question | str:
     return Question(str(qid), question.strip(), tuple(c.strip() for c in choices), answer, category.strip())
 
 
+def read_jsonl_records(data: QuestionSet, path: Path, prefix: str,
+                       parse: Callable[[object, str], Question | str]) -> None:
+    """Add every line of a JSON Lines file to ``data`` (``parse``: Question or the reason it is
+    skipped; ids ``<prefix>:<line>``); blank lines are ignored, unreadable ones counted ``not_json``."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            record_id = f"{prefix}:{number}"
+            try:
+                parsed = parse(json.loads(line), record_id)
+            except json.JSONDecodeError:
+                parsed = "not_json"
+            if isinstance(parsed, Question):
+                data.questions.append(parsed)
+            else:
+                data.skip(parsed, record_id)
+
+
 def read_questions_jsonl(path: str | Path) -> QuestionSet:
     """Every scorable question of a generic multiple-choice JSONL file; bad lines counted, not fatal."""
     path = Path(path)
@@ -95,19 +115,7 @@ def read_questions_jsonl(path: str | Path) -> QuestionSet:
         raise ValueError(f"--data {path}: no such file; give a JSONL of "
                          '{"question", "choices", "answer" (0-based), "category"} objects')
     data = QuestionSet(questions=[])
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            record_id = f"{path.name}:{number}"
-            try:
-                parsed = _parse_generic(json.loads(line), record_id)
-            except json.JSONDecodeError:
-                parsed = "not_json"
-            if isinstance(parsed, Question):
-                data.questions.append(parsed)
-            else:
-                data.skip(parsed, record_id)
+    read_jsonl_records(data, path, path.name, _parse_generic)
     if not data.questions:
         raise ValueError(f"--data {path}: no scorable question (skipped: {data.malformed})")
     return data
