@@ -115,3 +115,23 @@ def _check_reporting(run: Path, tmp_path: Path) -> None:
     assert set(curves) >= {"exam acc", "exam majority"} and list(curves["exam acc"]) == [2]
     plot_loss_curves(run / "metrics.jsonl", tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_benchmark_flags_parse_from_yaml_and_refuse_bad_specs(tmp_path):
+    from megatron_telecom.arguments import parse_args
+    from megatron_telecom.training.benchmark_eval import BenchmarkEvaluation, parse_benchmark
+    from megatron_telecom.training.config import PretrainConfig
+
+    (tmp_path / "run.yaml").write_text("eval_benchmarks: [teleqna:300, oranbench=/data/oran:200]\n"
+                                       "eval_perplexity_inputs: [heldout.jsonl]\neval_benchmark_interval: 50\n")
+    cfg = parse_args(PretrainConfig, ["--config", str(tmp_path / "run.yaml")])
+    assert cfg.benchmark_eval.eval_benchmarks == ["teleqna:300", "oranbench=/data/oran:200"]
+    assert cfg.benchmark_eval.eval_benchmark_interval == 50
+    assert parse_benchmark("oranbench=/data/oran:200") == ("oranbench", "/data/oran", 200)
+    assert parse_benchmark("exams/rel18.jsonl:40") == ("rel18", "exams/rel18.jsonl", 40)
+    for bad in ("teleqna", "teleqna:0", "mmlu:10", ":5"):
+        with pytest.raises(ValueError, match="--eval-benchmarks"):
+            parse_benchmark(bad)
+    with pytest.raises(ValueError, match="HuggingFaceTokenizer"):
+        BenchmarkEvaluation(cfg.benchmark_eval, eval_interval=10, tokenizer_type="NullTokenizer",
+                            tokenizer_model=None, seq_length=64)
