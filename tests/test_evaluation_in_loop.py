@@ -127,8 +127,8 @@ def test_benchmark_flags_parse_from_yaml_and_refuse_bad_specs(tmp_path):
     cfg = parse_args(PretrainConfig, ["--config", str(tmp_path / "run.yaml")])
     assert cfg.benchmark_eval.eval_benchmarks == ["teleqna:300", "oranbench=/data/oran:200"]
     assert cfg.benchmark_eval.eval_benchmark_interval == 50
-    assert parse_benchmark("oranbench=/data/oran:200") == ("oranbench", "/data/oran", 200)
-    assert parse_benchmark("exams/rel18.jsonl:40") == ("rel18", "exams/rel18.jsonl", 40)
+    assert parse_benchmark("oranbench=/data/oran:200") == ("oranbench", "oranbench", "/data/oran", 200)
+    assert parse_benchmark("exams/teleqna.jsonl:40") == ("teleqna", "jsonl", "exams/teleqna.jsonl", 40)
     for bad in ("teleqna", "teleqna:0", "mmlu:10", ":5"):
         with pytest.raises(ValueError, match="--eval-benchmarks"):
             parse_benchmark(bad)

@@ -57,19 +57,19 @@ class Benchmark:
     sample: list[Question]
 
 
-def parse_benchmark(spec: str) -> tuple[str, str | None, int]:
-    """``NAME[=DATA]:SIZE`` -> (name, data, size); a ``.jsonl`` NAME is a generic exam file."""
+def parse_benchmark(spec: str) -> tuple[str, str, str | None, int]:
+    """``NAME[=DATA]:SIZE`` -> (name, reader, data, size); a ``.jsonl`` NAME is a generic exam file."""
     head, _, size = spec.rpartition(":")
     if not head or not size.isdigit() or int(size) < 1:
         raise ValueError(f"--eval-benchmarks {spec}: write NAME[=DATA]:SIZE, e.g. teleqna:200 or "
                          f"oranbench=/data/oranbench:300 or my_exam.jsonl:100")
     name, _, data = head.partition("=")
     if name.endswith(".jsonl"):
-        return Path(name).stem, name, int(size)
+        return Path(name).stem, "jsonl", name, int(size)
     if name not in ("teleqna", "oranbench"):
         raise ValueError(f"--eval-benchmarks {spec}: unknown benchmark {name!r}; choose teleqna, oranbench "
                          f"or a .jsonl exam in the generic format")
-    return name, data or None, int(size)
+    return name, name, data or None, int(size)
 
 
 class MegatronScorer:
@@ -153,9 +153,8 @@ class BenchmarkEvaluation:
         self.scoring = ChoiceScoringConfig(mode=cfg.eval_benchmark_mode, shots=cfg.eval_benchmark_shots)
         self.benchmarks = []
         for spec in cfg.eval_benchmarks:
-            name, data, size = parse_benchmark(spec)
-            questions = read_benchmark(name if data is None or name in ("teleqna", "oranbench") else "jsonl",
-                                       data).questions
+            name, reader, data, size = parse_benchmark(spec)
+            questions = read_benchmark(reader, data).questions
             self.benchmarks.append(Benchmark(name, questions, stratified_sample(questions, size)))
         self.documents: dict[str, list[Document]] = {
             name: read_documents(name, self.tokenizer) for name in cfg.eval_perplexity_inputs}
