@@ -11,14 +11,20 @@ quiet() {  # quiet LOG COMMAND...: the output goes to LOG; its tail is shown onl
     shift
     "$@" >"$log" 2>&1 || { tail -n 40 "$log"; echo "failed: $*" >&2; exit 1; }
 }
-evaluate() {  # evaluate MODEL RESULTS.json TELEQNA_LIMIT "MODES" HELDOUT.jsonl...
+evaluate() {  # evaluate MODEL RESULTS.json LIMIT "MODES" HELDOUT.jsonl...: perplexity, TeleQnA, ORAN-Bench
     local model="$1" results="$2" limit="$3" modes="$4" mode
     shift 4
     python tools/evaluate.py perplexity --model "$model" --seq-length 512 --output "$results" --input "$@"
-    [[ "$limit" -gt 0 && -f "$teleqna" ]] || return 0
-    for mode in $modes; do
-        python tools/evaluate.py teleqna --model "$model" --data "$teleqna" --limit "$limit" --mode "$mode" \
-            --output "$results"
+    [[ "$limit" -gt 0 ]] || return 0
+    for mode in $modes; do  # the same small stratified sample size for both benchmarks
+        if [[ -f "$teleqna" ]]; then
+            python tools/evaluate.py teleqna --model "$model" --data "$teleqna" --limit "$limit" --mode "$mode" \
+                --output "$results"
+        fi
+        if [[ -f "$oranbench/fin_E.json" ]]; then
+            python tools/evaluate.py oranbench --model "$model" --data "$oranbench" --limit "$limit" \
+                --mode "$mode" --output "$results"
+        fi
     done
 }
 preprocess_splits() {  # preprocess_splits OUT NAME...: OUT/split/NAME/train.jsonl -> OUT/data/NAME_text_document
@@ -40,4 +46,5 @@ pretrain() {  # pretrain LOG FLAGS...: 2 CPU processes; prints the iteration and
     fi
 }
 teleqna="$root/../shared/data/teleqna/TeleQnA.zip"
+oranbench="$root/../shared/data/oranbench"
 export PYTHONWARNINGS=ignore TOKENIZERS_PARALLELISM=false

@@ -2,7 +2,8 @@
 # The CPU quickstart: stage-1 continual pretraining of the real base model SmolLM2-135M on telecom
 # text with general replay, on 2 CPU processes, and what it gained and forgot (base vs trained).
 # Everything lands in runs/quickstart/. Smaller/larger runs: QUICKSTART_TRAIN_ITERS (default 10
-# iterations of 2,048 tokens) and QUICKSTART_TELEQNA_LIMIT (default 40 questions; 0 skips TeleQnA).
+# iterations of 2,048 tokens) and QUICKSTART_TELEQNA_LIMIT (default 40 stratified questions of TeleQnA
+# and as many of ORAN-Bench-13K; 0 skips both).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/tools/setup_env.sh"
@@ -36,8 +37,9 @@ python tools/data_recipe.py examples/recipes/quickstart_replay.yaml --train-toke
 stage 11 "import the base model bundled:smollm2-135m into a megatron checkpoint"
 python tools/convert_checkpoint.py hf-to-mcore --hf-path bundled:smollm2-135m --save "$out/smollm2-mcore"
 
-stage 11 "evaluate the base model: held-out perplexity and bits per byte, TeleQnA (--limit $limit)"
+stage 11 "evaluate the base model: held-out perplexity and bits per byte, TeleQnA and ORAN-Bench (--limit $limit)"
 [[ -f "$teleqna" ]] || echo "(TeleQnA skipped: $teleqna not found; put ../shared beside the checkout)"
+[[ -f "$oranbench/fin_E.json" ]] || echo "(ORAN-Bench skipped: $oranbench not found; put ../shared beside the checkout)"
 evaluate bundled:smollm2-135m "$out/eval/base.json" "$limit" options "${heldout[@]}"
 
 stage 11 "continual pretraining on 2 CPU processes: $iters iterations, telecom + 10% general replay"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from megatron_telecom.arguments import parse_args, parse_command
+from megatron_telecom.evaluation.accuracy import ChoiceScoringConfig, Mode
 from megatron_telecom.evaluation.cli import EVALUATE_COMMANDS, GenerateConfig
-from megatron_telecom.evaluation.multiple_choice import Mode, TeleQnAConfig
-from megatron_telecom.evaluation.teleqna import PROMPT_TEMPLATES
+from megatron_telecom.evaluation.questions import PROMPT_TEMPLATES
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
@@ -36,7 +36,7 @@ def test_readme_command_lines_parse():
     _, qna = parse_command(EVALUATE_COMMANDS, [
         "teleqna", "--model", "M", "--limit", "1000", "--mode", "letter", "--shots", "2", "--num-shards", "8",
         "--shard-index", "7", "--dtype", "bfloat16", "--output", "s7.json"])
-    assert qna.scoring == TeleQnAConfig(mode="letter", shots=2, limit=1000, num_shards=8, shard_index=7)
+    assert qna.scoring == ChoiceScoringConfig(mode="letter", shots=2, limit=1000, num_shards=8, shard_index=7)
     assert (qna.scoring.name, qna.scoring.tokens_per_batch, qna.data, qna.source.dtype) == (
         "letter-2shot", None, None, "bfloat16")
     _, merge = parse_command(EVALUATE_COMMANDS, ["merge", "s0.json", "s1.json", "--output", "R.json"])

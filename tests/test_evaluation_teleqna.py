@@ -7,16 +7,14 @@ from collections import Counter
 
 import pytest
 
-from megatron_telecom.evaluation.teleqna import (
-    DEFAULT_DATA,
-    TELEQNA_ZIP_PASSWORD,
+from megatron_telecom.evaluation.questions import (
     build_prompt,
     category_counts,
-    read_teleqna,
     shot_pool,
     shots_for,
     stratified_sample,
 )
+from megatron_telecom.evaluation.teleqna import DEFAULT_DATA, TELEQNA_ZIP_PASSWORD, read_teleqna
 
 CATEGORIES = ["Lexicon", "Research overview", "Research publications", "Standards overview",
               "Standards specifications"]

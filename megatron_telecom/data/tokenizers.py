@@ -219,7 +219,7 @@ def build_tokenizer(
         raise ValueError("--tokenizer-model is required (a SentencePiece .model file or a HF folder)")
     if tokenizer_type not in SENTENCEPIECE_TYPES + HUGGINGFACE_TYPES:
         raise ValueError(f"unsupported --tokenizer-type {tokenizer_type!r}; choose one of {TOKENIZER_TYPES}")
-    path = _resolve_model_path(tokenizer_type, str(tokenizer_model))
+    path = resolve_tokenizer_path(tokenizer_type, str(tokenizer_model))
     if not path.exists():
         raise ValueError(f"--tokenizer-model {path} does not exist")
     if tokenizer_type in SENTENCEPIECE_TYPES:
@@ -229,7 +229,7 @@ def build_tokenizer(
     return HuggingFaceTokenizer(path.parent if path.name == "tokenizer.json" else path)
 
 
-def _resolve_model_path(tokenizer_type: str, tokenizer_model: str) -> Path:
+def resolve_tokenizer_path(tokenizer_type: str, tokenizer_model: str) -> Path:
     """The file or folder named by --tokenizer-model; `bundled:NAME` is looked up per family."""
     if not tokenizer_model.startswith(BUNDLED_PREFIX):
         return Path(tokenizer_model)

@@ -1,4 +1,5 @@
-"""Commands of ``tools/evaluate.py`` (perplexity, teleqna, merge, compare) and ``tools/generate.py``.
+"""Commands of ``tools/evaluate.py`` (perplexity, teleqna, oranbench, exam, questions, merge, compare)
+and ``tools/generate.py``.
 
 One config dataclass per command is its flag surface (``megatron_telecom.arguments`` fills it);
 the model to run is one section, ``ModelSourceConfig`` (``--model``, ``--dtype``), shared by every
@@ -14,11 +15,12 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from megatron_telecom.arguments import positional
 from megatron_telecom.atomic import atomic_write_text
-from megatron_telecom.evaluation.multiple_choice import TeleQnAConfig
-from megatron_telecom.evaluation.teleqna import DEFAULT_DATA
+from megatron_telecom.evaluation.accuracy import ChoiceScoringConfig
+from megatron_telecom.evaluation.benchmarks import read_benchmark
 from megatron_telecom.models.options import DType
 
 
@@ -56,18 +58,50 @@ class PerplexityConfig:
 
 
 @dataclass(kw_only=True)
-class TeleQnARunConfig:
-    """TeleQnA multiple-choice accuracy."""
+class ChoiceOutputConfig:
+    """Where a multiple-choice run writes."""
 
-    source: ModelSourceConfig
-    data: str | None = None
-    """TeleQnA zip (the authors' encrypted one) or a JSON in the same format (None: the zip in
-    ../shared/data/teleqna beside the repository)."""
-    scoring: TeleQnAConfig = field(default_factory=TeleQnAConfig)
     log_samples: str | None = None
     """JSONL of per-question log-likelihoods (None: not written)."""
     output: str
     """Results JSON (created, or updated for the same model)."""
+
+
+@dataclass(kw_only=True)
+class BenchmarkRunConfig:
+    """A built-in benchmark's multiple-choice accuracy (TeleQnA, or ORAN-Bench-13K per difficulty)."""
+
+    source: ModelSourceConfig
+    data: str | None = None
+    """TeleQnA: the authors' encrypted zip or a JSON in its format; ORAN-Bench: the folder with
+    fin_E/M/H.json (None: the benchmark's folder in ../shared/data beside the repository)."""
+    scoring: ChoiceScoringConfig = field(default_factory=ChoiceScoringConfig)
+    out: ChoiceOutputConfig
+
+
+@dataclass(kw_only=True)
+class ExamRunConfig:
+    """Your own multiple-choice exam: generic JSONL of question, choices, answer (0-based), category."""
+
+    source: ModelSourceConfig
+    data: str
+    """The exam's JSONL file."""
+    name: str | None = None
+    """Key of the exam in the results file (None: the file name without extension)."""
+    scoring: ChoiceScoringConfig = field(default_factory=ChoiceScoringConfig)
+    out: ChoiceOutputConfig
+
+
+@dataclass(kw_only=True)
+class QuestionsConfig:
+    """Write a benchmark's scorable questions in the generic multiple-choice JSONL format."""
+
+    benchmark: Literal["teleqna", "oranbench"]
+    """Which benchmark to read."""
+    data: str | None = None
+    """The benchmark's file or folder (None: its default under ../shared/data)."""
+    output: str
+    """JSONL to write."""
 
 
 @dataclass(kw_only=True)
@@ -125,45 +159,83 @@ def run_perplexity(config: PerplexityConfig) -> None:
     print(perplexity_table(section))
 
 
-def run_teleqna(config: TeleQnARunConfig) -> None:
-    """Score a TeleQnA sample, write results (and per-question samples), print the table."""
-    from megatron_telecom.evaluation.model_source import load_model
-    from megatron_telecom.evaluation.multiple_choice import evaluate_teleqna
-    from megatron_telecom.evaluation.results import teleqna_table, update_results
-    from megatron_telecom.evaluation.teleqna import read_teleqna, stratified_sample
+def _run_choice(benchmark: str, data: str | None, source: ModelSourceConfig, scoring: ChoiceScoringConfig,
+                out: ChoiceOutputConfig, section: str) -> None:
+    """Score a stratified sample, write results (and per-question samples), print the table."""
+    from megatron_telecom.evaluation.accuracy import evaluate_questions
+    from megatron_telecom.evaluation.loglikelihood import HFScorer
+    from megatron_telecom.evaluation.model_source import default_tokens_per_batch, load_model
+    from megatron_telecom.evaluation.questions import stratified_sample
+    from megatron_telecom.evaluation.results import accuracy_table, update_results
 
-    path = config.data or DEFAULT_DATA
-    data = read_teleqna(path)
-    if data.malformed:
-        print(f"teleqna: skipped malformed records {data.malformed} (e.g. {data.malformed_examples})",
+    questions = read_benchmark(benchmark, data)
+    if questions.malformed:
+        print(f"{section}: skipped malformed records {questions.malformed} (e.g. {questions.malformed_examples})",
               file=sys.stderr)
-    sample = stratified_sample(data.questions, config.scoring.limit)
-    model = load_model(config.source.model, config.source.dtype)
-    result, records = evaluate_teleqna(model, data.questions, sample, config.scoring)
-    result.update(data=str(path), malformed=data.malformed, malformed_examples=data.malformed_examples)
-    if config.log_samples:
-        atomic_write_text(config.log_samples, "".join(json.dumps(r) + "\n" for r in records))
-    update_results(config.output, config.source.model, "teleqna", {config.scoring.name: result})
-    print(teleqna_table(result))
+    sample = stratified_sample(questions.questions, scoring.limit)
+    model = load_model(source.model, source.dtype)
+    tokens_per_batch = scoring.tokens_per_batch or default_tokens_per_batch(model.device)
+    result, records = evaluate_questions(HFScorer(model.model), model.tokenizer, questions.questions, sample,
+                                         scoring, tokens_per_batch, desc=section)
+    result.update(data=str(data or "default"), malformed=questions.malformed,
+                  malformed_examples=questions.malformed_examples)
+    if out.log_samples:
+        atomic_write_text(out.log_samples, "".join(json.dumps(r) + "\n" for r in records))
+    update_results(out.output, source.model, section, {scoring.name: result})
+    print(accuracy_table(result))
+
+
+def run_teleqna(config: BenchmarkRunConfig) -> None:
+    """Score a TeleQnA sample."""
+    _run_choice("teleqna", config.data, config.source, config.scoring, config.out, "teleqna")
+
+
+def run_oranbench(config: BenchmarkRunConfig) -> None:
+    """Score an ORAN-Bench-13K sample (categories: easy, medium, hard)."""
+    _run_choice("oranbench", config.data, config.source, config.scoring, config.out, "oranbench")
+
+
+def run_exam(config: ExamRunConfig) -> None:
+    """Score a generic multiple-choice JSONL exam."""
+    _run_choice("jsonl", config.data, config.source, config.scoring, config.out,
+                config.name or Path(config.data).stem)
+
+
+def run_questions(config: QuestionsConfig) -> None:
+    """Write the benchmark's questions as generic JSONL; say what was skipped."""
+    from megatron_telecom.evaluation.questions import category_counts, question_record
+
+    questions = read_benchmark(config.benchmark, config.data)
+    atomic_write_text(config.output, "".join(json.dumps(question_record(q)) + "\n" for q in questions.questions))
+    print(f"wrote {len(questions.questions)} questions {category_counts(questions.questions)} to {config.output}; "
+          f"skipped {questions.malformed or 'none'}")
 
 
 def run_merge(config: MergeConfig) -> None:
     """Merge shard results (one results file per shard) into one results file."""
-    from megatron_telecom.evaluation.multiple_choice import merge_shards
-    from megatron_telecom.evaluation.results import read_results, teleqna_table, update_results
+    from megatron_telecom.evaluation.accuracy import merge_shards
+    from megatron_telecom.evaluation.results import (
+        accuracy_table,
+        benchmark_sections,
+        read_results,
+        update_results,
+    )
 
     shards = [read_results(p) for p in config.shards]
     models = {s["model"] for s in shards}
     if len(models) != 1:
         raise ValueError(f"shards come from different models {sorted(models)}")
-    names = sorted({n for s in shards for n in s.get("teleqna", {})})
-    merged = {}
-    for name in names:
-        merged[name] = merge_shards([s["teleqna"][name] for s in shards if name in s.get("teleqna", {})])
-        for key in ("data", "malformed", "malformed_examples"):
-            merged[name][key] = shards[0]["teleqna"][name].get(key)
-        print(f"{name}:\n{teleqna_table(merged[name])}")
-    update_results(config.output, models.pop(), "teleqna", merged)
+    model = models.pop()
+    for benchmark in sorted({b for s in shards for b in benchmark_sections(s)}):
+        runs = [benchmark_sections(s).get(benchmark, {}) for s in shards]
+        merged = {}
+        for name in sorted({n for r in runs for n in r}):
+            parts = [r[name] for r in runs if name in r]
+            merged[name] = merge_shards(parts)
+            for key in ("data", "malformed", "malformed_examples"):
+                merged[name][key] = parts[0].get(key)
+            print(f"{benchmark} {name}:\n{accuracy_table(merged[name])}")
+        update_results(config.output, model, benchmark, merged)
 
 
 def run_compare(config: CompareConfig) -> None:
@@ -186,9 +258,10 @@ def run_generate(config: GenerateConfig) -> None:
              sys.stdout)
 
 
-EVALUATE_COMMANDS = {"perplexity": PerplexityConfig, "teleqna": TeleQnARunConfig, "merge": MergeConfig,
-                     "compare": CompareConfig}
+EVALUATE_COMMANDS = {"perplexity": PerplexityConfig, "teleqna": BenchmarkRunConfig,
+                     "oranbench": BenchmarkRunConfig, "exam": ExamRunConfig, "questions": QuestionsConfig,
+                     "merge": MergeConfig, "compare": CompareConfig}
 """Command name -> its config: the flag surface of tools/evaluate.py."""
-EVALUATE_RUNS = {"perplexity": run_perplexity, "teleqna": run_teleqna, "merge": run_merge,
-                 "compare": run_compare}
+EVALUATE_RUNS = {"perplexity": run_perplexity, "teleqna": run_teleqna, "oranbench": run_oranbench,
+                 "exam": run_exam, "questions": run_questions, "merge": run_merge, "compare": run_compare}
 """Command name -> the function that runs it."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from megatron_telecom.atomic import atomic_write_text, temporary_path
-from megatron_telecom.evaluation.results import format_table, read_results
+from megatron_telecom.evaluation.results import benchmark_sections, format_table, read_results
 
 PERPLEXITY_METRICS = ("perplexity", "bits_per_byte")
-TELEQNA_METRICS = ("acc", "acc_norm", "random")
+ACCURACY_METRICS = ("acc", "acc_norm", "random", "majority")
 
 
 def flatten(results: dict) -> dict[str, float]:
@@ -21,11 +21,12 @@ def flatten(results: dict) -> dict[str, float]:
     for name, r in results.get("perplexity", {}).items():
         for key in PERPLEXITY_METRICS:
             metrics[f"perplexity/{name}/{key}"] = r[key]
-    for run, r in results.get("teleqna", {}).items():
-        for group, m in [*r["categories"].items(), ("overall", r["overall"])]:
-            for key in TELEQNA_METRICS:
-                if key in m:
-                    metrics[f"teleqna/{run}/{group}/{key}"] = m[key]
+    for benchmark, runs in benchmark_sections(results).items():
+        for run, r in runs.items():
+            for group, m in [*r["categories"].items(), ("overall", r["overall"])]:
+                for key in ACCURACY_METRICS:
+                    if key in m:
+                        metrics[f"{benchmark}/{run}/{group}/{key}"] = m[key]
     return metrics
 
 
@@ -49,14 +50,14 @@ def comparison_table(runs: dict[str, dict[str, float]]) -> str:
 
 
 def plot(runs: dict[str, dict[str, float]], path: Path) -> None:
-    """PNG: TeleQnA acc per category (one panel per run config) and perplexity per input."""
+    """PNG: accuracy per category (one panel per benchmark and run config) and perplexity per input."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = {n for metrics in runs.values() for n in metrics}
-    panels = sorted({n.rsplit("/", 2)[0] for n in names if n.startswith("teleqna/") and n.endswith("/acc")})
+    panels = sorted({n.rsplit("/", 2)[0] for n in names if not n.startswith("perplexity/") and n.endswith("/acc")})
     panels += ["perplexity"] if any(n.startswith("perplexity/") for n in names) else []
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6 * max(len(panels), 1), 4.5), squeeze=False)
     for ax, panel in zip(axes[0], panels):
@@ -66,13 +67,14 @@ def plot(runs: dict[str, dict[str, float]], path: Path) -> None:
         width = 0.8 / len(runs)
         for i, (label, metrics) in enumerate(runs.items()):
             ax.bar([g + i * width for g in range(len(keys))], [metrics.get(k, 0) for k in keys], width, label=label)
-        if suffix == "/acc":  # the random-guess baseline of the first run's sample
+        if suffix == "/acc":  # the random-guess and majority-answer baselines of the first run's sample
             first = next(iter(runs.values()))
-            ax.plot([g + 0.4 - width / 2 for g in range(len(keys))],
-                    [first.get(k[: -len(suffix)] + "/random", float("nan")) for k in keys], "k_", markersize=30,
-                    label="random")
+            for baseline, style in (("random", "k_"), ("majority", "r_")):
+                ax.plot([g + 0.4 - width / 2 for g in range(len(keys))],
+                        [first.get(k[: -len(suffix)] + "/" + baseline, float("nan")) for k in keys], style,
+                        markersize=30, label=baseline)
         ax.set_xticks([g + 0.4 - width / 2 for g in range(len(keys))], groups, rotation=30, ha="right", fontsize=8)
-        ax.set_title(panel.replace("teleqna/", "TeleQnA ") + (" accuracy" if suffix == "/acc" else ""))
+        ax.set_title(panel.replace("/", " ") + (" accuracy" if suffix == "/acc" else ""))
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     tmp = temporary_path(path)

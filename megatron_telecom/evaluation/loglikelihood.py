@@ -14,16 +14,25 @@ attention mask lets it see the context and its own ancestors only, so each token
 once and sees exactly the tokens it would see in ``context + continuation``. Several requests
 share a row of ``ROW_TOKENS`` tokens (the mask keeps them apart), rows form a right-padded batch,
 and only the positions that predict a continuation token go through the LM head.
+
+One scoring path: the model is reached through a ``TokenScorer`` (log-probs of given tokens at
+given positions). ``HFScorer`` runs a Hugging Face model with the tree layout above; the trainer's
+megatron scorer (``training/benchmark_eval.py``) takes plain causal rows instead (megatron's RoPE
+ignores position ids), one ``context + continuation[:-1]`` per choice, which predicts every token
+from the same tokens. Pairs, packing, targets and sums are this module's for both, and held-out
+perplexity windows are requests of the same kind (``perplexity.window_requests``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
-ROW_TOKENS = 512  # requests are packed into rows of this many tokens (no padding between them)
+ROW_TOKENS = 256  # requests are packed into rows of this many tokens (no padding between them)
+LOGIT_CHUNK = 512  # positions per LM-head call: bounds the [positions, vocab] float32 buffer
 
 @dataclass(frozen=True)
 class ContinuationScore:
@@ -96,26 +105,73 @@ def _attention_mask(parents: list[int], width: int) -> torch.Tensor:
     return mask
 
 
-@torch.inference_mode()
-def _score_batch(model, batch: list[PackedRequest]) -> list[list[ContinuationScore]]:
-    """Scores of every continuation of a batch of packed requests, in one forward."""
-    device = next(model.parameters()).device
-    width = max(len(p.input_ids) for p in batch)
-    inputs = torch.zeros(len(batch), width, dtype=torch.long)  # [b, s]
-    positions = torch.zeros(len(batch), width, dtype=torch.long)  # [b, s]
-    for row, packed in enumerate(batch):
-        inputs[row, : len(packed.input_ids)] = torch.tensor(packed.input_ids)
-        positions[row, : len(packed.positions)] = torch.tensor(packed.positions)
-    mask = torch.stack([_attention_mask(p.parents, width) for p in batch])[:, None]  # [b, 1, s, s]
-    hidden = model.get_decoder()(input_ids=inputs.to(device), position_ids=positions.to(device),
-                                 attention_mask=mask.to(device)).last_hidden_state  # [b, s, h]
-    wanted = sorted({(row, i) for row, p in enumerate(batch) for t in p.targets for i, _ in t})
-    where = {key: n for n, key in enumerate(wanted)}
-    rows, cols = zip(*wanted)
-    logits = model.get_output_embeddings()(hidden[list(rows), list(cols)]).float()  # [p, vocab]
-    logprobs = torch.log_softmax(logits, dim=-1).cpu()
-    return [[ContinuationScore(float(sum(logprobs[where[row, i], token] for i, token in t)), len(t))
-             for t in packed.targets] for row, packed in enumerate(batch)]
+class TokenScorer(Protocol):
+    """A model forward for scoring: the log-probability of chosen tokens at chosen positions.
+
+    This is the only part that differs between a Hugging Face model (``HFScorer``) and the
+    in-memory megatron model during training (``training/benchmark_eval.py``); packing, batching
+    and the summing of continuation log-likelihoods are ``score_requests``'s, shared by both.
+    """
+
+    max_length: int
+    """Longest input the model takes."""
+    tree_attention: bool
+    """Takes rows of several requests with tree masks and positions (else: one causal row each)."""
+
+    def __call__(self, rows: list[PackedRequest], targets: list[tuple[int, int, int]]) -> torch.Tensor:
+        """float64 log p(token | row, index) for each (row, index, token) of ``targets``."""
+
+
+def is_causal_chain(packed: PackedRequest) -> bool:
+    """Whether a row is one plain causal sequence (positions 0.. and each token after the previous)."""
+    return packed.positions == list(range(len(packed.positions))) and \
+        packed.parents == list(range(-1, len(packed.parents) - 1))
+
+
+class HFScorer:
+    """``TokenScorer`` of a Hugging Face causal LM: decoder once per batch, LM head at targets only."""
+
+    tree_attention = True
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.max_length = max_length(model)
+
+    @torch.inference_mode()
+    def __call__(self, rows: list[PackedRequest], targets: list[tuple[int, int, int]]) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        width = max(len(p.input_ids) for p in rows)
+        inputs = torch.zeros(len(rows), width, dtype=torch.long)  # [b, s]
+        for row, packed in enumerate(rows):
+            inputs[row, : len(packed.input_ids)] = torch.tensor(packed.input_ids)
+        extra = {}
+        if not all(is_causal_chain(p) for p in rows):  # right padding needs no mask in causal rows
+            positions = torch.zeros(len(rows), width, dtype=torch.long)  # [b, s]
+            for row, packed in enumerate(rows):
+                positions[row, : len(packed.positions)] = torch.tensor(packed.positions)
+            mask = torch.stack([_attention_mask(p.parents, width) for p in rows])[:, None]  # [b, 1, s, s]
+            extra = {"position_ids": positions.to(device), "attention_mask": mask.to(device)}
+        hidden = self.model.get_decoder()(input_ids=inputs.to(device), **extra).last_hidden_state  # [b, s, h]
+        return target_logprobs(lambda h: self.model.get_output_embeddings()(h), hidden, targets)
+
+
+def target_logprobs(head, hidden: torch.Tensor, targets: list[tuple[int, int, int]],
+                    vocab_size: int | None = None) -> torch.Tensor:
+    """float64 log-softmax of ``head(hidden[row, index])`` at each target token, LOGIT_CHUNK at a time.
+
+    ``vocab_size`` cuts the logits to the real vocabulary (a megatron model's is padded).
+    """
+    rows = torch.tensor([t[0] for t in targets], device=hidden.device)
+    cols = torch.tensor([t[1] for t in targets], device=hidden.device)
+    tokens = torch.tensor([t[2] for t in targets], device=hidden.device)
+    out = torch.empty(len(targets), dtype=torch.float64)
+    for lo in range(0, len(targets), LOGIT_CHUNK):
+        logits = head(hidden[rows[lo:lo + LOGIT_CHUNK], cols[lo:lo + LOGIT_CHUNK]]).float()  # [p, vocab]
+        if vocab_size is not None:
+            logits = logits[:, :vocab_size]
+        picked = torch.log_softmax(logits, dim=-1).gather(1, tokens[lo:lo + LOGIT_CHUNK, None])
+        out[lo:lo + LOGIT_CHUNK] = picked[:, 0].double().cpu()
+    return out
 
 
 def _concat(requests: list[PackedRequest]) -> PackedRequest:
@@ -145,19 +201,56 @@ def _rows(order: list[int], packed: list[PackedRequest], row_tokens: int) -> Ite
         yield row
 
 
-def score_requests(model, requests: list[tuple[list[int], list[list[int]]]],
-                   tokens_per_batch: int = 2048) -> list[list[ContinuationScore]]:
-    """Scores of the continuations of each (context ids, continuation ids) request."""
-    packed = [pack(context, continuations, max_length(model)) for context, continuations in requests]
-    order = sorted(range(len(packed)), key=lambda i: -len(packed[i].input_ids))
-    rows = list(_rows(order, packed, ROW_TOKENS))
-    scores: list[list[ContinuationScore]] = [[] for _ in requests]
-    per_batch = max(1, tokens_per_batch // ROW_TOKENS)
-    for lo in range(0, len(rows), per_batch):
-        batch = rows[lo:lo + per_batch]
-        results = _score_batch(model, [_concat([packed[i] for i in row]) for row in batch])
-        for row, result in zip(batch, results):
-            for index in row:
-                count = len(packed[index].targets)
-                scores[index], result = result[:count], result[count:]
-    return scores
+def _batches(rows: list[PackedRequest], tokens_per_batch: int) -> Iterator[list[int]]:
+    """Row indexes, longest first, in batches of at most ``tokens_per_batch`` padded tokens."""
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i].input_ids))
+    batch: list[int] = []
+    for index in order:
+        if batch and (len(batch) + 1) * len(rows[batch[0]].input_ids) > tokens_per_batch:
+            yield batch
+            batch = []
+        batch.append(index)
+    if batch:
+        yield batch
+
+
+def score_requests(scorer: TokenScorer, requests: list[tuple[list[int], list[list[int]]]],
+                   tokens_per_batch: int = 2048,
+                   progress: Callable[[int], None] | None = None) -> list[list[ContinuationScore]]:
+    """Scores of the continuations of each (context ids, continuation ids) request.
+
+    With a tree-attention scorer a request is one trie and several share a row; otherwise each
+    continuation is its own causal row ``context + continuation[:-1]``. Both predict every
+    continuation token from exactly the same tokens, so they give the same log-likelihoods.
+    """
+    if isinstance(scorer, torch.nn.Module):  # a bare Hugging Face model
+        scorer = HFScorer(scorer)
+    if scorer.tree_attention:
+        units = [pack(context, continuations, scorer.max_length) for context, continuations in requests]
+        owners = [(i, None) for i in range(len(requests))]
+        order = sorted(range(len(units)), key=lambda i: -len(units[i].input_ids))
+        groups = list(_rows(order, units, ROW_TOKENS))
+    else:
+        units, owners = [], []
+        for i, (context, continuations) in enumerate(requests):
+            for j, continuation in enumerate(continuations):
+                units.append(pack(context, [continuation], scorer.max_length))
+                owners.append((i, j))
+        groups = [[i] for i in range(len(units))]
+    rows = [_concat([units[i] for i in group]) for group in groups]
+    scores: list[list[ContinuationScore | None]] = [[None] * len(c) for _, c in requests]
+    for batch in _batches(rows, tokens_per_batch):
+        targets = [(b, index, token) for b, row in enumerate(batch)
+                   for t in rows[row].targets for index, token in t]
+        logprobs = scorer([rows[row] for row in batch], targets).tolist()
+        at = 0
+        for row in batch:
+            for unit in groups[row]:
+                request, choice = owners[unit]
+                for k, t in enumerate(units[unit].targets):
+                    score = ContinuationScore(sum(logprobs[at:at + len(t)]), len(t))
+                    scores[request][choice if choice is not None else k] = score
+                    at += len(t)
+        if progress is not None:
+            progress(len(targets))
+    return scores  # type: ignore[return-value]

@@ -20,13 +20,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
+from megatron_telecom.evaluation.loglikelihood import HFScorer, TokenScorer, score_requests
 from megatron_telecom.evaluation.model_source import LoadedModel
 from megatron_telecom.jsonl import jsonl_records
-
-LOGIT_CHUNK = 512  # positions per LM-head call: bounds the [positions, vocab] float32 buffer
 
 
 @dataclass(frozen=True)
@@ -94,56 +92,46 @@ def prefix_token(tokenizer) -> int:
     return token
 
 
-@torch.inference_mode()
-def _batch_nll(model, batch: list[Window]) -> float:
-    """Summed NLL of the scored targets of a batch of windows (right-padded, no mask needed)."""
-    device = next(model.parameters()).device
-    width = max(len(w.input_ids) for w in batch)
-    inputs = torch.zeros(len(batch), width, dtype=torch.long, device=device)  # [b, s]
-    for row, window in enumerate(batch):
-        inputs[row, : len(window.input_ids)] = torch.tensor(window.input_ids, device=device)
-    hidden = model.get_decoder()(input_ids=inputs).last_hidden_state  # [b, s, h]
-    rows = torch.cat([torch.full((len(w.targets),), r, device=device) for r, w in enumerate(batch)])
-    cols = torch.cat([torch.arange(w.first, w.first + len(w.targets), device=device) for w in batch])
-    targets = torch.tensor([t for w in batch for t in w.targets], device=device)
-    head = model.get_output_embeddings()
-    total = 0.0
-    for lo in range(0, len(targets), LOGIT_CHUNK):
-        logits = head(hidden[rows[lo:lo + LOGIT_CHUNK], cols[lo:lo + LOGIT_CHUNK]]).float()  # [p, vocab]
-        total -= float(torch.log_softmax(logits, -1).gather(1, targets[lo:lo + LOGIT_CHUNK, None]).sum())
-    return total
+def window_requests(documents: list[Document], prefix: int, seq_length: int,
+                    stride: int) -> list[tuple[list[int], list[list[int]]]]:
+    """Every window as a (context ids, [scored ids]) request of ``loglikelihood.score_requests``."""
+    requests = []
+    for document in documents:
+        ids = [prefix, *document.ids]
+        for w in windows(ids, seq_length, stride):
+            requests.append((w.input_ids[: w.first + 1], [w.targets]))
+    return requests
 
 
-def _batches(items: list[Window], tokens_per_batch: int) -> Iterator[list[Window]]:
-    """Windows grouped longest first so that a batch holds at most ``tokens_per_batch`` tokens."""
-    items = sorted(items, key=lambda w: -len(w.input_ids))
-    batch: list[Window] = []
-    for window in items:
-        if batch and (len(batch) + 1) * len(batch[0].input_ids) > tokens_per_batch:
-            yield batch
-            batch = []
-        batch.append(window)
-    if batch:
-        yield batch
-
-
-def perplexity(model: LoadedModel, documents: list[Document], seq_length: int, stride: int | None = None,
-               tokens_per_batch: int = 8192, desc: str = "perplexity") -> dict:
-    """Token-weighted perplexity and bits per byte of ``documents``."""
-    stride = stride or seq_length
-    prefix = prefix_token(model.tokenizer)
-    all_windows = [w for d in documents for w in windows([prefix, *d.ids], seq_length, stride)]
-    nll = 0.0
-    with tqdm(total=sum(len(w.targets) for w in all_windows), desc=desc, unit="tok", mininterval=2.0) as bar:
-        for batch in _batches(all_windows, max(tokens_per_batch, seq_length)):
-            nll += _batch_nll(model.model, batch)
-            bar.update(sum(len(w.targets) for w in batch))
+def perplexity_figures(nll: float, documents: list[Document], seq_length: int, stride: int) -> dict:
+    """Perplexity, bits per byte and counts from the summed NLL of ``documents``."""
     tokens = sum(len(d.ids) for d in documents)
     num_bytes = sum(d.num_bytes for d in documents)
-    if not tokens:
-        raise ValueError(f"{desc}: no text to score")
     return {
         "documents": len(documents), "tokens": tokens, "bytes": num_bytes, "nll": nll,
         "loss": nll / tokens, "perplexity": math.exp(nll / tokens),
         "bits_per_byte": nll / (math.log(2) * num_bytes), "seq_length": seq_length, "stride": stride,
     }
+
+
+def perplexity(model: LoadedModel | TokenScorer, documents: list[Document], seq_length: int,
+               stride: int | None = None, tokens_per_batch: int = 8192, desc: str = "perplexity",
+               prefix: int | None = None) -> dict:
+    """Token-weighted perplexity and bits per byte of ``documents``.
+
+    ``model`` is a loaded HF model, or any ``TokenScorer`` (the megatron model during training)
+    with ``prefix`` its tokenizer's prefix token; the windows and the NLL sum are the same.
+    """
+    stride = stride or seq_length
+    if isinstance(model, LoadedModel):
+        prefix, scorer = prefix_token(model.tokenizer), HFScorer(model.model)
+    else:
+        assert prefix is not None, "a bare scorer needs the prefix token"
+        scorer = model
+    if not sum(len(d.ids) for d in documents):
+        raise ValueError(f"{desc}: no text to score")
+    requests = window_requests(documents, prefix, seq_length, stride)
+    with tqdm(total=sum(len(c[0]) for _, c in requests), desc=desc, unit="tok", mininterval=2.0) as bar:
+        scores = score_requests(scorer, requests, max(tokens_per_batch, seq_length), progress=bar.update)
+    nll = -sum(s[0].loglik for s in scores)
+    return perplexity_figures(nll, documents, seq_length, stride)

@@ -1,8 +1,9 @@
-"""Results files: one JSON per model holding any perplexity and TeleQnA runs, and their tables.
+"""Results files: one JSON per model holding perplexity and multiple-choice runs, and their tables.
 
-Decision: one file may hold both kinds of result, so ``compare base.json trained.json`` sees every
-metric of a model at once. A tool adds or replaces its own entry (``perplexity.<input>`` or
-``teleqna.<mode>-<K>shot``) and keeps the others; a file of another model is refused rather than
+Decision: one file may hold every kind of result, so ``compare base.json trained.json`` sees every
+metric of a model at once. A tool adds or replaces its own entry (``perplexity.<input>``, or
+``<benchmark>.<mode>-<K>shot`` with benchmark ``teleqna``, ``oranbench`` or an exam's name) and
+keeps the others; a file of another model is refused rather than
 mixed. Files are written atomically (temporary name, then rename).
 """
 
@@ -14,7 +15,8 @@ from pathlib import Path
 from megatron_telecom.atomic import atomic_write_json
 
 FORMAT = "megatron-telecom-eval/1"
-SECTIONS = ("perplexity", "teleqna")
+PERPLEXITY = "perplexity"
+NOT_BENCHMARKS = ("format", "model", PERPLEXITY)
 
 
 def read_results(path: str | Path) -> dict:
@@ -31,7 +33,8 @@ def read_results(path: str | Path) -> dict:
 
 def update_results(path: str | Path, model: str, section: str, entries: dict) -> dict:
     """Add ``entries`` to ``section`` of the results file of ``model`` (created when missing)."""
-    assert section in SECTIONS, section
+    if section in NOT_BENCHMARKS[:2]:
+        raise ValueError(f"{section!r} cannot name a benchmark; choose another --name")
     path = Path(path)
     results = read_results(path) if path.exists() else {"format": FORMAT, "model": model}
     if results["model"] != model:
@@ -60,12 +63,19 @@ def perplexity_table(section: dict) -> str:
     return format_table(["input", "tokens", "bytes", "perplexity", "bits/byte"], rows)
 
 
-def teleqna_table(result: dict) -> str:
-    """Table of one TeleQnA run: overall and per category, beside the random baseline."""
+def benchmark_sections(results: dict) -> dict[str, dict]:
+    """``{benchmark: {run name: result}}``: every multiple-choice section of a results file."""
+    return {k: v for k, v in results.items() if k not in NOT_BENCHMARKS and isinstance(v, dict)}
+
+
+def accuracy_table(result: dict) -> str:
+    """Table of one multiple-choice run: overall and per category, beside the two baselines."""
+    keys = ("acc", "acc_norm", "random", "majority")
+
     def row(name: str, m: dict) -> list[str]:
         if not m.get("n"):
-            return [name, "0", "-", "-", "-"]
-        return [name, str(m["n"]), f"{100 * m['acc']:.2f}", f"{100 * m['acc_norm']:.2f}", f"{100 * m['random']:.2f}"]
+            return [name, "0", *["-"] * len(keys)]
+        return [name, str(m["n"]), *[f"{100 * m[k]:.2f}" if k in m else "-" for k in keys]]
 
     rows = [row(c, m) for c, m in result["categories"].items()] + [row("overall", result["overall"])]
-    return format_table(["category", "n", "acc %", "acc_norm %", "random %"], rows)
+    return format_table(["category", "n", "acc %", "acc_norm %", "random %", "majority %"], rows)

@@ -231,6 +231,28 @@ class TrainingConfig:
 
 
 @dataclass(kw_only=True)
+class BenchmarkEvalConfig:
+    """Telecom benchmarks and held-out perplexity scored during training (training/benchmark_eval.py)."""
+
+    eval_benchmarks: list[str] = field(default_factory=list)
+    """Benchmarks scored in memory, as NAME[=DATA]:SIZE (teleqna:200 oranbench:300 exam.jsonl:100), each a fixed stratified sample."""
+    eval_perplexity_inputs: list[str] = field(default_factory=list)
+    """Held-out JSONL ("text") or .txt files whose perplexity and bits per byte are scored in memory."""
+    eval_benchmark_interval: int | None = None
+    """Score them every N iterations (None: every --eval-interval; 0: never)."""
+    eval_benchmark_mode: Literal["options", "letter"] = "options"
+    """options: option texts as continuations; letter: option labels, MMLU-style."""
+    eval_benchmark_shots: int = 0
+    """Few-shot examples from the fixed per-category pool."""
+    eval_perplexity_seq_length: int | None = None
+    """Tokens per perplexity window (None: --seq-length)."""
+    eval_tokens_per_batch: int = 2048
+    """Padded tokens per scoring forward."""
+    eval_log_samples: str | None = None
+    """Folder for per-question log-likelihoods of each evaluation (iter_NNNNNNN/<benchmark>.jsonl; None: not written)."""
+
+
+@dataclass(kw_only=True)
 class PretrainConfig:
     """The whole run: one section per component."""
 
@@ -243,6 +265,7 @@ class PretrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    benchmark_eval: BenchmarkEvalConfig = field(default_factory=BenchmarkEvalConfig)
 
     def to_flat_dict(self) -> dict[str, Any]:
         """All fields by their flag name (what a checkpoint's ``args`` records)."""

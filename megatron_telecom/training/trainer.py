@@ -66,6 +66,8 @@ class Run:
     exits: ExitConditions
     interval: LogInterval = field(default_factory=LogInterval)
     forward_backward: Any = field(default_factory=get_forward_backward_func)
+    benchmarks: Any = None
+    """In-loop benchmark/perplexity evaluation (training/benchmark_eval.py; None: none asked)."""
 
 
 def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
@@ -117,7 +119,21 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
                              run_config=cfg.to_flat_dict(), enabled=is_rank_0(),
                              start_iteration=state.iteration),
         exits=exits,
+        # --- in-loop benchmark evaluation (training/benchmark_eval.py) ---
+        benchmarks=_benchmark_evaluation(cfg, seq_length),
     )
+
+
+def _benchmark_evaluation(cfg: PretrainConfig, seq_length: int) -> Any:
+    """The in-loop benchmark evaluation when --eval-benchmarks/--eval-perplexity-inputs name any."""
+    b = cfg.benchmark_eval
+    if not b.eval_benchmarks and not b.eval_perplexity_inputs:
+        return None
+    from megatron_telecom.training.benchmark_eval import BenchmarkEvaluation
+
+    return BenchmarkEvaluation(b, eval_interval=cfg.training.eval_interval, seq_length=seq_length,
+                               tokenizer_type=cfg.tokenizer.tokenizer_type,
+                               tokenizer_model=cfg.tokenizer.tokenizer_model)
 
 
 def _optimizer_and_schedule(cfg: PretrainConfig, config: Any, model: list,
@@ -326,6 +342,8 @@ def train(run: Run) -> str:
         report(run, loss, grad_norm, time.perf_counter() - start, skipped)
         if t.eval_interval and run.valid_data and s.iteration % t.eval_interval == 0:
             _report_validation(run)
+        if run.benchmarks is not None and run.benchmarks.due(s.iteration):  # benchmark_eval.py
+            run.benchmarks.report(run)
         if c.save_interval and s.iteration % c.save_interval == 0:
             save(run)
         reason = run.exits.check()

@@ -1,23 +1,25 @@
-"""TeleQnA scoring run: per-question log-likelihoods, lm-evaluation-harness metrics, shard merging.
+"""Multiple-choice accuracy runs (any benchmark): per-question log-likelihoods, metrics, baselines, shards.
 
 Metrics follow lm-evaluation-harness's ``multiple_choice`` output type: ``acc`` is 1 when the
 option with the highest summed log-likelihood is the gold one (first on ties, as ``np.argmax``),
 ``acc_norm`` the same after dividing each log-likelihood by the character length of its choice
 text (without the leading space). ``random`` is the expected accuracy of a uniform guess,
-the mean of 1/number-of-options. Every figure is computed from the per-question records by
+the mean of 1/number-of-options; ``majority`` is the accuracy of always answering the choice
+position that is most often right in the scored sample (ORAN-Bench's key is skewed: 35% of
+``fin_E``'s answers are option 1), so a model that only learnt the key's bias shows up. Every figure is computed from the per-question records by
 ``summarize``, for one process and for merged shards alike, so both give the same result.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from tqdm import tqdm
 
-from megatron_telecom.evaluation.teleqna import (
+from megatron_telecom.evaluation.questions import (
     PROMPT_TEMPLATES,
     Question,
     build_prompt,
@@ -26,17 +28,16 @@ from megatron_telecom.evaluation.teleqna import (
 )
 
 if TYPE_CHECKING:  # torch is imported when scoring starts, not when the config is parsed
-    from megatron_telecom.evaluation.loglikelihood import ContinuationScore
-    from megatron_telecom.evaluation.model_source import LoadedModel
+    from megatron_telecom.evaluation.loglikelihood import ContinuationScore, TokenScorer
 
 QUESTIONS_PER_STEP = 64  # questions handed to the scorer at once (batched by length; progress step)
 Mode = Literal["options", "letter"]
-"""Prompt formats: the keys of ``teleqna.PROMPT_TEMPLATES``."""
+"""Prompt formats: the keys of ``questions.PROMPT_TEMPLATES``."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class TeleQnAConfig:
-    """What a TeleQnA run scores and how."""
+class ChoiceScoringConfig:
+    """What a multiple-choice run scores and how."""
 
     mode: Mode = "options"
     """options: option texts as continuations; letter: option labels, MMLU-style."""
@@ -77,36 +78,39 @@ def _record(question: Question, choices: list[str], scores: list[ContinuationSco
     }
 
 
-def score_batch(model: LoadedModel, questions: list[Question], mode: str,
+def score_batch(scorer: TokenScorer, tokenizer, questions: list[Question], mode: str,
                 examples: list[list[Question]], tokens_per_batch: int) -> list[dict]:
-    """Records of ``questions`` (``examples``: each question's shots), scored together."""
+    """Records of ``questions`` (``examples``: each question's shots), scored together.
+
+    The one path from questions to per-option log-likelihoods: ``tools/evaluate.py`` passes an
+    ``HFScorer``, the trainer its megatron scorer; prompts, tokens and sums are the same.
+    """
     from megatron_telecom.evaluation.loglikelihood import encode_pair, score_requests
 
     prompts = [build_prompt(q, mode, shots) for q, shots in zip(questions, examples)]
     requests = []
     for context, continuations, _ in prompts:
-        pairs = [encode_pair(model.tokenizer, context, c) for c in continuations]
+        pairs = [encode_pair(tokenizer, context, c) for c in continuations]
         assert all(p[0] == pairs[0][0] for p in pairs), "context ids depend only on the context"
         requests.append((pairs[0][0], [p[1] for p in pairs]))
-    scores = score_requests(model.model, requests, tokens_per_batch)
+    scores = score_requests(scorer, requests, tokens_per_batch)
     return [_record(q, choices, s) for q, (_, _, choices), s in zip(questions, prompts, scores)]
 
 
-def score_questions(model: LoadedModel, questions: list[Question], sample: list[Question],
-                    config: TeleQnAConfig) -> list[dict]:
+def score_questions(scorer: TokenScorer, tokenizer, questions: list[Question], sample: list[Question],
+                    config: ChoiceScoringConfig, tokens_per_batch: int, desc: str = "questions",
+                    progress: bool = True) -> list[dict]:
     """Records of this shard's part of ``sample`` (shots drawn from ``questions``), with progress."""
-    from megatron_telecom.evaluation.model_source import default_tokens_per_batch
-
-    tokens_per_batch = config.tokens_per_batch or default_tokens_per_batch(model.device)
     pool = shot_pool(questions, config.shots)
     mine = list(enumerate(sample))[config.shard_index::config.num_shards]
     records = []
-    with tqdm(total=len(mine), desc=f"teleqna {config.name}", unit="q", mininterval=2.0) as bar:
+    with tqdm(total=len(mine), desc=f"{desc} {config.name}", unit="q", mininterval=2.0,
+              disable=not progress) as bar:
         for lo in range(0, len(mine), QUESTIONS_PER_STEP):
             orders, chunk = zip(*mine[lo:lo + QUESTIONS_PER_STEP])
             shots = [shots_for(q, pool, config.shots) for q in chunk]
-            for order, record in zip(orders, score_batch(model, list(chunk), config.mode, shots,
-                                                         tokens_per_batch)):
+            for order, record in zip(orders, score_batch(scorer, tokenizer, list(chunk), config.mode,
+                                                         shots, tokens_per_batch)):
                 records.append({"order": order, **record})
             bar.update(len(chunk))
     return records
@@ -118,14 +122,17 @@ def _argmax(values: list[float]) -> int:
 
 def _metrics(records: list[dict]) -> dict:
     n = len(records)
+    if not n:
+        return {"n": 0}
     acc = sum(_argmax(r["loglik"]) == r["gold"] - 1 for r in records)
     norm = sum(_argmax([ll / c for ll, c in zip(r["loglik"], r["num_chars"])]) == r["gold"] - 1 for r in records)
     random = sum(1 / len(r["loglik"]) for r in records)
-    return {"n": n, "acc": acc / n, "acc_norm": norm / n, "random": random / n} if n else {"n": 0}
+    majority = max(Counter(r["gold"] for r in records).values())
+    return {"n": n, "acc": acc / n, "acc_norm": norm / n, "random": random / n, "majority": majority / n}
 
 
 def summarize(records: list[dict]) -> dict:
-    """Overall and per-category acc, acc_norm and random baseline of per-question records."""
+    """Overall and per-category acc, acc_norm, random and majority baselines of per-question records."""
     records = sorted(records, key=lambda r: r["order"])
     groups: dict[str, list[dict]] = defaultdict(list)
     for record in records:
@@ -133,11 +140,12 @@ def summarize(records: list[dict]) -> dict:
     return {"overall": _metrics(records), "categories": {c: _metrics(g) for c, g in sorted(groups.items())}}
 
 
-def evaluate_teleqna(model: LoadedModel, questions: list[Question], sample: list[Question],
-                config: TeleQnAConfig) -> tuple[dict, list[dict]]:
+def evaluate_questions(scorer: TokenScorer, tokenizer, questions: list[Question], sample: list[Question],
+                       config: ChoiceScoringConfig, tokens_per_batch: int,
+                       desc: str = "questions") -> tuple[dict, list[dict]]:
     """Score this shard and return (result section, per-question records)."""
     start = time.perf_counter()
-    records = score_questions(model, questions, sample, config)
+    records = score_questions(scorer, tokenizer, questions, sample, config, tokens_per_batch, desc)
     seconds = time.perf_counter() - start
     result = {
         "mode": config.mode,
