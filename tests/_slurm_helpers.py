@@ -42,7 +42,7 @@ def skip_reason() -> str | None:
 
 def slurm_conf(base: Path, host: str, *, controller_addr: str = "127.0.0.1",
                nodes: dict[str, str] | None = None, cpus: int | None = None,
-               extra: tuple[str, ...] = ()) -> str:
+               memory_mb: int = 2048, extra: tuple[str, ...] = ()) -> str:
     """slurm.conf of a cluster whose state, logs and sockets all live under ``base``.
 
     ``nodes`` maps node name -> address (default: this host on 127.0.0.1); with several nodes
@@ -63,7 +63,7 @@ def slurm_conf(base: Path, host: str, *, controller_addr: str = "127.0.0.1",
         "JobAcctGatherType=jobacct_gather/none", "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_Core", "ReturnToService=2", "MpiDefault=none",
         "MinJobAge=30", *extra,
-        *(f"NodeName={name} NodeAddr={addr} CPUs={cpus} RealMemory=2048 State=UNKNOWN"
+        *(f"NodeName={name} NodeAddr={addr} CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN"
           for name, addr in nodes.items()),
         "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP", "",
     ])
@@ -337,23 +337,28 @@ class TwoNodeCluster:
             self.slurmd[name].wait(timeout=20)
 
     def signal_tasks(self, name: str, sig: int, match: bytes = b"megatron_telecom") -> list[int]:
-        """Send ``sig`` to the node's processes whose command line contains ``match``."""
+        """Send ``sig`` to the node's Python processes whose command line contains ``match``
+        (the job's tasks, not the srun that started them); their pids."""
         pids = []
         for pid in self.node_pids(name):
             try:
-                if match in Path(f"/proc/{pid}/cmdline").read_bytes():
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if Path(argv[0].decode()).name.startswith("python") and match in b" ".join(argv):
                     os.kill(pid, sig)
                     pids.append(pid)
             except OSError:
                 continue
         return pids
 
+    def node_states(self) -> dict[str, str]:
+        """node name -> state (idle, alloc, mix, down*...) as sinfo shows it."""
+        return _node_states(self.env)
+
     def wait_nodes(self, want: str = "idle", timeout: float = START_TIMEOUT_S) -> None:
         """Wait until every node shows state ``want`` in sinfo."""
-        wait_for(lambda: set(_node_states(self.env).values()) == {want}
-                 and len(_node_states(self.env)) == len(NODE_NAMES),
+        wait_for(lambda: list(self.node_states().values()) == [want] * len(NODE_NAMES),
                  timeout=timeout, what=f"both nodes {want}", poll=0.5,
-                 details=lambda: f"{_node_states(self.env)}\n{cluster_logs(self.base)}")
+                 details=lambda: f"{self.node_states()}\n{cluster_logs(self.base)}")
 
 
 def _remove_stale_networks() -> None:
@@ -374,11 +379,12 @@ def private_two_node_cluster(base: Path) -> Iterator[TwoNodeCluster]:
     tag = str(os.getpid())
     cluster = TwoNodeCluster(base, tag, _free_subnet())
     host = socket.gethostname().split(".")[0]
-    # config_overrides: 4 CPUs per node whatever the machine has (a 4-task job fits on one
-    # node); a node that stops answering is DOWN after SlurmdTimeout (the node-loss test)
+    # config_overrides: 4 CPUs and 8 GB per node whatever the machine has (a 4-task job fits
+    # on one node; a 3-CPU job needs a node of its own); a node that stops answering is DOWN
+    # after SlurmdTimeout (the node-loss test)
     cluster.env = _write_config(base, slurm_conf(
         base, host, controller_addr=cluster.controller_addr, nodes=cluster.addresses, cpus=4,
-        extra=("SlurmdParameters=config_overrides", "SlurmdTimeout=10")))
+        memory_mb=8192, extra=("SlurmdParameters=config_overrides", "SlurmdTimeout=10")))
     try:
         cluster.create_network()
         with _controller(base, cluster.env) as cluster.daemons:
