@@ -19,15 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _dist_helpers import (
-    REPO,
-    read_jsonl,
-    subprocess_env,
-    tiny_train_args,
-    train_losses,
-    wait_for,
-    write_token_dataset,
-)
+from _dist_helpers import REPO, subprocess_env, tiny_train_args, train_losses, write_token_dataset
 from _slurm_helpers import (
     JOB_TIMEOUT_S,
     TwoNodeCluster,
@@ -36,6 +28,7 @@ from _slurm_helpers import (
     submit,
     wait_all,
     wait_done,
+    wait_for,
     wait_queue_empty,
 )
 
@@ -145,7 +138,7 @@ def test_time_limit_signal_on_two_nodes_requeues_once_and_resumes_on_both(
     out = root.with_suffix(".out")
     job = _pretrain(env, out, 2, 1, _flags(tokens, root))
     metrics = root / "metrics.jsonl"
-    _when(lambda: metrics.exists() and read_jsonl(metrics), env, job, out, "a logged iteration")
+    _when(lambda: metrics.exists() and train_losses(metrics), env, job, out, "a logged iteration")
     subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True, timeout=30)
     final = wait_done(env, job, out)
     text = out.read_text()

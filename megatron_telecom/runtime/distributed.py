@@ -319,6 +319,10 @@ def initialize_distributed(
                          f"this job has {env.world_size}: compute it from job_env().world_size")
     if not dist.is_initialized():
         _init_process_group(env, timeout_minutes)
+    tp = layout.tensor_model_parallel_size if layout else 1
+    if env.rank == 0 and env.num_nodes > 1 and env.tasks_per_node % tp:
+        print(f"note: TP {tp} does not divide the {env.tasks_per_node} tasks per node: "
+              "tensor-parallel groups span nodes (slow); keep TP <= tasks per node", flush=True)
 
     from megatron.core import parallel_state
 
