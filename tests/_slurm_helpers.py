@@ -42,7 +42,7 @@ def skip_reason() -> str | None:
 
 def slurm_conf(base: Path, host: str, *, controller_addr: str = "127.0.0.1",
                nodes: dict[str, str] | None = None, cpus: int | None = None,
-               memory_mb: int = 2048, extra: tuple[str, ...] = ()) -> str:
+               memory_mb: int = 2048, cred_expire: int = 120, extra: tuple[str, ...] = ()) -> str:
     """slurm.conf of a cluster whose state, logs and sockets all live under ``base``.
 
     ``nodes`` maps node name -> address (default: this host on 127.0.0.1); with several nodes
@@ -54,7 +54,7 @@ def slurm_conf(base: Path, host: str, *, controller_addr: str = "127.0.0.1",
     return "\n".join([
         "ClusterName=telecomtest", f"SlurmctldHost={host}({controller_addr})",
         f"SlurmctldPort={free_port()}", f"SlurmdPort={free_port()}", "AuthType=auth/munge",
-        "CredType=cred/munge", f"AuthInfo=socket={base}/munge.socket",
+        "CredType=cred/munge", f"AuthInfo=socket={base}/munge.socket,cred_expire={cred_expire}",
         f"StateSaveLocation={base}/state", f"SlurmdSpoolDir={base}/spool{daemon}",
         f"SlurmctldPidFile={base}/slurmctld.pid", f"SlurmdPidFile={base}/slurmd{daemon}.pid",
         f"SlurmctldLogFile={base}/slurmctld.log", f"SlurmdLogFile={base}/slurmd{daemon}.log",
@@ -381,10 +381,11 @@ def private_two_node_cluster(base: Path) -> Iterator[TwoNodeCluster]:
     host = socket.gethostname().split(".")[0]
     # config_overrides: 4 CPUs and 8 GB per node whatever the machine has (a 4-task job fits
     # on one node; a 3-CPU job needs a node of its own); a node that stops answering is DOWN
-    # after SlurmdTimeout (the node-loss test)
+    # after SlurmdTimeout and a requeued job is held for cred_expire (the node-loss test)
     cluster.env = _write_config(base, slurm_conf(
         base, host, controller_addr=cluster.controller_addr, nodes=cluster.addresses, cpus=4,
-        memory_mb=8192, extra=("SlurmdParameters=config_overrides", "SlurmdTimeout=10")))
+        memory_mb=8192, cred_expire=40,
+        extra=("SlurmdParameters=config_overrides", "SlurmdTimeout=10")))
     try:
         cluster.create_network()
         with _controller(base, cluster.env) as cluster.daemons:
@@ -423,24 +424,26 @@ def wait_state(env: dict[str, str], job: str, state: str, timeout: float = 120) 
              what=f"job {job} to be {state}", poll=0.5, details=lambda: str(job_fields(env, job)))
 
 
-def ended(env: dict[str, str], job: str) -> dict[str, str] | None:
+def ended(env: dict[str, str], job: str, *, release: bool = True) -> dict[str, str] | None:
     """The job's fields once it has ended for good (JobState GONE once scontrol forgot it), else
-    None; a requeued job held until its BeginTime is released now, to keep tests fast."""
+    None; a requeued job held until its BeginTime is released now (``release``), to keep tests
+    fast."""
     fields = job_fields(env, job) or {"JobState": "GONE"}
     if fields["JobState"] not in ACTIVE_STATES:
         return fields
-    if fields["JobState"] == "PENDING" and fields.get("Reason") == "BeginTime":
+    if release and fields["JobState"] == "PENDING" and fields.get("Reason") == "BeginTime":
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env,
                        capture_output=True, timeout=COMMAND_TIMEOUT_S)
     return None
 
 
-def wait_done(env: dict[str, str], job: str, log: Path,
-              timeout: float = JOB_TIMEOUT_S) -> dict[str, str]:
+def wait_done(env: dict[str, str], job: str, log: Path, timeout: float = JOB_TIMEOUT_S, *,
+              release: bool = True) -> dict[str, str]:
     """The fields of ``job`` once it has ended; on timeout it is cancelled and the test fails
-    with the tail of its output file ``log``."""
+    with the tail of its output file ``log``. ``release``: see ``ended``."""
     try:
-        return wait_for(lambda: ended(env, job), timeout=timeout, what=f"job {job} to end",
+        return wait_for(lambda: ended(env, job, release=release), timeout=timeout,
+                        what=f"job {job} to end",
                         poll=1, details=lambda: log_tail(log))
     except AssertionError:
         subprocess.run(["scancel", job], env=env, timeout=COMMAND_TIMEOUT_S)
