@@ -72,6 +72,7 @@ submit)
     ;;
 run)
     if [[ -n "${SLURM_ARRAY_TASK_ID:-}" ]]; then
+        echo "evaluate $command: shard $SLURM_ARRAY_TASK_ID of $shards on ${SLURMD_NODENAME:-$(hostname)}"
         exec python "$root/tools/evaluate.py" "$command" "${rest[@]}" \
             --num-shards "$shards" --shard-index "$SLURM_ARRAY_TASK_ID" \
             --output "$shard_dir/shard-$SLURM_ARRAY_TASK_ID.json"

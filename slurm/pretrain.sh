@@ -4,8 +4,13 @@
 #   sbatch --nodes 4 slurm/pretrain.sh examples/configs/llama3_8b_telecom.yaml [--flag value ...]
 #
 # Flags after the config override its keys (Megatron-LM names), e.g. --train-iters 2000.
-# The runtime reads SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID and takes the first host of the
-# job's node list as master (port: $MASTER_PORT, else derived from the job id).
+# Multi-node: everything comes from the allocation, nothing to set by hand. Each task reads
+# SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID / SLURM_NODEID and the step's node list; rank 0
+# runs on the first node, which is the master (port: $MASTER_PORT, else derived from the job
+# id). Every rank meets rank 0 there within $RENDEZVOUS_TIMEOUT seconds (default: the
+# --distributed-timeout-minutes); a node whose tasks never join ends the job with an error that
+# names it. Rank 0 logs which ranks run on which node ("rendezvous at ...: cn01: ranks 0-7; ...").
+# Megatron's rank order puts TP innermost: TP <= tasks per node keeps TP inside a node.
 # Time limits and preemption: the run carries on by itself, in the same job id.
 # SLURM sends SIGUSR1 300 s before the time limit (--signal below) and SIGTERM on preemption;
 # every task saves a checkpoint, then rank 0 runs `scontrol requeue` for this job (array jobs:
@@ -57,7 +62,8 @@ export PYTHONUNBUFFERED=1
 # how to continue by hand if the run cannot requeue itself (printed by the trainer)
 export PRETRAIN_RESUBMIT="sbatch [your sbatch options] slurm/pretrain.sh ${config}${*:+ $*}"
 echo "job ${SLURM_JOB_ID:-?} (restart ${SLURM_RESTART_COUNT:-0}) $(date -u +%FT%TZ):" \
-    "${SLURM_NNODES:-1} node(s), ${SLURM_NTASKS:-1} task(s), config $config"
+    "${SLURM_NNODES:-1} node(s) ${SLURM_JOB_NODELIST:-}, ${SLURM_NTASKS:-1} task(s)" \
+    "(per node: ${SLURM_TASKS_PER_NODE:-1}), config $config"
 # SLURM >= 22.05 no longer passes the job's --cpus-per-task on to srun: ask for it again
 srun --kill-on-bad-exit=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" \
     python -m megatron_telecom.pretrain --config "$config" "$@"

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 from _docx_helpers import SPEC_MARKDOWN, build_spec_docx
-from _slurm_helpers import private_cluster, skip_reason
+from _slurm_helpers import (
+    TwoNodeCluster,
+    private_cluster,
+    private_two_node_cluster,
+    skip_reason,
+    two_node_skip_reason,
+)
 
 # ---- curation_ fixtures (tests/test_curation*.py) -------------------------------------------
 
@@ -60,6 +66,20 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         pytest.skip(reason)
     with private_cluster(tmp_path_factory.mktemp("slurm")) as env:
         yield env
+
+
+@pytest.fixture(scope="session")
+def slurm_two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodeCluster]:
+    """A running private two-node SLURM cluster (cn01, cn02: one network namespace each).
+
+    See _slurm_helpers.private_two_node_cluster; skips where slurm_cluster does or where the
+    kernel refuses network namespaces.
+    """
+    reason = two_node_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with private_two_node_cluster(tmp_path_factory.mktemp("slurm2")) as cluster:
+        yield cluster
 
 
 # ---- evaluation_ fixtures (tests/test_evaluation_*.py, tests/test_generate*.py) --------------

@@ -1,7 +1,10 @@
 """Distributed bring-up: launcher detection (torchrun, SLURM), process group, megatron groups.
 
 The same call starts a 2-process CPU test under torchrun (gloo, CPU shim) and a multi-node
-SLURM job on GPUs (nccl, one process per GPU).
+SLURM job on GPUs (nccl, one process per GPU). Under SLURM everything comes from the
+allocation: rank (SLURM_PROCID), node (SLURM_NODEID, SLURMD_NODENAME), tasks per node and the
+master (the step's first node); the ranks meet there (runtime/rendezvous.py) within
+$RENDEZVOUS_TIMEOUT seconds (default: the collective timeout).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import logging
 import os
 import random
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -21,6 +25,7 @@ import torch.distributed as dist
 
 from megatron_telecom.runtime.cpu_shim import install_cpu_shim
 from megatron_telecom.runtime.parallel_layout import ParallelLayout
+from megatron_telecom.runtime.rendezvous import expand_tasks_per_node, rendezvous
 
 __all__ = [
     "DistributedEnv",
@@ -30,6 +35,7 @@ __all__ = [
     "get_device",
     "initialize_distributed",
     "job_env",
+    "rendezvous_timeout_s",
     "set_random_seed",
 ]
 
@@ -53,6 +59,16 @@ class DistributedEnv:
     """Port of the rendezvous store."""
     launcher: Launcher
     """Who started the process: torchrun, SLURM (srun) or nobody (single process)."""
+    node_rank: int = 0
+    """Index of this process's node in the job (SLURM_NODEID; torchrun's GROUP_RANK)."""
+    num_nodes: int = 1
+    """Number of nodes the processes run on."""
+    tasks_per_node: int = 1
+    """Processes on this node (SLURM_STEP_TASKS_PER_NODE; torchrun's LOCAL_WORLD_SIZE)."""
+    node: str = ""
+    """Name of this process's node (SLURMD_NODENAME); empty outside SLURM."""
+    nodes: tuple[str, ...] = ()
+    """The SLURM step's nodes in order (the first hosts rank 0); empty outside SLURM."""
 
 
 def _int_var(environ: Mapping[str, str], name: str, default: int | None = None) -> int:
@@ -126,17 +142,31 @@ def _slurm_master_port(environ: Mapping[str, str]) -> int:
     return _int_var(environ, "MASTER_PORT", DEFAULT_MASTER_PORT)
 
 
+def _slurm_tasks_on_node(environ: Mapping[str, str], node_rank: int, num_nodes: int) -> int:
+    """Tasks on node ``node_rank`` from SLURM's per-node counts ("2(x2)"); 1 if not given."""
+    value = environ.get("SLURM_STEP_TASKS_PER_NODE") or environ.get("SLURM_TASKS_PER_NODE")
+    counts = expand_tasks_per_node(value) if value else []
+    return counts[node_rank] if len(counts) == num_nodes else 1
+
+
 def _detect_slurm(environ: Mapping[str, str]) -> DistributedEnv:
-    nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
+    # the step's nodes (srun's SLURM_STEP_NODELIST): its first node runs rank 0
+    nodelist = (environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST")
+                or environ.get("SLURM_NODELIST"))
+    nodes = tuple(expand_slurm_hostlist(nodelist)) if nodelist else ()
     if "MASTER_ADDR" in environ:
         master_addr = environ["MASTER_ADDR"]
-    elif nodelist:
-        master_addr = expand_slurm_hostlist(nodelist)[0]
+    elif nodes:
+        master_addr = nodes[0]
     else:
         raise ValueError(
             "SLURM_PROCID is set but neither MASTER_ADDR nor SLURM_JOB_NODELIST/SLURM_NODELIST "
             "is: launch with srun inside an allocation, or export MASTER_ADDR"
         )
+    node_rank = _int_var(environ, "SLURM_NODEID", 0)
+    num_nodes = max(len(nodes), 1)
+    if node_rank >= num_nodes:
+        raise ValueError(f"SLURM_NODEID={node_rank} is outside the node list {nodelist!r}")
     return DistributedEnv(
         rank=_int_var(environ, "SLURM_PROCID"),
         world_size=_int_var(environ, "SLURM_NTASKS", 1),
@@ -144,6 +174,11 @@ def _detect_slurm(environ: Mapping[str, str]) -> DistributedEnv:
         master_addr=master_addr,
         master_port=_slurm_master_port(environ),
         launcher="slurm",
+        node_rank=node_rank,
+        num_nodes=num_nodes,
+        tasks_per_node=_slurm_tasks_on_node(environ, node_rank, num_nodes),
+        node=environ.get("SLURMD_NODENAME") or (nodes[node_rank] if nodes else ""),
+        nodes=nodes,
     )
 
 
@@ -158,6 +193,9 @@ def detect_distributed_env(environ: Mapping[str, str] | None = None) -> Distribu
             master_addr=environ.get("MASTER_ADDR", "127.0.0.1"),
             master_port=_int_var(environ, "MASTER_PORT", DEFAULT_MASTER_PORT),
             launcher="torchrun",
+            node_rank=_int_var(environ, "GROUP_RANK", 0),
+            num_nodes=_int_var(environ, "GROUP_WORLD_SIZE", 1),
+            tasks_per_node=_int_var(environ, "LOCAL_WORLD_SIZE", 1),
         )
     elif "SLURM_PROCID" in environ:
         env = _detect_slurm(environ)
@@ -196,11 +234,24 @@ def set_random_seed(seed: int) -> None:
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
 
 
+def rendezvous_timeout_s(environ: Mapping[str, str], timeout_minutes: int) -> float:
+    """$RENDEZVOUS_TIMEOUT (seconds) when set, else the collective timeout."""
+    value = environ.get("RENDEZVOUS_TIMEOUT")
+    if value is None:
+        return 60.0 * timeout_minutes
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise ValueError(f"RENDEZVOUS_TIMEOUT={value!r} must be a positive number of seconds")
+    return seconds
+
+
 def _init_process_group(env: DistributedEnv, timeout_minutes: int) -> None:
     use_cuda = torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
-    # env:// so that torchrun's agent store is reused; SLURM/single runs get the variables here.
     os.environ.update(
         RANK=str(env.rank),
         WORLD_SIZE=str(env.world_size),
@@ -208,12 +259,23 @@ def _init_process_group(env: DistributedEnv, timeout_minutes: int) -> None:
         MASTER_ADDR=env.master_addr,
         MASTER_PORT=str(env.master_port),
     )
+    timeout = timedelta(minutes=timeout_minutes)
+    # torchrun and single processes: env:// (torchrun's agent store is reused); SLURM tasks meet
+    # at rank 0's store, with a clear error when a rank never joins
+    store = None
+    if env.launcher == "slurm":
+        store = rendezvous(env.master_addr, env.master_port, rank=env.rank,
+                           world_size=env.world_size, node=env.node or socket.gethostname(),
+                           nodes=list(env.nodes),
+                           timeout_s=rendezvous_timeout_s(os.environ, timeout_minutes),
+                           collective_timeout=timeout)
     dist.init_process_group(
         backend="nccl" if use_cuda else "gloo",
-        init_method="env://",
+        init_method=None if store else "env://",
+        store=store,
         rank=env.rank,
         world_size=env.world_size,
-        timeout=timedelta(minutes=timeout_minutes),
+        timeout=timeout,
     )
 
 
@@ -257,6 +319,10 @@ def initialize_distributed(
                          f"this job has {env.world_size}: compute it from job_env().world_size")
     if not dist.is_initialized():
         _init_process_group(env, timeout_minutes)
+    tp = layout.tensor_model_parallel_size if layout else 1
+    if env.rank == 0 and env.num_nodes > 1 and env.tasks_per_node % tp:
+        print(f"note: TP {tp} does not divide the {env.tasks_per_node} tasks per node: "
+              "tensor-parallel groups span nodes (slow); keep TP <= tasks per node", flush=True)
 
     from megatron.core import parallel_state
 
