@@ -8,12 +8,13 @@ if [[ ${1:-} == --fast ]]; then fast=1; shift; fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/tools/setup_env.sh"
 cd "$root"
-# A real one-node SLURM for the SLURM tests (Debian packages; the tests start their own daemons).
+# A real SLURM for the SLURM tests (Debian packages; the tests start their own daemons: one node, and
+# two nodes in network namespaces joined by a bridge, which needs iproute2).
 # Without root or apt those tests skip with a reason.
-if [[ $fast == 0 && $(id -u) == 0 ]] && command -v apt-get >/dev/null && ! command -v slurmctld >/dev/null; then
-  echo "installing slurmctld slurmd slurm-client munge for the SLURM tests"
+if [[ $fast == 0 && $(id -u) == 0 ]] && command -v apt-get >/dev/null && ! { command -v slurmctld && command -v ip; } >/dev/null; then
+  echo "installing slurmctld slurmd slurm-client munge iproute2 for the SLURM tests"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      slurmctld slurmd slurm-client munge >/dev/null; } || echo "SLURM install failed: SLURM tests will skip"
+      slurmctld slurmd slurm-client munge iproute2 >/dev/null; } || echo "SLURM install failed: SLURM tests will skip"
 fi
 ruff check .
 if [[ $fast == 1 ]]; then
