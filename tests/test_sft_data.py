@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -325,3 +326,36 @@ def test_a_tokenizer_without_chat_templates_is_refused_in_one_line(capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "HuggingFaceTokenizer is required" in err
+
+
+def _ngrams(text: str, n: int = 13) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def _sample_texts(row: dict) -> list[str]:
+    messages = row.get("messages") or (
+        [{"content": row["prompt"]}, {"content": row["completion"]}] if isinstance(row["prompt"], str)
+        else row["prompt"] + row["completion"])
+    return [m["content"] for m in messages]
+
+
+def test_the_sample_shares_no_13_gram_with_the_evaluation_sets():
+    """The sample is ours, not built from TeleQnA or ORAN-Bench: no 13-word run (the usual
+    contamination test) of any sample text appears in their questions or options."""
+    data = REPO.parent / "shared" / "data"
+    teleqna, oran = data / "teleqna" / "TeleQnA.zip", data / "oranbench"
+    if not teleqna.is_file() or not oran.is_dir():
+        pytest.skip(f"the evaluation sets are not in {data} (TeleQnA.zip and oranbench/)")
+    from megatron_telecom.evaluation.teleqna import read_teleqna
+
+    benchmark: set[tuple[str, ...]] = set()
+    for question in read_teleqna(teleqna).questions:
+        for text in (question.question, *question.options):
+            benchmark |= _ngrams(text)
+    for path in sorted(oran.glob("*.json")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            benchmark |= _ngrams(line)
+    assert len(benchmark) > 100_000
+    shared = {text[:60] for row in _sample_rows() for text in _sample_texts(row) if _ngrams(text) & benchmark}
+    assert not shared

@@ -15,6 +15,7 @@ is trained on (each assistant message of a chat row; the completion of a prompt/
   prefix of ``header`` and ``full``) -- the generation prompt (``<|im_start|>assistant\\n``) is
   context, the answer and its end-of-turn tokens are trained. This is TRL's ``completion_mask``
   rule, applied to every assistant turn.
+- the first token of a conversation is never 1: nothing before it predicts it.
 
 A default system prompt the template injects (SmolLM2: when the first message is not a system
 message) is rendered in every prefix alike, so it lands in the context, never in the mask. A region
@@ -111,28 +112,32 @@ class ChatRenderer:
     def tokenize(self, text: str) -> list[int]:
         return self.hf(text, add_special_tokens=False)["input_ids"]
 
-    def _tokens_of(self, messages: list[Message], add_generation_prompt: bool = False) -> list[int]:
-        return self.tokenize(self.render(messages, add_generation_prompt))
-
     def conversation(self, messages: list[Message], regions: list[tuple[int, int]]) -> Tokenized:
         """Tokens of ``messages`` and a mask that is 1 exactly on the tokens of the message ranges
         ``regions`` (``[a, b)`` each), without their generation prompt; see the module docstring."""
-        full = self._tokens_of(messages)
+        rendered: dict[tuple[int, bool], list[int]] = {}
+
+        def tokens_of(n: int, add_generation_prompt: bool = False) -> list[int]:
+            if (n, add_generation_prompt) not in rendered:
+                rendered[n, add_generation_prompt] = self.tokenize(self.render(messages[:n], add_generation_prompt))
+            return rendered[n, add_generation_prompt]
+
+        full = tokens_of(len(messages))
         mask = np.zeros(len(full), dtype=np.uint8)
         for a, b in regions:
             if a == 0:  # what the template puts before a first message (a default system prompt?)
                 raise Refused("assistant_first", "the conversation opens with an assistant message: no prompt")
-            before = self._tokens_of(messages[:a])
-            through = full if b == len(messages) else self._tokens_of(messages[:b])
+            before, through = tokens_of(a), tokens_of(b)
             for name, prefix, n in (("before", before, a), ("through", through, b)):
                 if not _is_prefix(prefix, full):
                     at = common_prefix_length(prefix, full)
                     raise Refused("prefix_broken", f"the first {n} messages render differently once later "
                                   f"messages follow ({name} turn {a}, token {at}: "
                                   f"{self.hf.decode(prefix[at:at + 8])!r})")
-            header = self._tokens_of(messages[:a], add_generation_prompt=True)
+            header = tokens_of(a, add_generation_prompt=True)
             start = max(len(before), common_prefix_length(header, full))
             mask[start:len(through)] = 1
+        mask[:1] = 0  # the first token is never a label (nothing precedes it), whatever the template
         return Tokenized(full, mask)
 
     def text_completion(self, prompt: str, completion: str) -> Tokenized:

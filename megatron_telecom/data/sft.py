@@ -162,8 +162,8 @@ def tokenize_row(renderer: ChatRenderer, line: bytes, seq_length: int) -> Tokeni
     trained = int(result.loss_mask.sum())
     if trained == 0:
         raise Refused("no_assistant_tokens", "the assistant turns rendered no tokens")
-    if trained == len(result.tokens):
-        raise Refused("mask_all_ones", f"all {trained} tokens would be trained on")
+    if result.loss_mask[1:].all():  # the first token is never a label
+        raise Refused("mask_all_ones", f"all {len(result.tokens)} tokens would be trained on")
     if len(result.tokens) > seq_length:
         raise Refused("too_long", f"{len(result.tokens)} tokens > --seq-length {seq_length}")
     return result
@@ -287,24 +287,29 @@ def preprocess_sft(config: SFTPreprocessConfig) -> SFTPreprocessResult:
     return result
 
 
+def summary(config: SFTPreprocessConfig, result: SFTPreprocessResult) -> str:
+    """What the tool prints: counts, packing algorithm and efficiency, truncation, refusals."""
+    p, stats, refused = result.packing, result.packing.as_dict(), result.refused
+    lines = [f"Done: {result.conversations:,} conversations, {p.tokens:,} tokens ({result.trained_tokens:,} trained) "
+             f"-> {p.sequences:,} sequences of <= {p.capacity} tokens in {result.seconds:.1f} s",
+             f"  packing: {stats['description']}; efficiency {100 * p.efficiency:.2f}% "
+             f"({stats['padding_tokens']:,} padding tokens)",
+             f"  truncation: {TRUNCATION_POLICY}",
+             f"  {result.tokens_prefix}.bin/.idx, {result.loss_mask_prefix}.bin/.idx, {config.output_prefix}.json"]
+    if refused.total:
+        lines.append(f"Refused {refused.total:,} rows:")
+        lines += [f"  {reason}: {refused.counts[reason]:,} (e.g. {', '.join(refused.examples[reason])})"
+                  for reason in sorted(refused.counts)]
+    return "\n".join(lines)
+
+
 def run_preprocess_sft(config: SFTPreprocessConfig) -> int:
-    """`tools/preprocess_sft.py`: preprocess and print the summary; exit code 1 for a --strict refusal."""
+    """`tools/preprocess_sft.py`: preprocess and print the summary; a --strict refusal is exit code 1."""
     try:
-        result = preprocess_sft(config)
+        print(summary(config, preprocess_sft(config)))
     except BadRecordError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    p = result.packing
-    print(f"Done: {result.conversations:,} conversations, {p.tokens:,} tokens ({result.trained_tokens:,} trained) "
-          f"-> {p.sequences:,} sequences of <= {p.capacity} tokens in {result.seconds:.1f} s")
-    print(f"  packing: {p.as_dict()['description']}; efficiency {100 * p.efficiency:.2f}% "
-          f"({p.as_dict()['padding_tokens']:,} padding tokens)")
-    print(f"  truncation: {TRUNCATION_POLICY}")
-    print(f"  {result.tokens_prefix}.bin/.idx, {result.loss_mask_prefix}.bin/.idx, {config.output_prefix}.json")
-    if result.refused.total:
-        print(f"Refused {result.refused.total:,} rows:")
-        for reason, count in sorted(result.refused.counts.items()):
-            print(f"  {reason}: {count:,} (e.g. {', '.join(result.refused.examples[reason])})")
     return 0
 
 
