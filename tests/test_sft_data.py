@@ -274,14 +274,18 @@ def test_every_refusal_reason_is_counted_with_its_line(tmp_path, refusal_inputs,
     assert len(PackedSFTDataset(prefix)) == 1
 
 
-def test_strict_stops_at_the_first_refusal_with_one_line_and_writes_nothing(tmp_path, refusal_inputs, capsys):
-    data, template = refusal_inputs
+@pytest.mark.parametrize("reason", list(REFUSAL_LINES))
+def test_strict_stops_at_the_first_refusal_with_one_line_and_writes_nothing(tmp_path, refusal_inputs, capsys, reason):
+    _, template = refusal_inputs
+    data = tmp_path / "one_bad_row.jsonl"
+    data.write_bytes(b"\n".join([_line(GOOD), REFUSAL_LINES[reason], _line(GOOD)]) + b"\n")
     argv = ["--input", str(data), "--output-prefix", str(tmp_path / "out" / "sft"), "--tokenizer-type",
-            "HuggingFaceTokenizer", "--tokenizer-model", BUNDLED, "--seq-length", "64", "--strict"]
+            "HuggingFaceTokenizer", "--tokenizer-model", BUNDLED, "--seq-length", "64", "--strict",
+            "--chat-template", str(template)]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert err.startswith(f"error: {data}:2: invalid_utf8: ") and err.endswith("(--strict: nothing was written)")
+    assert err.startswith(f"error: {data}:2: {reason}: ") and err.endswith("(--strict: nothing was written)")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
