@@ -36,14 +36,7 @@ SMOLLM2_SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolL
 
 # SmolLM2's template with {% generation %} around each assistant answer and its end of turn: what
 # TRL needs for assistant_only_loss (it refuses SmolLM2's own template, which has no such tags).
-TAGGED_SMOLLM2 = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
-    "{% endif %}{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\n' }}{% generation %}"
-    "{{ message['content'] + '<|im_end|>\n' }}{% endgeneration %}{% else %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+TAGGED_SMOLLM2 = (REPO / "tests" / "fixtures" / "smollm2_generation_tagged.jinja").read_text(encoding="utf-8")
 
 
 def _msg(role: str, content: str) -> dict:
