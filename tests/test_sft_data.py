@@ -356,3 +356,22 @@ def test_the_sample_shares_no_13_gram_with_the_evaluation_sets():
     assert len(benchmark) > 100_000
     shared = {text[:60] for row in _sample_rows() for text in _sample_texts(row) if _ngrams(text) & benchmark}
     assert not shared
+
+
+@pytest.mark.slow
+def test_workers_write_the_same_bytes_and_refusals(tmp_path, refusal_inputs):
+    """--workers 2 (spawned processes, input batches spread over them) == one process, byte for byte."""
+    data, template = refusal_inputs
+    inputs = [SAMPLE, data]
+    outputs = []
+    for workers in (1, 2):
+        config = _config(tmp_path / f"w{workers}", inputs, seq_length=1024, workers=workers,
+                         chat_template=str(template))
+        result = preprocess_sft(config)
+        files = [Path(f"{config.output_prefix}{suffix}") for suffix in
+                 ("_tokens.bin", "_tokens.idx", "_loss_mask.bin", "_loss_mask.idx")]
+        outputs.append(([f.read_bytes() for f in files], result.refused.counts, result.conversations))
+    assert outputs[0] == outputs[1]
+    # at 1024 tokens the too_long row fits: 2 good rows + it are accepted, every other reason refused
+    assert outputs[0][2] == len(_sample_rows()) + 3
+    assert outputs[0][1] == dict.fromkeys(set(REFUSAL_LINES) - {"too_long"}, 1)

@@ -47,6 +47,9 @@ class Refused(ValueError):
         self.reason = reason
         self.detail = detail
 
+    def __reduce__(self) -> tuple:  # crosses process boundaries (--workers) with both fields
+        return Refused, (self.reason, self.detail)
+
 
 def read_chat_template(folder: Path) -> str | None:
     """The template a tokenizer folder ships: chat_template.jinja, else tokenizer_config.json's."""
@@ -88,6 +91,7 @@ class ChatRenderer:
     def __init__(self, tokenizer_folder: Path, chat_template: str | Path | None = None) -> None:
         from transformers import AutoTokenizer
 
+        self.folder = Path(tokenizer_folder)
         self.hf = AutoTokenizer.from_pretrained(str(tokenizer_folder))
         if chat_template is not None:
             path = Path(chat_template)

@@ -28,14 +28,21 @@ without its answer. Raise ``--seq-length`` or split the conversation upstream.
 
 Refusal reasons (counted, with the first file:line of each; ``--strict`` stops at the first
 with one ``error:`` line and writes nothing): see ``REFUSAL_REASONS``. Conversations are
-held in memory until packing (tokens as 2-4 bytes each).
+held in memory until packing (tokens as 2-4 bytes each). ``--workers N`` renders and tokenizes
+in N processes; the output is the same bytes as with one.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import multiprocessing
+import os
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +60,7 @@ from megatron_telecom.data.indexed import (
     read_document,
     read_index,
 )
-from megatron_telecom.data.jsonl_input import InputFile, read_batches, resolve_inputs
+from megatron_telecom.data.jsonl_input import Batch, InputFile, read_batches, resolve_inputs
 from megatron_telecom.data.packing import PackingAlgorithm, PackingStats, pack
 from megatron_telecom.data.preprocess import BadRecordError, Progress, SkippedRecords
 from megatron_telecom.data.tokenizers import (
@@ -79,6 +86,7 @@ REFUSAL_REASONS = {
     "mask_all_ones": "every token is trained on: the mask cannot tell prompt from answer",
     "too_long": "more tokens than --seq-length (never truncated)",
 }
+_BATCH_BYTES = 1 << 16  # raw input per task: small, so that --workers share even small files
 TRUNCATION_POLICY = "none: conversations longer than --seq-length are refused (too_long), never cut"
 
 
@@ -98,6 +106,8 @@ class SFTPreprocessConfig:
     """A .jinja file used instead of the tokenizer's own chat template."""
     strict: bool = False
     """Stop at the first refused row (file:line and reason) and write nothing."""
+    workers: int = 1
+    """Processes that render and tokenize (1: this process; each worker loads the tokenizer)."""
     log_interval: int = 1000
     """Conversations between progress lines."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -106,8 +116,9 @@ class SFTPreprocessConfig:
         if self.tokenizer.tokenizer_type not in HUGGINGFACE_TYPES:
             raise ValueError("--tokenizer-type HuggingFaceTokenizer is required: chat templates live in "
                              "Hugging Face tokenizer folders (give --tokenizer-model FOLDER or bundled:NAME)")
-        if self.seq_length < 2:
-            raise ValueError(f"--seq-length must be >= 2, got {self.seq_length}")
+        for flag, value, least in (("--seq-length", self.seq_length, 2), ("--workers", self.workers, 1)):
+            if value < least:
+                raise ValueError(f"{flag} must be >= {least}, got {value}")
 
 
 def _messages(value: Any, what: str) -> list[Message]:
@@ -178,27 +189,67 @@ class Conversations:
     refused: SkippedRecords = field(default_factory=SkippedRecords)
 
 
+def tokenize_rows(renderer: ChatRenderer, lines: list[bytes], seq_length: int) -> list[Tokenized | Refused]:
+    """`tokenize_row` for each line, refusals returned in place (what a worker sends back)."""
+    out: list[Tokenized | Refused] = []
+    for line in lines:
+        try:
+            out.append(tokenize_row(renderer, line, seq_length))
+        except Refused as refusal:
+            out.append(refusal)
+    return out
+
+
+_worker: tuple[ChatRenderer, int] | None = None
+
+
+def _init_worker(folder: Path, chat_template: str | None, seq_length: int) -> None:
+    global _worker
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _worker = (ChatRenderer(folder, chat_template), seq_length)
+
+
+def _tokenize_in_worker(lines: list[bytes]) -> list[Tokenized | Refused]:
+    assert _worker is not None
+    return tokenize_rows(_worker[0], lines, _worker[1])
+
+
+def tokenized_batches(config: SFTPreprocessConfig, renderer: ChatRenderer,
+                      batches: Iterator[Batch]) -> Iterator[tuple[Batch, list[Tokenized | Refused]]]:
+    """Each batch with its rows tokenized, in input order; --workers N spreads groups of 2N batches
+    over N spawned processes (so at most 2N batches are in memory at once)."""
+    if config.workers == 1:
+        for batch in batches:
+            yield batch, tokenize_rows(renderer, batch.lines, config.seq_length)
+        return
+    context = multiprocessing.get_context("spawn")
+    initargs = (renderer.folder, config.chat_template, config.seq_length)
+    with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+        try:
+            while group := list(itertools.islice(batches, 2 * config.workers)):
+                yield from zip(group, pool.map(_tokenize_in_worker, [batch.lines for batch in group]))
+        except BrokenProcessPool as exc:
+            raise RuntimeError("a tokenizer worker died (out of memory? see dmesg); nothing was written") from exc
+
+
 def read_conversations(config: SFTPreprocessConfig, renderer: ChatRenderer, inputs: list[InputFile],
                        dtype: type[np.number]) -> Conversations:
     """Every row of every input, tokenized and masked; under --strict the first refusal raises."""
     found = Conversations()
     progress = Progress(total_bytes=sum(i.size for i in inputs), log_interval=config.log_interval)
-    for batch in read_batches(inputs, 1 << 20, progress):
+    batches = read_batches(inputs, _BATCH_BYTES, progress)
+    for batch, rows in tokenized_batches(config, renderer, batches):
         path = inputs[batch.file_index].path
-        n_tokens = 0
-        for number, line in zip(batch.line_numbers, batch.lines):
-            try:
-                row = tokenize_row(renderer, line, config.seq_length)
-            except Refused as refusal:
+        for number, row in zip(batch.line_numbers, rows):
+            if isinstance(row, Refused):
                 if config.strict:
-                    detail = " ".join(refusal.detail.split())
-                    raise BadRecordError(f"{path}:{number}: {refusal.reason}: {detail} "
-                                         "(--strict: nothing was written)") from None
-                found.refused.add(refusal.reason, f"{path}:{number}")
+                    detail = " ".join(row.detail.split())
+                    raise BadRecordError(f"{path}:{number}: {row.reason}: {detail} (--strict: nothing was written)")
+                found.refused.add(row.reason, f"{path}:{number}")
                 continue
             found.tokens.append(np.asarray(row.tokens, dtype=dtype))
             found.masks.append(row.loss_mask)
-            n_tokens += len(row.tokens)
+        n_tokens = sum(len(row.tokens) for row in rows if not isinstance(row, Refused))
         progress.update(len(batch.lines), n_tokens, sum(len(line) for line in batch.lines))
     return found
 
