@@ -17,6 +17,7 @@ import torch
 from _dist_helpers import (
     free_port,
     kill_job,
+    run_script_for_record,
     run_subprocess,
     run_torchrun,
     start_torchrun,
@@ -190,3 +191,38 @@ def test_sft_run_resumes_bitwise_after_sigkill(sft_datasets, tmp_path):
     losses_b = train_losses(tmp_path / "b.jsonl")
     assert sorted(losses_b) == list(range(resumed_at + 1, iters + 1))
     assert all(losses_b[i] == losses_a[i] for i in losses_b), (losses_a, losses_b)
+
+
+def _rope_child(out_path: str) -> None:
+    """Child process (CPU shim, one gloo rank): DocumentRotaryEmbedding against megatron's RoPE."""
+    from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+
+    from megatron_telecom.atomic import atomic_write_json
+    from megatron_telecom.runtime.distributed import destroy_distributed, initialize_distributed
+
+    initialize_distributed()
+    inner = RotaryEmbedding(kv_channels=16, rotary_percent=1.0, rotary_base=10000)
+    rotary = sft.DocumentRotaryEmbedding(inner)
+    plain = rotary(8)  # no ids yet: megatron's own 0..s-1
+    sample = sft.pad_sample(np.arange(5), np.array([0, 1, 1, 0, 1]), np.array([3, 2]),
+                            seq_length=8, pad_token_id=0)
+    rotary.position_ids = torch.stack([sample["position_ids"], torch.arange(8)])  # [b=2, s=8]
+    emb = rotary(8)
+    table = inner.get_emb(8)  # [8, 1, 1, dim]
+    expected = torch.stack([table[[0, 1, 2, 0, 1, 0, 1, 2], 0, 0], table[:, 0, 0]], dim=1)
+    atomic_write_json(out_path, {"plain": float((plain - table).abs().max()),
+                                 "shape": list(emb.shape),
+                                 "restart": float((emb[:, :, 0] - expected).abs().max()),
+                                 "restart_differs": float((emb[3, 0] - emb[3, 1]).abs().max())})
+    destroy_distributed()
+
+
+def test_rope_restarts_at_each_conversation(tmp_path):
+    record = run_script_for_record(__file__, tmp_path / "rope.json")
+    assert record["shape"] == [8, 2, 1, 16]
+    assert record["plain"] == 0.0 and record["restart"] == 0.0
+    assert record["restart_differs"] > 0.1  # token 3 sits at position 0 in row 0, 3 in row 1
+
+
+if __name__ == "__main__":
+    _rope_child(sys.argv[1])
