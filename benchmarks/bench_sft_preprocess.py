@@ -62,7 +62,7 @@ def main() -> None:
 
     from datasets import disable_progress_bars
 
-    from megatron_telecom.convert.bundled import resolve_hf_path
+    from megatron_telecom.bundled import resolve_hf_path
     from megatron_telecom.data.chat_template import ChatRenderer
 
     disable_progress_bars()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from megatron_telecom.atomic import temporary_path
-from megatron_telecom.convert.bundled import resolve_hf_path
+from megatron_telecom.bundled import resolve_hf_path
 from megatron_telecom.data.chat_template import ChatRenderer
 from megatron_telecom.data.packing import pack
 from megatron_telecom.data.sft import (

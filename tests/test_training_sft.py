@@ -25,6 +25,7 @@ from _dist_helpers import (
     tiny_train_args,
     train_losses,
     wait_for,
+    write_token_dataset,
 )
 from _sft_helpers import (
     PROBE,
@@ -191,6 +192,28 @@ def test_sft_run_resumes_bitwise_after_sigkill(sft_datasets, tmp_path):
     losses_b = train_losses(tmp_path / "b.jsonl")
     assert sorted(losses_b) == list(range(resumed_at + 1, iters + 1))
     assert all(losses_b[i] == losses_a[i] for i in losses_b), (losses_a, losses_b)
+
+
+
+@pytest.mark.torchrun
+def test_export_of_an_sft_checkpoint_lists_every_stage_with_its_data(sft_datasets, tmp_path):
+    """CPT -> SFT (--load --finetune) -> mcore-to-hf: the model card names both stages."""
+    tokens = write_token_dataset(tmp_path / "tokens")
+    vocab = 31999  # NullTokenizer ids + EOD = the tiny preset's 32000, so the export fits
+    run_torchrun(1, tiny_train_args(tokens, cache=tmp_path / "cache", train_iters=2,
+                                    save=tmp_path / "cpt", vocab_size=vocab))
+    run_torchrun(1, tiny_train_args(sft_datasets["packed"], cache=tmp_path, train_iters=3, **sft_train_args(
+        sft_datasets["packed"], seq_length=SEQ, micro_batch_size=1, global_batch_size=2,
+        load=tmp_path / "cpt", finetune=True, save=tmp_path / "sft", vocab_size=vocab)))
+    proc = run_subprocess([sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), "mcore-to-hf",
+                           "--load", str(tmp_path / "sft"), "--save", str(tmp_path / "hf")],
+                          env=subprocess_env(), timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    card = (tmp_path / "hf" / "README.md").read_text(encoding="utf-8")
+    stages = card.split("## Training stages\n\n")[1].split("\n\n")[0].splitlines()
+    assert stages[0].startswith(f"1. pretrain: `{tokens}`, 2 iterations"), card
+    assert stages[1].startswith(f"2. sft: `{sft_datasets['packed']}`, 3 iterations"), card
+    assert len(stages) == 2
 
 
 def _rope_child(out_path: str) -> None:
