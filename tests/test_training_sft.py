@@ -195,6 +195,22 @@ def test_sft_run_resumes_bitwise_after_sigkill(sft_datasets, tmp_path):
 
 
 
+
+@pytest.mark.torchrun
+def test_sft_checkpoint_loads_at_another_tp_and_pp(sft_datasets, tmp_path):
+    """An SFT checkpoint saved at TP=1/PP=1 gives the same per-token losses at TP=2 and PP=2."""
+    packed = sft_datasets["packed"]
+    sequences = len(sft.PackedSFTDataset(packed))
+    run_torchrun(1, _args(packed, 2, save=tmp_path / "ckpt"))
+    losses = {name: _probe(2, _args(packed, sequences, load=tmp_path / "ckpt", finetune=True, **layout),
+                           tmp_path / f"{name}.json")
+              for name, layout in (("tp2", {"tensor_model_parallel_size": 2}),
+                                   ("pp2", {"pipeline_model_parallel_size": 2}))}
+    assert losses["tp2"].keys() == losses["pp2"].keys() and len(losses["tp2"]) == len(sft_datasets["found"].tokens)
+    for key, tp_losses in losses["tp2"].items():
+        np.testing.assert_allclose(losses["pp2"][key], tp_losses, rtol=0, atol=1e-5)
+
+
 @pytest.mark.torchrun
 def test_export_of_an_sft_checkpoint_lists_every_stage_with_its_data(sft_datasets, tmp_path):
     """CPT -> SFT (--load --finetune) -> mcore-to-hf: the model card names both stages."""
