@@ -165,6 +165,7 @@ def test_packed_token_losses_equal_one_conversation_per_sequence(sft_datasets, u
 
 
 @pytest.mark.torchrun
+@pytest.mark.slow  # 1-2 min on 2 shared cores
 def test_sft_run_resumes_bitwise_after_sigkill(sft_datasets, tmp_path):
     """DP=2 with dropout: run B is SIGKILLed after a checkpoint and resumed; every loss after
     the resume equals run A's (uninterrupted) bit for bit."""
@@ -197,6 +198,7 @@ def test_sft_run_resumes_bitwise_after_sigkill(sft_datasets, tmp_path):
 
 
 @pytest.mark.torchrun
+@pytest.mark.slow  # 1-2 min on 2 shared cores
 def test_sft_checkpoint_loads_at_another_tp_and_pp(sft_datasets, tmp_path):
     """An SFT checkpoint saved at TP=1/PP=1 gives the same per-token losses at TP=2 and PP=2."""
     packed = sft_datasets["packed"]
@@ -212,6 +214,7 @@ def test_sft_checkpoint_loads_at_another_tp_and_pp(sft_datasets, tmp_path):
 
 
 @pytest.mark.torchrun
+@pytest.mark.slow  # 1-2 min on 2 shared cores
 def test_export_of_an_sft_checkpoint_lists_every_stage_with_its_data(sft_datasets, tmp_path):
     """CPT -> SFT (--load --finetune) -> mcore-to-hf: the model card names both stages."""
     tokens = write_token_dataset(tmp_path / "tokens")
