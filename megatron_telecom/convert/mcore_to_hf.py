@@ -17,11 +17,12 @@ from typing import Any
 import torch
 
 from megatron_telecom.atomic import staged_folder
+from megatron_telecom.bundled import is_bundled, resolve_hf_path
 from megatron_telecom.convert import mapping
 from megatron_telecom.convert.hf_config import hf_config_from_preset
 from megatron_telecom.convert.hf_io import TOKENIZER_FILES, copy_tokenizer_files, write_sharded
 from megatron_telecom.convert.megatron_model import build_unsplit_model, single_process_megatron
-from megatron_telecom.convert.model_card import model_card
+from megatron_telecom.convert.model_card import lineage, model_card
 from megatron_telecom.models.checkpoint_format import (
     CONVERSION_KEY,
     TOKENIZER_DIRNAME,
@@ -89,14 +90,21 @@ def _hf_tensors(model: torch.nn.Module, preset: ModelPreset, dtype: torch.dtype)
 
 def _origin(root: Path, args: CheckpointArgs) -> tuple[dict[str, Any], Path | None]:
     """(conversion provenance, tokenizer folder): this checkpoint's or the one it started from."""
-    for candidate in (root, Path(args.load) if args.load else None):
-        if candidate is not None and (candidate / TOKENIZER_DIRNAME).is_dir():
+    chain = [root] + ([Path(args.load)] if args.load else [])
+    try:  # a later stage (SFT after CPT) finds the converted base further back
+        chain += [checkpoint_folder(stage.path)[0] for stage in lineage(open_checkpoint(root))[1:]]
+    except ValueError:
+        pass
+    for candidate in chain:
+        if (candidate / TOKENIZER_DIRNAME).is_dir():
             try:
                 state = open_checkpoint(candidate).common
             except ValueError:
                 state = {}
             return state.get(CONVERSION_KEY) or {}, candidate / TOKENIZER_DIRNAME
     tokenizer = args.tokenizer_model
+    if tokenizer and is_bundled(tokenizer):
+        tokenizer = str(resolve_hf_path(tokenizer))
     if tokenizer and Path(tokenizer).is_dir():
         return {}, Path(tokenizer)
     return {}, None

@@ -3,7 +3,9 @@
 Provenance is read from what the checkpoint recorded: the base model of the conversion, the
 training flags (data recipe or --data-path), the dataset sidecars preprocess_data wrote
 (``<prefix>.json``: documents and tokens), iterations, tokens seen and the last losses from
-``--log-metrics-file``. What was not recorded is said to be unknown, not guessed.
+``--log-metrics-file``. The training stages are listed oldest first by following each
+``--load ... --finetune`` back to the checkpoint a stage started from (pretraining data, SFT
+conversations). What was not recorded is said to be unknown, not guessed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from typing import Any
 
 from megatron_telecom.data.blends import parse_data_path
 from megatron_telecom.jsonl import read_jsonl
-from megatron_telecom.models.checkpoint_format import CheckpointArgs, StoredCheckpoint
+from megatron_telecom.models.checkpoint_format import (
+    CheckpointArgs,
+    StoredCheckpoint,
+    open_checkpoint,
+)
 from megatron_telecom.models.presets import ModelPreset
 
 
@@ -33,6 +39,44 @@ def _datasets(args: CheckpointArgs) -> list[str]:
         weight = f"weight {blend.weights[index]:g}: " if blend.weights else ""
         lines.append(f"- {weight}`{prefix}`{counts}")
     return lines
+
+
+def lineage(stored: StoredCheckpoint, *, limit: int = 8) -> list[StoredCheckpoint]:
+    """``stored`` and the checkpoints its stages started from (``--load`` with ``--finetune``),
+    newest first; a start that is gone or unreadable ends the list."""
+    chain = [stored]
+    while len(chain) < limit:
+        args = chain[-1].args
+        if not (args.finetune and args.load):
+            break
+        try:
+            previous = open_checkpoint(args.load)
+        except (ValueError, OSError):
+            break
+        if any(previous.path == seen.path for seen in chain):
+            break
+        chain.append(previous)
+    return chain
+
+
+def _stage_line(number: int, stored: StoredCheckpoint) -> str:
+    """One stage: what it trained on, how long, from which checkpoint."""
+    args = stored.args
+    iterations = int(stored.common.get("iteration") or 0)
+    if args.stage == "sft" and args.sft_data_path:
+        sidecar = Path(args.sft_data_path + ".json")
+        counts = ""
+        if sidecar.is_file():
+            info = json.loads(sidecar.read_text(encoding="utf-8"))
+            counts = (f": {info.get('conversations', '?'):,} conversations, "
+                      f"{info.get('trained_tokens', '?'):,} trained tokens")
+        data = f"`{args.sft_data_path}`{counts}"
+    elif args.data_recipe or args.data_path:
+        data = f"`{args.data_recipe}`" if args.data_recipe else " ".join(
+            f"`{part}`" for part in args.data_path)
+    else:
+        return f"{number}. base weights `{stored.path}` (converted or initialised; no training recorded)"
+    return f"{number}. {args.stage}: {data}, {iterations:,} iterations (`{stored.path}`)"
 
 
 def _last_losses(args: CheckpointArgs) -> tuple[float | None, dict[str, float]]:
@@ -74,6 +118,9 @@ def model_card(preset: ModelPreset, stored: StoredCheckpoint, provenance: dict[s
     datasets = _datasets(args)
     if datasets:
         lines += ["", "## Training data", "", *datasets]
+    stages = list(reversed(lineage(stored)))
+    lines += ["", "## Training stages", "",
+              *(_stage_line(number, stage) for number, stage in enumerate(stages, 1))]
     lines += ["", "## Architecture", "",
               f"{preset.num_layers} layers, hidden {preset.hidden_size}, FFN "
               f"{preset.ffn_hidden_size}, {preset.num_attention_heads} heads / "

@@ -54,6 +54,9 @@ class CheckpointArgs:
     data_recipe: str | None = None
     log_metrics_file: str | None = None
     load: str | None = None
+    finetune: bool = False
+    stage: str = "pretrain"
+    sft_data_path: str | None = None
 
     @classmethod
     def from_record(cls, record: dict[str, Any] | argparse.Namespace | None) -> CheckpointArgs:

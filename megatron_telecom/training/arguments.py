@@ -41,7 +41,9 @@ def validate_config(cfg: PretrainConfig) -> None:
     if s.override_opt_param_scheduler and s.use_checkpoint_opt_param_scheduler:
         raise ValueError("use only one of --override-opt_param-scheduler and "
                          "--use-checkpoint-opt_param-scheduler")
-    if bool(d.data_path) == bool(d.data_recipe):
+    if t.stage == "sft":
+        _validate_sft(cfg)
+    elif bool(d.data_path) == bool(d.data_recipe):
         raise ValueError("give exactly one of --data-path and --data-recipe")
     if cfg.tokenizer.tokenizer_type is None:
         raise ValueError("set --tokenizer-type (and --tokenizer-model)")
@@ -52,6 +54,16 @@ def validate_config(cfg: PretrainConfig) -> None:
     _validate_layout_and_outputs(cfg)
 
 
+def _validate_sft(cfg: PretrainConfig) -> None:
+    """--stage sft reads one packed SFT dataset and has no validation split yet."""
+    d, t = cfg.data, cfg.training
+    if not d.sft_data_path or d.data_path or d.data_recipe:
+        raise ValueError("--stage sft reads --sft-data-path PREFIX (from tools/preprocess_sft.py); "
+                         "drop --data-path/--data-recipe")
+    if t.eval_interval > 0 and t.eval_iters > 0:
+        raise ValueError("--stage sft has no validation split yet: add --eval-interval 0")
+
+
 def _validate_layout_and_outputs(cfg: PretrainConfig) -> None:
     """Batch sizes, optimizer-sharding options, the valid split, and what needs --save."""
     t, p, c = cfg.training, cfg.parallel, cfg.checkpoint
@@ -60,6 +72,8 @@ def _validate_layout_and_outputs(cfg: PretrainConfig) -> None:
     if p.overlap_param_gather and not p.use_distributed_optimizer:
         raise ValueError("--overlap-param-gather needs --use-distributed-optimizer (it overlaps "
                          "the distributed optimizer's parameter all-gather)")
+    if cfg.data.sft_data_path and t.stage != "sft":
+        raise ValueError("--sft-data-path is read by --stage sft only")
     shares = [float(x) for x in re.split(r"[,/]", cfg.data.split) if x.strip()]
     if t.eval_interval > 0 and t.eval_iters > 0 and (len(shares) < 2 or shares[1] <= 0):
         raise ValueError(f"--split {cfg.data.split} leaves no valid split to evaluate on: give "

@@ -150,6 +150,8 @@ class DataConfig:
     """Prefixes with optional weights: [W1] P1 [W2 P2 ...]."""
     data_recipe: str | None = None
     """Data recipe YAML (alternative to --data-path)."""
+    sft_data_path: str | None = None
+    """--stage sft: the --output-prefix of tools/preprocess_sft.py (packed tokens + loss mask)."""
     split: str = "969,30,1"
     """train,valid,test split of each dataset's documents."""
     data_cache_path: str | None = None
@@ -209,6 +211,9 @@ class LoggingConfig:
 @dataclass(kw_only=True)
 class TrainingConfig:
     """Batch sizes, length of training, evaluation cadence, exits."""
+
+    stage: Literal["pretrain", "sft"] = "pretrain"
+    """pretrain: next-token loss on --data-path; sft: loss on assistant tokens of --sft-data-path (packed conversations, docs/sft.md)."""
 
     micro_batch_size: int = 1
     """Sequences per microbatch per data-parallel rank."""

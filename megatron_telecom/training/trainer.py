@@ -25,7 +25,7 @@ from megatron_telecom.models.flops import num_floating_point_operations
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.runtime.distributed import get_device, initialize_distributed, job_env
 from megatron_telecom.runtime.parallel_layout import ParallelLayout
-from megatron_telecom.training import builders, checkpointing
+from megatron_telecom.training import builders, checkpointing, sft
 from megatron_telecom.training.config import PretrainConfig
 from megatron_telecom.training.data import batch_iterator, build_datasets, build_tokenizer
 from megatron_telecom.training.metrics import (
@@ -68,6 +68,8 @@ class Run:
     forward_backward: Any = field(default_factory=get_forward_backward_func)
     benchmarks: Any = None
     """In-loop benchmark/perplexity evaluation (training/benchmark_eval.py; None: none asked)."""
+    forward_step: Any = None
+    """The stage's forward step (megatron's forward_step_func); None: pretraining's."""
 
 
 def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
@@ -94,8 +96,12 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     vocab = builders.padded_vocab(cfg.model, layout, tokenizer.vocab_size)
     seq_length = cfg.model.seq_length or preset.seq_length
     config = builders.transformer_config(cfg.model, preset, layout, backends)
+    is_sft = cfg.training.stage == "sft"
+    config.calculate_per_token_loss = is_sft  # loss sums / global token count (training/sft.py)
     model = builders.build_model(preset, config, get_layer_spec(config, backends), p=cfg.parallel,
                                  padded_vocab_size=vocab, seq_length=seq_length)
+    if is_sft and not backends.use_transformer_engine:  # TE restarts RoPE from cu_seqlens itself
+        sft.use_document_positions(model)
     optimizer, scheduler = _optimizer_and_schedule(cfg, config, model, layout)
     state = _load(cfg, source, stored, model, optimizer, scheduler, vocab)
     train_data, valid_data = _data(cfg, layout, tokenizer, seq_length, state)
@@ -121,6 +127,9 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
         exits=exits,
         # --- in-loop benchmark evaluation (training/benchmark_eval.py) ---
         benchmarks=_benchmark_evaluation(cfg, seq_length),
+        forward_step=functools.partial(
+            sft_forward_step, use_transformer_engine=backends.use_transformer_engine)
+        if is_sft else forward_step,
     )
 
 
@@ -169,6 +178,11 @@ def _load(cfg: PretrainConfig, source: checkpointing.CheckpointSource | None,
 def _data(cfg: PretrainConfig, layout: ParallelLayout, tokenizer: Any, seq_length: int,
           state: TrainState) -> tuple[Any, dict[str, Any]]:
     t = cfg.training
+    if t.stage == "sft":
+        train = sft.SFTDataset(cfg.data.sft_data_path, seq_length=seq_length, seed=t.seed,
+                               num_samples=t.train_iters * layout.global_batch_size,
+                               pad_token_id=tokenizer.eod)
+        return _batches(cfg, layout, train, state.consumed_train_samples), {}
     evaluates = t.eval_interval > 0 and t.eval_iters > 0
     train, valid = build_datasets(
         cfg.data, resolve_blend(cfg.data.data_path, cfg.data.data_recipe), seed=t.seed, seq_length=seq_length,
@@ -204,19 +218,35 @@ def forward_step(data_iterator: Any, model: Any) -> tuple[torch.Tensor, Any]:
     return output, functools.partial(loss_func, batch["loss_mask"])
 
 
+def sft_forward_step(data_iterator: Any, model: Any, *,
+                     use_transformer_engine: bool) -> tuple[torch.Tensor, Any]:
+    """One SFT microbatch through one model chunk: packed documents kept apart (training/sft.py)."""
+    device = get_device()
+    batch = {k: v.to(device, non_blocking=True) for k, v in next(data_iterator).items()}
+    output = model(**sft.model_inputs(batch, use_transformer_engine=use_transformer_engine))
+    return output, functools.partial(sft.loss_func, batch["loss_mask"])
+
+
 def _forward_backward(run: Run, batches: list[dict], forward_only: bool) -> float:
-    """Run the schedule over ``batches``; the mean loss, identical on every rank."""
+    """Run the schedule over ``batches``; the loss, identical on every rank.
+
+    Pretraining reports the mean of the microbatch means; SFT's loss function reports
+    [loss sum, token count] per microbatch, so its loss is the global per-token mean.
+    """
     iterators = [iter(batches) for _ in run.model]
     results = run.forward_backward(
-        forward_step_func=forward_step,
+        forward_step_func=run.forward_step or forward_step,
         data_iterator=iterators[0] if len(iterators) == 1 else iterators,
         model=run.model, num_microbatches=len(batches), seq_length=run.seq_length,
         micro_batch_size=run.layout.micro_batch_size, forward_only=forward_only)
     # Ranks of the last stage hold the loss; average over them (DP replicas, TP copies).
     totals = torch.zeros(2, dtype=torch.float64, device=get_device())
     if results:
-        totals[0] = torch.stack([r["lm loss"] for r in results]).double().mean()  # no per-mb sync
-        totals[1] = 1.0
+        values = torch.stack([r["lm loss"] for r in results]).double()  # no per-mb sync
+        if values.dim() == 2:  # [loss sum, tokens] per microbatch
+            totals += values.sum(dim=0)
+        else:
+            totals[0], totals[1] = values.mean(), 1.0
     dist.all_reduce(totals)
     return float(totals[0] / totals[1])
 

@@ -1,0 +1,270 @@
+"""SFT on the one trainer (issue 19): packed batches are exact, the loss is the per-token mean.
+
+Packing is exact: the per-token losses of packed sequences (block-diagonal causal attention,
+RoPE restarting per conversation) equal those of the same conversations run one per sequence,
+within 1e-5 in fp32, at TP=1, TP=2, PP=2 and PP=3 (PP=3: a middle stage that must get the mask).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from _dist_helpers import (
+    free_port,
+    kill_job,
+    run_script_for_record,
+    run_subprocess,
+    run_torchrun,
+    start_torchrun,
+    subprocess_env,
+    tiny_train_args,
+    train_losses,
+    wait_for,
+    write_token_dataset,
+)
+from _sft_helpers import (
+    PROBE,
+    REPO,
+    read_token_losses,
+    sft_train_args,
+    synthetic_conversations,
+    write_sft_dataset,
+)
+
+from megatron_telecom.models.checkpoint_format import read_tracker
+from megatron_telecom.training import sft
+from megatron_telecom.training.arguments import parse_config
+
+SEQ = 64
+
+
+@pytest.fixture(scope="module")
+def sft_datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sft_train")
+    found = synthetic_conversations()
+    return {"found": found,
+            "packed": write_sft_dataset(root / "packed", found, seq_length=SEQ),
+            "unpacked": write_sft_dataset(root / "unpacked", found, seq_length=SEQ, packing="none")}
+
+
+def _args(prefix, sequences: int, **flags) -> list[str]:
+    """One global batch that holds every sequence once (mbs 1, 6 layers so PP=3 divides)."""
+    return tiny_train_args(prefix, cache=prefix.parent, train_iters=1, **sft_train_args(
+        prefix, num_layers=6, seq_length=SEQ, micro_batch_size=1, global_batch_size=sequences,
+        **flags))
+
+
+def _probe(nproc: int, args: list[str], out) -> dict[str, list[float]]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(PROBE), str(out),
+           *args]
+    try:
+        proc = run_subprocess(cmd, env=subprocess_env(), timeout=240, cwd=REPO)
+    except subprocess.TimeoutExpired as err:
+        raise AssertionError(f"probe timed out: {(err.stderr or '')[-3000:]}") from err
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-5000:]
+    return read_token_losses(out)
+
+
+def test_sample_shifts_labels_inside_each_conversation_and_pads_as_its_own_document():
+    tokens = np.array([10, 11, 12, 20, 21], dtype=np.uint16)
+    mask = np.array([0, 1, 1, 0, 1], dtype=np.uint8)
+    sample = sft.pad_sample(tokens, mask, np.array([3, 2]), seq_length=8, pad_token_id=0)
+    assert sample["labels"][:4].tolist() == [11, 12, 20, 21]
+    # token 12 (last of conversation 1) must not learn 20 (first of conversation 2)
+    assert sample["loss_mask"].tolist() == [1, 1, 0, 1, 0, 0, 0, 0]
+    assert sample["position_ids"].tolist() == [0, 1, 2, 0, 1, 0, 1, 2]
+    assert sample["document_ids"].tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
+    masked = sft.block_causal_mask(sample["document_ids"][None])[0, 0]
+    assert not masked[4, 3] and masked[3, 2] and masked[3, 4] and masked[5, 4] and not masked[7, 5]
+
+
+def test_thd_packed_seq_params_need_no_transformer_engine():
+    ids = torch.tensor([[0, 0, 0, 1, 1, 2, 2, 2]])
+    params = sft.packed_seq_params(ids)
+    assert params.qkv_format == "thd"
+    assert params.cu_seqlens_q.tolist() == [0, 3, 5, 8] and params.cu_seqlens_q.dtype == torch.int32
+    assert params.max_seqlen_q == 3 and params.cu_seqlens_kv is params.cu_seqlens_q
+    with pytest.raises(ValueError, match="--micro-batch-size 1"):
+        sft.packed_seq_params(ids.repeat(2, 1))
+    batch = {"tokens": ids, "position_ids": ids, "labels": ids, "document_ids": ids}
+    te = sft.model_inputs(batch, use_transformer_engine=True)
+    assert te["attention_mask"] is None and te["packed_seq_params"].cu_seqlens_kv.tolist() == [0, 3, 5, 8]
+    local = sft.model_inputs(batch, use_transformer_engine=False)
+    assert "packed_seq_params" not in local and local["attention_mask"].shape == (1, 1, 8, 8)
+
+
+def test_sampling_is_a_seeded_function_of_the_sample_index(sft_datasets):
+    make = lambda seed: sft.SFTDataset(str(sft_datasets["packed"]), seq_length=SEQ,  # noqa: E731
+                                       num_samples=50, seed=seed, pad_token_id=0)
+    a, b = make(1), make(1)
+    n = a.num_sequences
+    order = [a.sequence_index(i) for i in range(2 * n)]
+    assert sorted(order[:n]) == list(range(n)) and sorted(order[n:]) == list(range(n))
+    assert order == [b.sequence_index(i) for i in range(2 * n)]
+    assert order != [make(2).sequence_index(i) for i in range(2 * n)]
+    assert torch.equal(a[7]["tokens"], b[7]["tokens"]) and a[7]["tokens"].numel() == SEQ
+    with pytest.raises(ValueError, match="--seq-length 32"):
+        sft.SFTDataset(str(sft_datasets["packed"]), seq_length=32, num_samples=1, seed=0,
+                       pad_token_id=0)
+
+
+def test_sft_flags_are_checked(sft_datasets):
+    base = _args(sft_datasets["packed"], 4)
+    cfg = parse_config(base)
+    assert cfg.training.stage == "sft" and cfg.data.sft_data_path == str(sft_datasets["packed"])
+    with pytest.raises(ValueError, match="--eval-interval 0"):
+        parse_config([*base, "--eval-interval", "10"])
+    with pytest.raises(ValueError, match="drop --data-path"):
+        parse_config([*base, "--data-path", "x"])
+    with pytest.raises(ValueError, match="--stage sft only"):
+        parse_config([*base, "--stage", "pretrain", "--data-path", "x"])
+
+
+@pytest.fixture(scope="module")
+def unpacked_losses(sft_datasets, tmp_path_factory):
+    """{PP size: per-token losses of each conversation alone in its sequence, at TP=1}.
+
+    megatron-core initialises the same weights at any TP (use_cpu_initialization), not at
+    another PP, so the reference is taken at the layout's pipeline size.
+    """
+    cache: dict[int, dict[str, list[float]]] = {}
+
+    def losses(pp: int) -> dict[str, list[float]]:
+        if pp not in cache:
+            out = tmp_path_factory.mktemp("sft_unpacked") / "losses.json"
+            cache[pp] = _probe(pp, _args(sft_datasets["unpacked"], len(sft_datasets["found"].tokens),
+                                         pipeline_model_parallel_size=pp), out)
+        return cache[pp]
+
+    return losses
+
+
+@pytest.mark.torchrun
+@pytest.mark.parametrize("nproc, layout", [(1, {}), (2, {"tensor_model_parallel_size": 2}),
+                                           (2, {"pipeline_model_parallel_size": 2}),
+                                           (3, {"pipeline_model_parallel_size": 3})],
+                         ids=["tp1", "tp2", "pp2", "pp3"])
+def test_packed_token_losses_equal_one_conversation_per_sequence(sft_datasets, unpacked_losses,
+                                                                 tmp_path, nproc, layout):
+    found = sft_datasets["found"]
+    unpacked = unpacked_losses(layout.get("pipeline_model_parallel_size", 1))
+    packed_sequences = sft.PackedSFTDataset(sft_datasets["packed"])
+    assert len(packed_sequences) < len(found.tokens)  # several conversations share a sequence
+    packed = _probe(nproc, _args(sft_datasets["packed"], len(packed_sequences), **layout),
+                    tmp_path / "p.json")
+    assert packed.keys() == unpacked.keys() and len(packed) == len(found.tokens)
+    for key, losses in unpacked.items():
+        assert len(losses) > 0
+        np.testing.assert_allclose(packed[key], losses, rtol=0, atol=1e-5)
+
+
+@pytest.mark.torchrun
+@pytest.mark.slow  # 1-2 min on 2 shared cores
+def test_sft_run_resumes_bitwise_after_sigkill(sft_datasets, tmp_path):
+    """DP=2 with dropout: run B is SIGKILLed after a checkpoint and resumed; every loss after
+    the resume equals run A's (uninterrupted) bit for bit."""
+    iters = 12
+
+    def args(name: str) -> list[str]:
+        return tiny_train_args(sft_datasets["packed"], cache=tmp_path, train_iters=iters, **sft_train_args(
+            sft_datasets["packed"], seq_length=SEQ, micro_batch_size=1, global_batch_size=4,
+            save=tmp_path / name, save_interval=3, log_metrics_file=tmp_path / f"{name}.jsonl",
+            hidden_dropout=0.1, attention_dropout=0.1))
+
+    run_torchrun(2, args("a"))
+    losses_a = train_losses(tmp_path / "a.jsonl")
+    assert sorted(losses_a) == list(range(1, iters + 1))
+    job = start_torchrun(2, args("b"), tmp_path / "b.log")
+    try:
+        wait_for(lambda: (read_tracker(tmp_path / "b") or 0) >= 3, timeout=240,
+                 what="run B's first checkpoint")
+    finally:
+        kill_job(job, signal.SIGKILL)
+    resumed_at = read_tracker(tmp_path / "b")
+    assert 3 <= resumed_at < iters, f"run B was not killed before its end ({resumed_at})"
+    (tmp_path / "b.jsonl").write_text("")
+    run_torchrun(2, [*args("b"), "--load", str(tmp_path / "b")])
+    losses_b = train_losses(tmp_path / "b.jsonl")
+    assert sorted(losses_b) == list(range(resumed_at + 1, iters + 1))
+    assert all(losses_b[i] == losses_a[i] for i in losses_b), (losses_a, losses_b)
+
+
+
+
+@pytest.mark.torchrun
+@pytest.mark.slow  # 1-2 min on 2 shared cores
+def test_sft_checkpoint_loads_at_another_tp_and_pp(sft_datasets, tmp_path):
+    """An SFT checkpoint saved at TP=1/PP=1 gives the same per-token losses at TP=2 and PP=2."""
+    packed = sft_datasets["packed"]
+    sequences = len(sft.PackedSFTDataset(packed))
+    run_torchrun(1, _args(packed, 2, save=tmp_path / "ckpt"))
+    losses = {name: _probe(2, _args(packed, sequences, load=tmp_path / "ckpt", finetune=True, **layout),
+                           tmp_path / f"{name}.json")
+              for name, layout in (("tp2", {"tensor_model_parallel_size": 2}),
+                                   ("pp2", {"pipeline_model_parallel_size": 2}))}
+    assert losses["tp2"].keys() == losses["pp2"].keys() and len(losses["tp2"]) == len(sft_datasets["found"].tokens)
+    for key, tp_losses in losses["tp2"].items():
+        np.testing.assert_allclose(losses["pp2"][key], tp_losses, rtol=0, atol=1e-5)
+
+
+@pytest.mark.torchrun
+@pytest.mark.slow  # 1-2 min on 2 shared cores
+def test_export_of_an_sft_checkpoint_lists_every_stage_with_its_data(sft_datasets, tmp_path):
+    """CPT -> SFT (--load --finetune) -> mcore-to-hf: the model card names both stages."""
+    tokens = write_token_dataset(tmp_path / "tokens")
+    vocab = 31999  # NullTokenizer ids + EOD = the tiny preset's 32000, so the export fits
+    run_torchrun(1, tiny_train_args(tokens, cache=tmp_path / "cache", train_iters=2,
+                                    save=tmp_path / "cpt", vocab_size=vocab))
+    run_torchrun(1, tiny_train_args(sft_datasets["packed"], cache=tmp_path, train_iters=3, **sft_train_args(
+        sft_datasets["packed"], seq_length=SEQ, micro_batch_size=1, global_batch_size=2,
+        load=tmp_path / "cpt", finetune=True, save=tmp_path / "sft", vocab_size=vocab)))
+    proc = run_subprocess([sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), "mcore-to-hf",
+                           "--load", str(tmp_path / "sft"), "--save", str(tmp_path / "hf")],
+                          env=subprocess_env(), timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    card = (tmp_path / "hf" / "README.md").read_text(encoding="utf-8")
+    stages = card.split("## Training stages\n\n")[1].split("\n\n")[0].splitlines()
+    assert stages[0].startswith(f"1. pretrain: `{tokens}`, 2 iterations"), card
+    assert stages[1].startswith(f"2. sft: `{sft_datasets['packed']}`, 3 iterations"), card
+    assert len(stages) == 2
+
+
+def _rope_child(out_path: str) -> None:
+    """Child process (CPU shim, one gloo rank): DocumentRotaryEmbedding against megatron's RoPE."""
+    from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+
+    from megatron_telecom.atomic import atomic_write_json
+    from megatron_telecom.runtime.distributed import destroy_distributed, initialize_distributed
+
+    initialize_distributed()
+    inner = RotaryEmbedding(kv_channels=16, rotary_percent=1.0, rotary_base=10000)
+    rotary = sft.DocumentRotaryEmbedding(inner)
+    plain = rotary(8)  # no ids yet: megatron's own 0..s-1
+    sample = sft.pad_sample(np.arange(5), np.array([0, 1, 1, 0, 1]), np.array([3, 2]),
+                            seq_length=8, pad_token_id=0)
+    rotary.position_ids = torch.stack([sample["position_ids"], torch.arange(8)])  # [b=2, s=8]
+    emb = rotary(8)
+    table = inner.get_emb(8)  # [8, 1, 1, dim]
+    expected = torch.stack([table[[0, 1, 2, 0, 1, 0, 1, 2], 0, 0], table[:, 0, 0]], dim=1)
+    atomic_write_json(out_path, {"plain": float((plain - table).abs().max()),
+                                 "shape": list(emb.shape),
+                                 "restart": float((emb[:, :, 0] - expected).abs().max()),
+                                 "restart_differs": float((emb[3, 0] - emb[3, 1]).abs().max())})
+    destroy_distributed()
+
+
+def test_rope_restarts_at_each_conversation(tmp_path):
+    record = run_script_for_record(__file__, tmp_path / "rope.json")
+    assert record["shape"] == [8, 2, 1, 16]
+    assert record["plain"] == 0.0 and record["restart"] == 0.0
+    assert record["restart_differs"] > 0.1  # token 3 sits at position 0 in row 0, 3 in row 1
+
+
+if __name__ == "__main__":
+    _rope_child(sys.argv[1])
