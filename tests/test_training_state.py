@@ -40,7 +40,8 @@ def test_checkpoint_keeps_megatron_lm_keys():
                       "num_floating_point_operations_so_far": 9.0,
                       "args": {"lr": 0.1, "consumed_train_samples": 24, "no_save_optim": False,
                                "no_save_rng": True, "tensor_model_parallel_size": 1,
-                               "pipeline_model_parallel_size": 1}}
+                               "pipeline_model_parallel_size": 1, "finetune": False,
+                               "stage": "pretrain"}}
     assert _train_state_from_common(common, CheckpointArgs.from_record(common["args"])) == state
 
 
