@@ -40,12 +40,12 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -121,7 +121,7 @@ class SFTPreprocessConfig:
                 raise ValueError(f"{flag} must be >= {least}, got {value}")
 
 
-def _messages(value: Any, what: str) -> list[Message]:
+def validated_messages(value: Any, what: str) -> list[Message]:
     """Validated messages: a non-empty list of objects with a known role and non-empty content."""
     if not isinstance(value, list) or not value:
         raise Refused("bad_format", f"{what} is not a non-empty list of messages")
@@ -136,7 +136,7 @@ def _messages(value: Any, what: str) -> list[Message]:
     return value
 
 
-def _record(line: bytes) -> dict:
+def parse_record(line: bytes) -> dict:
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -152,9 +152,9 @@ def _record(line: bytes) -> dict:
 
 def tokenize_row(renderer: ChatRenderer, line: bytes, seq_length: int) -> Tokenized:
     """One input line -> tokens and loss mask, or `Refused` with the reason."""
-    record = _record(line)
+    record = parse_record(line)
     if "messages" in record:
-        messages = _messages(record["messages"], "messages")
+        messages = validated_messages(record["messages"], "messages")
         regions = [(i, i + 1) for i, m in enumerate(messages) if m["role"] == "assistant"]
         if not regions:
             raise Refused("no_assistant_tokens", "no assistant message")
@@ -166,7 +166,7 @@ def tokenize_row(renderer: ChatRenderer, line: bytes, seq_length: int) -> Tokeni
                 raise Refused("empty_content", "empty prompt or completion")
             result = renderer.text_completion(prompt, completion)
         else:
-            prompt, completion = _messages(prompt, "prompt"), _messages(completion, "completion")
+            prompt, completion = validated_messages(prompt, "prompt"), validated_messages(completion, "completion")
             result = renderer.conversation(prompt + completion, [(len(prompt), len(prompt) + len(completion))])
     else:
         raise Refused("bad_format", f"no 'messages' and no 'prompt'+'completion' (keys: {sorted(record)[:8]})")
@@ -189,41 +189,58 @@ class Conversations:
     refused: SkippedRecords = field(default_factory=SkippedRecords)
 
 
-def tokenize_rows(renderer: ChatRenderer, lines: list[bytes], seq_length: int) -> list[Tokenized | Refused]:
-    """`tokenize_row` for each line, refusals returned in place (what a worker sends back)."""
-    out: list[Tokenized | Refused] = []
+Row = Tokenized | tuple[Tokenized, ...]
+"""One accepted input row: a conversation, or several sequences kept together (a preference pair)."""
+RowTokenizer = Callable[[ChatRenderer, bytes, int], Row]
+"""(renderer, input line, --seq-length) -> the row, or `Refused`: `tokenize_row` for SFT."""
+
+
+class RowReading(Protocol):
+    """The flags `read_conversations` reads (SFT's and DPO's preprocess configs have them)."""
+
+    seq_length: int
+    chat_template: str | None
+    strict: bool
+    workers: int
+    log_interval: int
+
+
+def tokenize_rows(renderer: ChatRenderer, lines: list[bytes], seq_length: int,
+                  row: RowTokenizer = tokenize_row) -> list[Row | Refused]:
+    """``row`` for each line, refusals returned in place (what a worker sends back)."""
+    out: list[Row | Refused] = []
     for line in lines:
         try:
-            out.append(tokenize_row(renderer, line, seq_length))
+            out.append(row(renderer, line, seq_length))
         except Refused as refusal:
             out.append(refusal)
     return out
 
 
-_worker: tuple[ChatRenderer, int] | None = None
+_worker: tuple[ChatRenderer, int, RowTokenizer] | None = None
 
 
-def _init_worker(folder: Path, chat_template: str | None, seq_length: int) -> None:
+def _init_worker(folder: Path, chat_template: str | None, seq_length: int, row: RowTokenizer) -> None:
     global _worker
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _worker = (ChatRenderer(folder, chat_template), seq_length)
+    _worker = (ChatRenderer(folder, chat_template), seq_length, row)
 
 
-def _tokenize_in_worker(lines: list[bytes]) -> list[Tokenized | Refused]:
+def _tokenize_in_worker(lines: list[bytes]) -> list[Row | Refused]:
     assert _worker is not None
-    return tokenize_rows(_worker[0], lines, _worker[1])
+    return tokenize_rows(_worker[0], lines, _worker[1], _worker[2])
 
 
-def tokenized_batches(config: SFTPreprocessConfig, renderer: ChatRenderer,
-                      batches: Iterator[Batch]) -> Iterator[tuple[Batch, list[Tokenized | Refused]]]:
+def tokenized_batches(config: RowReading, renderer: ChatRenderer, batches: Iterator[Batch],
+                      row: RowTokenizer = tokenize_row) -> Iterator[tuple[Batch, list[Row | Refused]]]:
     """Each batch with its rows tokenized, in input order; --workers N spreads groups of 2N batches
     over N spawned processes (so at most 2N batches are in memory at once)."""
     if config.workers == 1:
         for batch in batches:
-            yield batch, tokenize_rows(renderer, batch.lines, config.seq_length)
+            yield batch, tokenize_rows(renderer, batch.lines, config.seq_length, row)
         return
     context = multiprocessing.get_context("spawn")
-    initargs = (renderer.folder, config.chat_template, config.seq_length)
+    initargs = (renderer.folder, config.chat_template, config.seq_length, row)
     with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
         try:
             while group := list(itertools.islice(batches, 2 * config.workers)):
@@ -232,13 +249,18 @@ def tokenized_batches(config: SFTPreprocessConfig, renderer: ChatRenderer,
             raise RuntimeError("a tokenizer worker died (out of memory? see dmesg); nothing was written") from exc
 
 
-def read_conversations(config: SFTPreprocessConfig, renderer: ChatRenderer, inputs: list[InputFile],
-                       dtype: type[np.number]) -> Conversations:
-    """Every row of every input, tokenized and masked; under --strict the first refusal raises."""
+def _sequences(row: Row) -> tuple[Tokenized, ...]:
+    return row if isinstance(row, tuple) else (row,)
+
+
+def read_conversations(config: RowReading, renderer: ChatRenderer, inputs: list[InputFile],
+                       dtype: type[np.number], tokenize: RowTokenizer = tokenize_row) -> Conversations:
+    """Every row of every input, tokenized and masked, in order (a row of several sequences adds
+    them one after the other); under --strict the first refusal raises."""
     found = Conversations()
     progress = Progress(total_bytes=sum(i.size for i in inputs), log_interval=config.log_interval)
     batches = read_batches(inputs, _BATCH_BYTES, progress)
-    for batch, rows in tokenized_batches(config, renderer, batches):
+    for batch, rows in tokenized_batches(config, renderer, batches, tokenize):
         path = inputs[batch.file_index].path
         for number, row in zip(batch.line_numbers, rows):
             if isinstance(row, Refused):
@@ -247,9 +269,11 @@ def read_conversations(config: SFTPreprocessConfig, renderer: ChatRenderer, inpu
                     raise BadRecordError(f"{path}:{number}: {row.reason}: {detail} (--strict: nothing was written)")
                 found.refused.add(row.reason, f"{path}:{number}")
                 continue
-            found.tokens.append(np.asarray(row.tokens, dtype=dtype))
-            found.masks.append(row.loss_mask)
-        n_tokens = sum(len(row.tokens) for row in rows if not isinstance(row, Refused))
+            for sequence in _sequences(row):
+                found.tokens.append(np.asarray(sequence.tokens, dtype=dtype))
+                found.masks.append(sequence.loss_mask)
+        n_tokens = sum(len(sequence.tokens) for row in rows if not isinstance(row, Refused)
+                       for sequence in _sequences(row))
         progress.update(len(batch.lines), n_tokens, sum(len(line) for line in batch.lines))
     return found
 
@@ -347,11 +371,16 @@ def summary(config: SFTPreprocessConfig, result: SFTPreprocessResult) -> str:
              f"({stats['padding_tokens']:,} padding tokens)",
              f"  truncation: {TRUNCATION_POLICY}",
              f"  {result.tokens_prefix}.bin/.idx, {result.loss_mask_prefix}.bin/.idx, {config.output_prefix}.json"]
-    if refused.total:
-        lines.append(f"Refused {refused.total:,} rows:")
-        lines += [f"  {reason}: {refused.counts[reason]:,} (e.g. {', '.join(refused.examples[reason])})"
-                  for reason in sorted(refused.counts)]
-    return "\n".join(lines)
+    return "\n".join(lines + refusal_lines(refused))
+
+
+def refusal_lines(refused: SkippedRecords) -> list[str]:
+    """The summary's refusals: a count per reason with the first places it happened."""
+    if not refused.total:
+        return []
+    return [f"Refused {refused.total:,} rows:"] + [
+        f"  {reason}: {refused.counts[reason]:,} (e.g. {', '.join(refused.examples[reason])})"
+        for reason in sorted(refused.counts)]
 
 
 def run_preprocess_sft(config: SFTPreprocessConfig) -> int:
