@@ -52,6 +52,7 @@ from megatron_telecom.data.indexed import bin_path, idx_path
 from megatron_telecom.models.checkpoint_format import StoredCheckpoint, open_checkpoint
 from megatron_telecom.runtime.distributed import get_device
 from megatron_telecom.training import sft
+from megatron_telecom.training.utils import print_rank_0
 
 METRICS = ("lm loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
 FORMAT_VERSION = 1
@@ -178,8 +179,13 @@ def fingerprint(*, prefix: str, pairs: int, tokenizer: dict[str, Any], seq_lengt
             "tokenizer": tokenizer, "seq_length": seq_length, "reference": reference}
 
 
-def check_fingerprint(prefix: str, *, pairs: int, tokenizer: dict[str, Any], seq_length: int) -> np.ndarray:
-    """The stored reference log-probs, or ValueError (one line) naming what is missing or changed."""
+def check_fingerprint(prefix: str, *, pairs: int, tokenizer: dict[str, Any], seq_length: int,
+                      reference: dict[str, Any] | None = None) -> np.ndarray:
+    """The stored reference log-probs, or ValueError (one line) naming what is missing or changed.
+
+    ``reference``: the identity the reference must have (None: the recorded checkpoint, if it is
+    still there, must be unchanged).
+    """
     logps_path, fp_path = reference_paths(prefix)
     compute = "recompute them: the training flags with --compute-reference-logprobs and --load REFERENCE"
     if not fp_path.is_file() or not logps_path.is_file():
@@ -187,10 +193,12 @@ def check_fingerprint(prefix: str, *, pairs: int, tokenizer: dict[str, Any], seq
     stored = json.loads(fp_path.read_text(encoding="utf-8"))
     now = fingerprint(prefix=prefix, pairs=pairs, tokenizer=tokenizer, seq_length=seq_length,
                       reference=stored.get("reference", {}))
-    reference = stored.get("reference", {})
-    if reference.get("path") and Path(reference["path"]).is_dir():
+    recorded = stored.get("reference", {})
+    if reference is not None:
+        now["reference"] = reference
+    elif recorded.get("path") and Path(recorded["path"]).is_dir():
         try:  # the reference checkpoint is still there: it must still be the same one
-            now["reference"] = checkpoint_identity(open_checkpoint(Path(reference["path"]).parent), seed=0)
+            now["reference"] = checkpoint_identity(open_checkpoint(Path(recorded["path"]).parent), seed=0)
         except ValueError:
             pass
     for key in ("format_version", "dtype", "dataset", "pairs", "tokenizer", "seq_length", "reference"):
@@ -252,9 +260,16 @@ def compute_reference_logps(run: Any) -> np.ndarray:
 def write_reference_logps(run: Any) -> Path:
     """Compute the reference log-probs and store them with their fingerprint (rank 0, atomically)."""
     start = time.monotonic()
-    logps = compute_reference_logps(run)
-    prefix = run.cfg.data.dpo_data_path
+    prefix, known = run.cfg.data.dpo_data_path, run.dpo_run
     logps_path, fp_path = reference_paths(prefix)
+    try:  # computed once: a requeued job or a rerun keeps log-probs that are still current
+        check_fingerprint(prefix, pairs=known.pairs, tokenizer=known.tokenizer, seq_length=run.seq_length,
+                          reference=known.reference)
+        print_rank_0(f"> reference log-probs {logps_path} are current (fingerprint matches): kept")
+        return logps_path
+    except ValueError:
+        pass
+    logps = compute_reference_logps(run)
     if dist.get_rank() == 0:
         record = fingerprint(prefix=prefix, pairs=len(logps), tokenizer=run.dpo_run.tokenizer,
                              seq_length=run.seq_length, reference=run.dpo_run.reference)

@@ -90,6 +90,9 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
                            exit_duration_in_mins=cfg.training.exit_duration_in_mins,
                            start_time=start_time)
     source = checkpointing.checkpoint_to_load(cfg.checkpoint)
+    if cfg.dpo.compute_reference_logprobs:  # the reference is --load's weights, never a resumed --save
+        load = cfg.checkpoint.load
+        source = checkpointing.CheckpointSource(path=load, finetune=True) if load else None
     stored = open_checkpoint(source.path) if source else None  # tracker and common.pt read once
     preset = builders.resolve_preset(cfg.model, stored.model if stored else None,
                                      where=f"checkpoint {source.path}" if source else "")
