@@ -12,6 +12,7 @@
 # 2. training on the stored log-probs (no reference model in memory), with the time-limit signal,
 #    checkpoint, requeue and resume of slurm/pretrain.sh (read its header): a requeued job runs
 #    this script again, step 1 keeps the log-probs, step 2 resumes from --save.
+# Each step runs slurm/pretrain.sh, so the job log shows its "job N (restart R)" line twice.
 # On a CPU-only cluster, override the GPU lines:
 #   sbatch --gpus-per-node=0 --ntasks-per-node=2 slurm/dpo.sh examples/configs/tiny_cpu.yaml ...
 #SBATCH --job-name=telecom-dpo
@@ -35,18 +36,7 @@ config="$1"
 shift
 
 root="${PRETRAIN_ROOT:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}}"
-source "$root/slurm/env.sh"
-
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}"
-export CUDA_DEVICE_MAX_CONNECTIONS=1   # megatron-core: keeps TP/SP communication ordered
-export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
-export PYTHONUNBUFFERED=1
-export PRETRAIN_RESUBMIT="sbatch [your sbatch options] slurm/dpo.sh ${config}${*:+ $*}"
-echo "job ${SLURM_JOB_ID:-?} (restart ${SLURM_RESTART_COUNT:-0}) $(date -u +%FT%TZ): DPO," \
-    "${SLURM_NNODES:-1} node(s) ${SLURM_JOB_NODELIST:-}, ${SLURM_NTASKS:-1} task(s), config $config"
-step() {  # SLURM >= 22.05 no longer passes the job's --cpus-per-task on to srun: ask again
-    srun --kill-on-bad-exit=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" \
-        python -m megatron_telecom.pretrain --config "$config" --stage dpo "$@"
-}
-step "$@" --compute-reference-logprobs
-step "$@"
+export PRETRAIN_ROOT="$root"
+# each step is slurm/pretrain.sh's (environment, srun over the job's tasks, requeue hint)
+bash "$root/slurm/pretrain.sh" "$config" --stage dpo "$@" --compute-reference-logprobs
+exec bash "$root/slurm/pretrain.sh" "$config" --stage dpo "$@"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import subprocess
 import sys
 
@@ -17,20 +16,16 @@ import numpy as np
 import pytest
 from _dist_helpers import (
     REPO,
-    kill_job,
+    kill_and_resume,
     read_jsonl,
     run_subprocess,
     run_torchrun,
-    start_torchrun,
     subprocess_env,
     tiny_train_args,
-    train_losses,
-    wait_for,
     write_token_dataset,
 )
 from _dpo_helpers import dpo_train_args, synthetic_pairs, write_dpo_dataset
 
-from megatron_telecom.models.checkpoint_format import read_tracker
 from megatron_telecom.training import dpo
 
 pytestmark = pytest.mark.torchrun
@@ -115,19 +110,7 @@ def test_dpo_run_resumes_bitwise_after_sigkill(pairs, tmp_path):
                      log_metrics_file=tmp_path / f"{name}.jsonl")
 
     _reference(2, args("a"))
-    run_torchrun(2, args("a"))
-    losses_a = train_losses(tmp_path / "a.jsonl")
-    job = start_torchrun(2, args("b"), tmp_path / "b.log")
-    try:
-        wait_for(lambda: (read_tracker(tmp_path / "b") or 0) >= 2, timeout=240, what="run B's first checkpoint")
-    finally:
-        kill_job(job, signal.SIGKILL)
-    resumed_at = read_tracker(tmp_path / "b")
-    assert 2 <= resumed_at < iters, f"run B was not killed before its end ({resumed_at})"
-    (tmp_path / "b.jsonl").write_text("")
-    run_torchrun(2, [*args("b"), "--load", str(tmp_path / "b")])
-    losses_b = train_losses(tmp_path / "b.jsonl")
-    assert sorted(losses_b) == list(range(resumed_at + 1, iters + 1))
+    losses_a, losses_b = kill_and_resume(2, args, tmp_path, iters=iters, first_save=2)
     assert all(losses_b[i] == losses_a[i] for i in losses_b), (losses_a, losses_b)
 
 

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
-from _dist_helpers import REPO, read_jsonl, run_subprocess, run_torchrun, subprocess_env
+from _dist_helpers import REPO, read_jsonl, run_torchrun
 
-from megatron_telecom.bundled import resolve_hf_path
 from megatron_telecom.data.preference import DPOPreprocessConfig, preprocess_dpo
 from megatron_telecom.data.tokenizers import TokenizerConfig
 
@@ -28,16 +26,6 @@ pytestmark = [pytest.mark.real_model, pytest.mark.torchrun, pytest.mark.slow]
 SAMPLE = REPO / "examples" / "data" / "telecom_dpo_sample.jsonl"
 STEPS, LR, BETA, SEQ, ROWS = 5, 5e-6, 0.1, 512, 3
 REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
-
-
-@pytest.fixture(scope="module")
-def smol(tmp_path_factory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("dpo_trl")
-    proc = run_subprocess([sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), "hf-to-mcore",
-                           "--hf-path", "bundled:smollm2-135m", "--save", str(base / "mcore")],
-                          env=subprocess_env(), timeout=600, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"hf": resolve_hf_path("bundled:smollm2-135m"), "mcore": base / "mcore"}
 
 
 def _ours(smol: dict, rows: list[dict], root: Path) -> list[dict]:
@@ -91,7 +79,8 @@ def _trl(smol: dict, rows: list[dict], root: Path) -> list[dict]:
 
 
 @pytest.mark.timeout(1800)  # TRL's 5 steps and ours take minutes on 2 shared cores
-def test_dpo_loss_and_rewards_track_trl(smol, tmp_path):
+def test_dpo_loss_and_rewards_track_trl(stage2_smollm2, tmp_path):
+    smol = stage2_smollm2
     rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()][:ROWS]
     ours = _ours(smol, rows, tmp_path)
     trl = _trl(smol, rows, tmp_path)

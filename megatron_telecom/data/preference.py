@@ -25,30 +25,26 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from megatron_telecom.arguments import flat_values
 from megatron_telecom.atomic import atomic_write_json
 from megatron_telecom.data.chat_template import ChatRenderer, Refused, Tokenized
-from megatron_telecom.data.indexed import optimal_dtype
-from megatron_telecom.data.jsonl_input import resolve_inputs
 from megatron_telecom.data.preprocess import BadRecordError, SkippedRecords
 from megatron_telecom.data.sft import (
     REFUSAL_REASONS as SFT_REFUSAL_REASONS,
 )
 from megatron_telecom.data.sft import (
+    ChatPreprocessConfig,
     parse_record,
-    read_conversations,
+    read_rows,
     refusal_lines,
     validated_messages,
     write_packed,
 )
 from megatron_telecom.data.tokenizers import (
-    HUGGINGFACE_TYPES,
-    TokenizerConfig,
-    build_tokenizer,
     tokenizer_identity,
 )
 from megatron_telecom.version import __version__
@@ -67,32 +63,13 @@ CHOSEN, REJECTED = 0, 1  # sequence order inside a pair's document
 
 
 @dataclass(frozen=True, kw_only=True)
-class DPOPreprocessConfig:
+class DPOPreprocessConfig(ChatPreprocessConfig):
     """Flags of `tools/preprocess_dpo.py` (those of `tools/preprocess_sft.py`, without packing)."""
 
     input: list[str]
     """Input JSONL files or globs: TRL preference rows (prompt/chosen/rejected, strings or messages)."""
-    output_prefix: str
-    """Writes {output_prefix}_tokens and {output_prefix}_loss_mask (.bin/.idx) and {output_prefix}.json."""
     seq_length: int
     """Tokens a pair may hold, chosen + rejected together; longer pairs are refused, never truncated."""
-    chat_template: str | None = None
-    """A .jinja file used instead of the tokenizer's own chat template."""
-    strict: bool = False
-    """Stop at the first refused row (file:line and reason) and write nothing."""
-    workers: int = 1
-    """Processes that render and tokenize (1: this process; each worker loads the tokenizer)."""
-    log_interval: int = 1000
-    """Rows between progress lines."""
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-
-    def __post_init__(self) -> None:
-        if self.tokenizer.tokenizer_type not in HUGGINGFACE_TYPES:
-            raise ValueError("--tokenizer-type HuggingFaceTokenizer is required: chat templates live in "
-                             "Hugging Face tokenizer folders (give --tokenizer-model FOLDER or bundled:NAME)")
-        for flag, value, least in (("--seq-length", self.seq_length, 4), ("--workers", self.workers, 1)):
-            if value < least:
-                raise ValueError(f"{flag} must be >= {least}, got {value}")
 
 
 def _split_prompt(chosen: Any, rejected: Any) -> tuple[Any, Any, Any]:
@@ -159,16 +136,10 @@ class DPOPreprocessResult:
 def preprocess_dpo(config: DPOPreprocessConfig) -> DPOPreprocessResult:
     """Read, render, mask and write the pairs; on any error (or Ctrl-C) no output file is left behind."""
     start = time.monotonic()
-    inputs = resolve_inputs(config.input)
-    tok = config.tokenizer
-    tokenizer = build_tokenizer(tok.tokenizer_type, tok.tokenizer_model)
-    renderer = ChatRenderer(Path(tokenizer.model_path), config.chat_template)
-    dtype = optimal_dtype(tokenizer.vocab_size)
-    found = read_conversations(config, renderer, inputs, dtype, tokenize_pair)
-    if not found.tokens:
-        raise ValueError(f"no pair was accepted ({found.refused.total} refused: {found.refused.counts})")
+    rows = read_rows(config, tokenize_pair, what="pair")
+    found = rows.found
     pairs = len(found.tokens) // 2
-    write_packed(config.output_prefix, found, [[2 * i, 2 * i + 1] for i in range(pairs)], dtype)
+    write_packed(config.output_prefix, found, [[2 * i, 2 * i + 1] for i in range(pairs)], rows.dtype)
     result = DPOPreprocessResult(pairs=pairs, tokens=sum(len(t) for t in found.tokens),
                                  trained_tokens=int(sum(int(m.sum()) for m in found.masks)),
                                  refused=found.refused, seconds=time.monotonic() - start)
@@ -181,9 +152,9 @@ def preprocess_dpo(config: DPOPreprocessConfig) -> DPOPreprocessResult:
                    "loss_mask": str(Path(f"{config.output_prefix}_loss_mask").resolve()),
                    "layout": "indexed-dataset document = one pair; its two sequences = chosen then rejected "
                              "(prompt included in both); loss_mask is uint8, 1 = trained label"},
-        "inputs": [{"path": str(i.path.resolve()), "bytes": i.size, "sha256": i.sha256} for i in inputs],
-        "tokenizer": asdict(tokenizer_identity(tokenizer)),
-        "chat_template": renderer.identity(),
+        "inputs": [{"path": str(i.path.resolve()), "bytes": i.size, "sha256": i.sha256} for i in rows.inputs],
+        "tokenizer": asdict(tokenizer_identity(rows.tokenizer)),
+        "chat_template": rows.renderer.identity(),
         "flags": {k: v for k, v in flat_values(config).items() if k not in ("input", "output_prefix")},
         "pairs": result.pairs, "tokens": result.tokens, "trained_tokens": result.trained_tokens,
         "refused": {"total": refused.total, "by_reason": refused.counts, "examples": refused.examples},

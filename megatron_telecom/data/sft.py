@@ -45,7 +45,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -91,17 +91,16 @@ TRUNCATION_POLICY = "none: conversations longer than --seq-length are refused (t
 
 
 @dataclass(frozen=True, kw_only=True)
-class SFTPreprocessConfig:
-    """Flags of `tools/preprocess_sft.py` (Megatron-LM's names where it has the concept)."""
+class ChatPreprocessConfig:
+    """Flags shared by `tools/preprocess_sft.py` and `tools/preprocess_dpo.py` (Megatron-LM's names
+    where it has the concept): rows rendered through a Hugging Face tokenizer's chat template."""
 
     input: list[str]
-    """Input JSONL files or globs: chat rows {"messages": [...]} and/or prompt/completion rows."""
+    """Input JSONL files or globs."""
     output_prefix: str
     """Writes {output_prefix}_tokens and {output_prefix}_loss_mask (.bin/.idx) and {output_prefix}.json."""
     seq_length: int
-    """Tokens per packed sequence; longer conversations are refused, never truncated."""
-    packing: PackingAlgorithm = "bfd"
-    """bfd: best-fit decreasing into --seq-length bins; none: one conversation per sequence."""
+    """Tokens per sequence; longer rows are refused, never truncated."""
     chat_template: str | None = None
     """A .jinja file used instead of the tokenizer's own chat template."""
     strict: bool = False
@@ -109,7 +108,7 @@ class SFTPreprocessConfig:
     workers: int = 1
     """Processes that render and tokenize (1: this process; each worker loads the tokenizer)."""
     log_interval: int = 1000
-    """Conversations between progress lines."""
+    """Rows between progress lines."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def __post_init__(self) -> None:
@@ -119,6 +118,18 @@ class SFTPreprocessConfig:
         for flag, value, least in (("--seq-length", self.seq_length, 2), ("--workers", self.workers, 1)):
             if value < least:
                 raise ValueError(f"{flag} must be >= {least}, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SFTPreprocessConfig(ChatPreprocessConfig):
+    """Flags of `tools/preprocess_sft.py`."""
+
+    input: list[str]
+    """Input JSONL files or globs: chat rows {"messages": [...]} and/or prompt/completion rows."""
+    seq_length: int
+    """Tokens per packed sequence; longer conversations are refused, never truncated."""
+    packing: PackingAlgorithm = "bfd"
+    """bfd: best-fit decreasing into --seq-length bins; none: one conversation per sequence."""
 
 
 def validated_messages(value: Any, what: str) -> list[Message]:
@@ -195,16 +206,6 @@ RowTokenizer = Callable[[ChatRenderer, bytes, int], Row]
 """(renderer, input line, --seq-length) -> the row, or `Refused`: `tokenize_row` for SFT."""
 
 
-class RowReading(Protocol):
-    """The flags `read_conversations` reads (SFT's and DPO's preprocess configs have them)."""
-
-    seq_length: int
-    chat_template: str | None
-    strict: bool
-    workers: int
-    log_interval: int
-
-
 def tokenize_rows(renderer: ChatRenderer, lines: list[bytes], seq_length: int,
                   row: RowTokenizer = tokenize_row) -> list[Row | Refused]:
     """``row`` for each line, refusals returned in place (what a worker sends back)."""
@@ -231,7 +232,7 @@ def _tokenize_in_worker(lines: list[bytes]) -> list[Row | Refused]:
     return tokenize_rows(_worker[0], lines, _worker[1], _worker[2])
 
 
-def tokenized_batches(config: RowReading, renderer: ChatRenderer, batches: Iterator[Batch],
+def tokenized_batches(config: ChatPreprocessConfig, renderer: ChatRenderer, batches: Iterator[Batch],
                       row: RowTokenizer = tokenize_row) -> Iterator[tuple[Batch, list[Row | Refused]]]:
     """Each batch with its rows tokenized, in input order; --workers N spreads groups of 2N batches
     over N spawned processes (so at most 2N batches are in memory at once)."""
@@ -253,7 +254,7 @@ def _sequences(row: Row) -> tuple[Tokenized, ...]:
     return row if isinstance(row, tuple) else (row,)
 
 
-def read_conversations(config: RowReading, renderer: ChatRenderer, inputs: list[InputFile],
+def read_conversations(config: ChatPreprocessConfig, renderer: ChatRenderer, inputs: list[InputFile],
                        dtype: type[np.number], tokenize: RowTokenizer = tokenize_row) -> Conversations:
     """Every row of every input, tokenized and masked, in order (a row of several sequences adds
     them one after the other); under --strict the first refusal raises."""
@@ -339,17 +340,37 @@ def _provenance(config: SFTPreprocessConfig, renderer: ChatRenderer, tokenizer: 
     }
 
 
-def preprocess_sft(config: SFTPreprocessConfig) -> SFTPreprocessResult:
-    """Read, render, mask, pack and write; on any error (or Ctrl-C) no output file is left behind."""
-    start = time.monotonic()
+@dataclass(frozen=True)
+class RowsRead:
+    """What `read_rows` loaded and read: inputs, tokenizer, renderer, token dtype and the rows."""
+
+    inputs: list[InputFile]
+    tokenizer: Any
+    renderer: ChatRenderer
+    dtype: type[np.number]
+    found: Conversations
+
+
+def read_rows(config: ChatPreprocessConfig, tokenize: RowTokenizer = tokenize_row, *,
+              what: str = "conversation") -> RowsRead:
+    """Resolve the inputs, load the tokenizer and its template, read every row; ValueError if none
+    is accepted."""
     inputs = resolve_inputs(config.input)
     tok = config.tokenizer
     tokenizer = build_tokenizer(tok.tokenizer_type, tok.tokenizer_model)
     renderer = ChatRenderer(Path(tokenizer.model_path), config.chat_template)
     dtype = optimal_dtype(tokenizer.vocab_size)
-    found = read_conversations(config, renderer, inputs, dtype)
+    found = read_conversations(config, renderer, inputs, dtype, tokenize)
     if not found.tokens:
-        raise ValueError(f"no conversation was accepted ({found.refused.total} refused: {found.refused.counts})")
+        raise ValueError(f"no {what} was accepted ({found.refused.total} refused: {found.refused.counts})")
+    return RowsRead(inputs, tokenizer, renderer, dtype, found)
+
+
+def preprocess_sft(config: SFTPreprocessConfig) -> SFTPreprocessResult:
+    """Read, render, mask, pack and write; on any error (or Ctrl-C) no output file is left behind."""
+    start = time.monotonic()
+    rows = read_rows(config)
+    inputs, tokenizer, renderer, dtype, found = rows.inputs, rows.tokenizer, rows.renderer, rows.dtype, rows.found
     lengths = [len(t) for t in found.tokens]
     bins = pack(lengths, config.seq_length, config.packing)
     write_packed(config.output_prefix, found, bins, dtype)
