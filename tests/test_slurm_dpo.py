@@ -34,7 +34,7 @@ def test_dpo_job_computes_reference_logprobs_then_trains(slurm_cluster, tmp_path
 
     def flags(name: str) -> list[str]:
         return tiny_train_args(pairs, cache=tmp_path / "cache", train_iters=3, **dpo_train_args(
-            pairs, seq_length=64, micro_batch_size=2, global_batch_size=4, save=tmp_path / name,
+            pairs, seq_length=64, micro_batch_size=2, global_batch_size=4, lr_warmup_iters=0, save=tmp_path / name,
             log_metrics_file=tmp_path / f"{name}.jsonl"))
 
     log = tmp_path / "job.out"
