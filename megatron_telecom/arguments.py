@@ -92,7 +92,16 @@ def normalize_key(key: str) -> str:
 
 @functools.cache
 def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> the string literal that follows its declaration in ``cls``'s source."""
+    """Field name -> the string literal that follows its declaration in ``cls``'s source, or in
+    the source of the dataclass it inherits the field from."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__[1:]):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
+    return {**docs, **_own_field_docs(cls)}
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError):

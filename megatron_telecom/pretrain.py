@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run = setup(cfg, start_time=_START_TIME)
+        if cfg.dpo.compute_reference_logprobs:  # stage 3's one-off pass (training/dpo.py)
+            from megatron_telecom.training.dpo import write_reference_logps
+
+            write_reference_logps(run)
+            return 0
         history.record("start", run.state.iteration)
         stopped(train(run))
         return 0

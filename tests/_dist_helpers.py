@@ -266,3 +266,28 @@ def checkpoint_tensors(checkpoint: Path) -> dict:
     dcp_to_torch_save(str(checkpoint), str(flat))
     state = torch.load(flat, weights_only=False)
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def kill_and_resume(nproc: int, args_of: Callable[[str], list[str]], root: Path, *, iters: int,
+                    first_save: int) -> tuple[dict[int, float], dict[int, float]]:
+    """Run "a" to the end; run "b" SIGKILLed once it saved iteration ``first_save`` or later, then
+    resumed from its checkpoint. (losses of a, losses of b after the resume); ``args_of(name)``
+    gives a run's flags with --save root/name and --log-metrics-file root/name.jsonl."""
+    from megatron_telecom.models.checkpoint_format import read_tracker
+
+    run_torchrun(nproc, args_of("a"))
+    losses_a = train_losses(root / "a.jsonl")
+    assert sorted(losses_a) == list(range(1, iters + 1))
+    job = start_torchrun(nproc, args_of("b"), root / "b.log")
+    try:
+        wait_for(lambda: (read_tracker(root / "b") or 0) >= first_save, timeout=240,
+                 what="run B's first checkpoint")
+    finally:
+        kill_job(job, signal.SIGKILL)
+    resumed_at = read_tracker(root / "b")
+    assert first_save <= resumed_at < iters, f"run B was not killed before its end ({resumed_at})"
+    (root / "b.jsonl").write_text("")
+    run_torchrun(nproc, [*args_of("b"), "--load", str(root / "b")])
+    losses_b = train_losses(root / "b.jsonl")
+    assert sorted(losses_b) == list(range(resumed_at + 1, iters + 1))
+    return losses_a, losses_b

@@ -149,3 +149,23 @@ def convert_checkpoints(convert_hf_models: dict[str, Path],
                           timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return {name: Path(save) for name, save in jobs.items()}
+
+
+# ---- stage2_ fixtures (tests/test_training_sft_trl.py, tests/test_training_dpo_trl.py) ---------
+
+
+@pytest.fixture(scope="session")
+def stage2_smollm2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The bundled SmolLM2-135M: its HF folder and its hf-to-mcore conversion (converted once)."""
+    import sys
+
+    from _dist_helpers import REPO, run_subprocess, subprocess_env
+
+    from megatron_telecom.bundled import resolve_hf_path
+
+    base = tmp_path_factory.mktemp("stage2_smollm2")
+    proc = run_subprocess([sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), "hf-to-mcore",
+                           "--hf-path", "bundled:smollm2-135m", "--save", str(base / "mcore")],
+                          env=subprocess_env(), timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"hf": resolve_hf_path("bundled:smollm2-135m"), "mcore": base / "mcore"}

@@ -7,7 +7,6 @@ within 1e-5 in fp32, at TP=1, TP=2, PP=2 and PP=3 (PP=3: a middle stage that mus
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 
@@ -16,15 +15,12 @@ import pytest
 import torch
 from _dist_helpers import (
     free_port,
-    kill_job,
+    kill_and_resume,
     run_script_for_record,
     run_subprocess,
     run_torchrun,
-    start_torchrun,
     subprocess_env,
     tiny_train_args,
-    train_losses,
-    wait_for,
     write_token_dataset,
 )
 from _sft_helpers import (
@@ -36,7 +32,6 @@ from _sft_helpers import (
     write_sft_dataset,
 )
 
-from megatron_telecom.models.checkpoint_format import read_tracker
 from megatron_telecom.training import sft
 from megatron_telecom.training.arguments import parse_config
 
@@ -177,21 +172,7 @@ def test_sft_run_resumes_bitwise_after_sigkill(sft_datasets, tmp_path):
             save=tmp_path / name, save_interval=3, log_metrics_file=tmp_path / f"{name}.jsonl",
             hidden_dropout=0.1, attention_dropout=0.1))
 
-    run_torchrun(2, args("a"))
-    losses_a = train_losses(tmp_path / "a.jsonl")
-    assert sorted(losses_a) == list(range(1, iters + 1))
-    job = start_torchrun(2, args("b"), tmp_path / "b.log")
-    try:
-        wait_for(lambda: (read_tracker(tmp_path / "b") or 0) >= 3, timeout=240,
-                 what="run B's first checkpoint")
-    finally:
-        kill_job(job, signal.SIGKILL)
-    resumed_at = read_tracker(tmp_path / "b")
-    assert 3 <= resumed_at < iters, f"run B was not killed before its end ({resumed_at})"
-    (tmp_path / "b.jsonl").write_text("")
-    run_torchrun(2, [*args("b"), "--load", str(tmp_path / "b")])
-    losses_b = train_losses(tmp_path / "b.jsonl")
-    assert sorted(losses_b) == list(range(resumed_at + 1, iters + 1))
+    losses_a, losses_b = kill_and_resume(2, args, tmp_path, iters=iters, first_save=3)
     assert all(losses_b[i] == losses_a[i] for i in losses_b), (losses_a, losses_b)
 
 

@@ -11,13 +11,11 @@ template (ours renders the untagged one), single-turn prompt/completion rows thr
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from _dist_helpers import REPO, run_subprocess, run_torchrun, subprocess_env, train_losses
+from _dist_helpers import REPO, run_torchrun, train_losses
 
-from megatron_telecom.bundled import resolve_hf_path
 from megatron_telecom.data.sft import SFTPreprocessConfig, preprocess_sft
 from megatron_telecom.data.tokenizers import TokenizerConfig
 
@@ -26,16 +24,6 @@ pytestmark = [pytest.mark.real_model, pytest.mark.torchrun, pytest.mark.slow]
 SAMPLE = REPO / "examples" / "data" / "telecom_sft_sample.jsonl"
 TAGGED = (REPO / "tests" / "fixtures" / "smollm2_generation_tagged.jinja").read_text(encoding="utf-8")
 STEPS, LR, SEQ, ROWS = 5, 2e-5, 512, 3
-
-
-@pytest.fixture(scope="module")
-def smol(tmp_path_factory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("sft_trl")
-    proc = run_subprocess([sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), "hf-to-mcore",
-                           "--hf-path", "bundled:smollm2-135m", "--save", str(base / "mcore")],
-                          env=subprocess_env(), timeout=600, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"hf": resolve_hf_path("bundled:smollm2-135m"), "mcore": base / "mcore", "root": base}
 
 
 def _rows(kind: str) -> list[dict]:
@@ -99,7 +87,8 @@ def _trl(smol: dict, rows: list[dict], root: Path, **sft_args) -> list[float]:
 @pytest.mark.timeout(1800)  # TRL's 5 steps alone take minutes on 2 shared cores
 @pytest.mark.parametrize("kind, trl_args", [("multi_turn", {"assistant_only_loss": True}),
                                             ("prompt_completion", {"completion_only_loss": True})])
-def test_sft_losses_track_trl(smol, tmp_path, kind, trl_args):
+def test_sft_losses_track_trl(stage2_smollm2, tmp_path, kind, trl_args):
+    smol = stage2_smollm2
     rows = _rows(kind)
     assert len(rows) == ROWS
     ours = _ours(smol, rows, tmp_path)

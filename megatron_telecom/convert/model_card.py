@@ -5,7 +5,7 @@ training flags (data recipe or --data-path), the dataset sidecars preprocess_dat
 (``<prefix>.json``: documents and tokens), iterations, tokens seen and the last losses from
 ``--log-metrics-file``. The training stages are listed oldest first by following each
 ``--load ... --finetune`` back to the checkpoint a stage started from (pretraining data, SFT
-conversations). What was not recorded is said to be unknown, not guessed.
+conversations, DPO pairs). What was not recorded is said to be unknown, not guessed.
 """
 
 from __future__ import annotations
@@ -63,14 +63,15 @@ def _stage_line(number: int, stored: StoredCheckpoint) -> str:
     """One stage: what it trained on, how long, from which checkpoint."""
     args = stored.args
     iterations = int(stored.common.get("iteration") or 0)
-    if args.stage == "sft" and args.sft_data_path:
-        sidecar = Path(args.sft_data_path + ".json")
+    prefix = {"sft": args.sft_data_path, "dpo": args.dpo_data_path}.get(args.stage)
+    if prefix:
+        sidecar = Path(prefix + ".json")
         counts = ""
         if sidecar.is_file():
             info = json.loads(sidecar.read_text(encoding="utf-8"))
-            counts = (f": {info.get('conversations', '?'):,} conversations, "
-                      f"{info.get('trained_tokens', '?'):,} trained tokens")
-        data = f"`{args.sft_data_path}`{counts}"
+            what = "pairs" if args.stage == "dpo" else "conversations"
+            counts = f": {info.get(what, '?'):,} {what}, {info.get('trained_tokens', '?'):,} trained tokens"
+        data = f"`{prefix}`{counts}"
     elif args.data_recipe or args.data_path:
         data = f"`{args.data_recipe}`" if args.data_recipe else " ".join(
             f"`{part}`" for part in args.data_path)

@@ -40,7 +40,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -91,17 +91,16 @@ TRUNCATION_POLICY = "none: conversations longer than --seq-length are refused (t
 
 
 @dataclass(frozen=True, kw_only=True)
-class SFTPreprocessConfig:
-    """Flags of `tools/preprocess_sft.py` (Megatron-LM's names where it has the concept)."""
+class ChatPreprocessConfig:
+    """Flags shared by `tools/preprocess_sft.py` and `tools/preprocess_dpo.py` (Megatron-LM's names
+    where it has the concept): rows rendered through a Hugging Face tokenizer's chat template."""
 
     input: list[str]
-    """Input JSONL files or globs: chat rows {"messages": [...]} and/or prompt/completion rows."""
+    """Input JSONL files or globs."""
     output_prefix: str
     """Writes {output_prefix}_tokens and {output_prefix}_loss_mask (.bin/.idx) and {output_prefix}.json."""
     seq_length: int
-    """Tokens per packed sequence; longer conversations are refused, never truncated."""
-    packing: PackingAlgorithm = "bfd"
-    """bfd: best-fit decreasing into --seq-length bins; none: one conversation per sequence."""
+    """Tokens per sequence; longer rows are refused, never truncated."""
     chat_template: str | None = None
     """A .jinja file used instead of the tokenizer's own chat template."""
     strict: bool = False
@@ -109,7 +108,7 @@ class SFTPreprocessConfig:
     workers: int = 1
     """Processes that render and tokenize (1: this process; each worker loads the tokenizer)."""
     log_interval: int = 1000
-    """Conversations between progress lines."""
+    """Rows between progress lines."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def __post_init__(self) -> None:
@@ -121,7 +120,19 @@ class SFTPreprocessConfig:
                 raise ValueError(f"{flag} must be >= {least}, got {value}")
 
 
-def _messages(value: Any, what: str) -> list[Message]:
+@dataclass(frozen=True, kw_only=True)
+class SFTPreprocessConfig(ChatPreprocessConfig):
+    """Flags of `tools/preprocess_sft.py`."""
+
+    input: list[str]
+    """Input JSONL files or globs: chat rows {"messages": [...]} and/or prompt/completion rows."""
+    seq_length: int
+    """Tokens per packed sequence; longer conversations are refused, never truncated."""
+    packing: PackingAlgorithm = "bfd"
+    """bfd: best-fit decreasing into --seq-length bins; none: one conversation per sequence."""
+
+
+def validated_messages(value: Any, what: str) -> list[Message]:
     """Validated messages: a non-empty list of objects with a known role and non-empty content."""
     if not isinstance(value, list) or not value:
         raise Refused("bad_format", f"{what} is not a non-empty list of messages")
@@ -136,7 +147,7 @@ def _messages(value: Any, what: str) -> list[Message]:
     return value
 
 
-def _record(line: bytes) -> dict:
+def parse_record(line: bytes) -> dict:
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -152,9 +163,9 @@ def _record(line: bytes) -> dict:
 
 def tokenize_row(renderer: ChatRenderer, line: bytes, seq_length: int) -> Tokenized:
     """One input line -> tokens and loss mask, or `Refused` with the reason."""
-    record = _record(line)
+    record = parse_record(line)
     if "messages" in record:
-        messages = _messages(record["messages"], "messages")
+        messages = validated_messages(record["messages"], "messages")
         regions = [(i, i + 1) for i, m in enumerate(messages) if m["role"] == "assistant"]
         if not regions:
             raise Refused("no_assistant_tokens", "no assistant message")
@@ -166,7 +177,7 @@ def tokenize_row(renderer: ChatRenderer, line: bytes, seq_length: int) -> Tokeni
                 raise Refused("empty_content", "empty prompt or completion")
             result = renderer.text_completion(prompt, completion)
         else:
-            prompt, completion = _messages(prompt, "prompt"), _messages(completion, "completion")
+            prompt, completion = validated_messages(prompt, "prompt"), validated_messages(completion, "completion")
             result = renderer.conversation(prompt + completion, [(len(prompt), len(prompt) + len(completion))])
     else:
         raise Refused("bad_format", f"no 'messages' and no 'prompt'+'completion' (keys: {sorted(record)[:8]})")
@@ -189,41 +200,48 @@ class Conversations:
     refused: SkippedRecords = field(default_factory=SkippedRecords)
 
 
-def tokenize_rows(renderer: ChatRenderer, lines: list[bytes], seq_length: int) -> list[Tokenized | Refused]:
-    """`tokenize_row` for each line, refusals returned in place (what a worker sends back)."""
-    out: list[Tokenized | Refused] = []
+Row = Tokenized | tuple[Tokenized, ...]
+"""One accepted input row: a conversation, or several sequences kept together (a preference pair)."""
+RowTokenizer = Callable[[ChatRenderer, bytes, int], Row]
+"""(renderer, input line, --seq-length) -> the row, or `Refused`: `tokenize_row` for SFT."""
+
+
+def tokenize_rows(renderer: ChatRenderer, lines: list[bytes], seq_length: int,
+                  row: RowTokenizer = tokenize_row) -> list[Row | Refused]:
+    """``row`` for each line, refusals returned in place (what a worker sends back)."""
+    out: list[Row | Refused] = []
     for line in lines:
         try:
-            out.append(tokenize_row(renderer, line, seq_length))
+            out.append(row(renderer, line, seq_length))
         except Refused as refusal:
             out.append(refusal)
     return out
 
 
-_worker: tuple[ChatRenderer, int] | None = None
+_worker: tuple[ChatRenderer, int, RowTokenizer] | None = None
 
 
-def _init_worker(folder: Path, chat_template: str | None, seq_length: int) -> None:
+def _init_worker(folder: Path, chat_template: str | None, seq_length: int, row: RowTokenizer) -> None:
     global _worker
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _worker = (ChatRenderer(folder, chat_template), seq_length)
+    _worker = (ChatRenderer(folder, chat_template), seq_length, row)
 
 
-def _tokenize_in_worker(lines: list[bytes]) -> list[Tokenized | Refused]:
+def _tokenize_in_worker(lines: list[bytes]) -> list[Row | Refused]:
     assert _worker is not None
-    return tokenize_rows(_worker[0], lines, _worker[1])
+    return tokenize_rows(_worker[0], lines, _worker[1], _worker[2])
 
 
-def tokenized_batches(config: SFTPreprocessConfig, renderer: ChatRenderer,
-                      batches: Iterator[Batch]) -> Iterator[tuple[Batch, list[Tokenized | Refused]]]:
+def tokenized_batches(config: ChatPreprocessConfig, renderer: ChatRenderer, batches: Iterator[Batch],
+                      row: RowTokenizer = tokenize_row) -> Iterator[tuple[Batch, list[Row | Refused]]]:
     """Each batch with its rows tokenized, in input order; --workers N spreads groups of 2N batches
     over N spawned processes (so at most 2N batches are in memory at once)."""
     if config.workers == 1:
         for batch in batches:
-            yield batch, tokenize_rows(renderer, batch.lines, config.seq_length)
+            yield batch, tokenize_rows(renderer, batch.lines, config.seq_length, row)
         return
     context = multiprocessing.get_context("spawn")
-    initargs = (renderer.folder, config.chat_template, config.seq_length)
+    initargs = (renderer.folder, config.chat_template, config.seq_length, row)
     with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
         try:
             while group := list(itertools.islice(batches, 2 * config.workers)):
@@ -232,13 +250,18 @@ def tokenized_batches(config: SFTPreprocessConfig, renderer: ChatRenderer,
             raise RuntimeError("a tokenizer worker died (out of memory? see dmesg); nothing was written") from exc
 
 
-def read_conversations(config: SFTPreprocessConfig, renderer: ChatRenderer, inputs: list[InputFile],
-                       dtype: type[np.number]) -> Conversations:
-    """Every row of every input, tokenized and masked; under --strict the first refusal raises."""
+def _sequences(row: Row) -> tuple[Tokenized, ...]:
+    return row if isinstance(row, tuple) else (row,)
+
+
+def read_conversations(config: ChatPreprocessConfig, renderer: ChatRenderer, inputs: list[InputFile],
+                       dtype: type[np.number], tokenize: RowTokenizer = tokenize_row) -> Conversations:
+    """Every row of every input, tokenized and masked, in order (a row of several sequences adds
+    them one after the other); under --strict the first refusal raises."""
     found = Conversations()
     progress = Progress(total_bytes=sum(i.size for i in inputs), log_interval=config.log_interval)
     batches = read_batches(inputs, _BATCH_BYTES, progress)
-    for batch, rows in tokenized_batches(config, renderer, batches):
+    for batch, rows in tokenized_batches(config, renderer, batches, tokenize):
         path = inputs[batch.file_index].path
         for number, row in zip(batch.line_numbers, rows):
             if isinstance(row, Refused):
@@ -247,9 +270,11 @@ def read_conversations(config: SFTPreprocessConfig, renderer: ChatRenderer, inpu
                     raise BadRecordError(f"{path}:{number}: {row.reason}: {detail} (--strict: nothing was written)")
                 found.refused.add(row.reason, f"{path}:{number}")
                 continue
-            found.tokens.append(np.asarray(row.tokens, dtype=dtype))
-            found.masks.append(row.loss_mask)
-        n_tokens = sum(len(row.tokens) for row in rows if not isinstance(row, Refused))
+            for sequence in _sequences(row):
+                found.tokens.append(np.asarray(sequence.tokens, dtype=dtype))
+                found.masks.append(sequence.loss_mask)
+        n_tokens = sum(len(sequence.tokens) for row in rows if not isinstance(row, Refused)
+                       for sequence in _sequences(row))
         progress.update(len(batch.lines), n_tokens, sum(len(line) for line in batch.lines))
     return found
 
@@ -315,17 +340,37 @@ def _provenance(config: SFTPreprocessConfig, renderer: ChatRenderer, tokenizer: 
     }
 
 
-def preprocess_sft(config: SFTPreprocessConfig) -> SFTPreprocessResult:
-    """Read, render, mask, pack and write; on any error (or Ctrl-C) no output file is left behind."""
-    start = time.monotonic()
+@dataclass(frozen=True)
+class RowsRead:
+    """What `read_rows` loaded and read: inputs, tokenizer, renderer, token dtype and the rows."""
+
+    inputs: list[InputFile]
+    tokenizer: Any
+    renderer: ChatRenderer
+    dtype: type[np.number]
+    found: Conversations
+
+
+def read_rows(config: ChatPreprocessConfig, tokenize: RowTokenizer = tokenize_row, *,
+              what: str = "conversation") -> RowsRead:
+    """Resolve the inputs, load the tokenizer and its template, read every row; ValueError if none
+    is accepted."""
     inputs = resolve_inputs(config.input)
     tok = config.tokenizer
     tokenizer = build_tokenizer(tok.tokenizer_type, tok.tokenizer_model)
     renderer = ChatRenderer(Path(tokenizer.model_path), config.chat_template)
     dtype = optimal_dtype(tokenizer.vocab_size)
-    found = read_conversations(config, renderer, inputs, dtype)
+    found = read_conversations(config, renderer, inputs, dtype, tokenize)
     if not found.tokens:
-        raise ValueError(f"no conversation was accepted ({found.refused.total} refused: {found.refused.counts})")
+        raise ValueError(f"no {what} was accepted ({found.refused.total} refused: {found.refused.counts})")
+    return RowsRead(inputs, tokenizer, renderer, dtype, found)
+
+
+def preprocess_sft(config: SFTPreprocessConfig) -> SFTPreprocessResult:
+    """Read, render, mask, pack and write; on any error (or Ctrl-C) no output file is left behind."""
+    start = time.monotonic()
+    rows = read_rows(config)
+    inputs, tokenizer, renderer, dtype, found = rows.inputs, rows.tokenizer, rows.renderer, rows.dtype, rows.found
     lengths = [len(t) for t in found.tokens]
     bins = pack(lengths, config.seq_length, config.packing)
     write_packed(config.output_prefix, found, bins, dtype)
@@ -347,11 +392,16 @@ def summary(config: SFTPreprocessConfig, result: SFTPreprocessResult) -> str:
              f"({stats['padding_tokens']:,} padding tokens)",
              f"  truncation: {TRUNCATION_POLICY}",
              f"  {result.tokens_prefix}.bin/.idx, {result.loss_mask_prefix}.bin/.idx, {config.output_prefix}.json"]
-    if refused.total:
-        lines.append(f"Refused {refused.total:,} rows:")
-        lines += [f"  {reason}: {refused.counts[reason]:,} (e.g. {', '.join(refused.examples[reason])})"
-                  for reason in sorted(refused.counts)]
-    return "\n".join(lines)
+    return "\n".join(lines + refusal_lines(refused))
+
+
+def refusal_lines(refused: SkippedRecords) -> list[str]:
+    """The summary's refusals: a count per reason with the first places it happened."""
+    if not refused.total:
+        return []
+    return [f"Refused {refused.total:,} rows:"] + [
+        f"  {reason}: {refused.counts[reason]:,} (e.g. {', '.join(refused.examples[reason])})"
+        for reason in sorted(refused.counts)]
 
 
 def run_preprocess_sft(config: SFTPreprocessConfig) -> int:

@@ -57,6 +57,7 @@ class CheckpointArgs:
     finetune: bool = False
     stage: str = "pretrain"
     sft_data_path: str | None = None
+    dpo_data_path: str | None = None
 
     @classmethod
     def from_record(cls, record: dict[str, Any] | argparse.Namespace | None) -> CheckpointArgs:

@@ -41,8 +41,8 @@ def validate_config(cfg: PretrainConfig) -> None:
     if s.override_opt_param_scheduler and s.use_checkpoint_opt_param_scheduler:
         raise ValueError("use only one of --override-opt_param-scheduler and "
                          "--use-checkpoint-opt_param-scheduler")
-    if t.stage == "sft":
-        _validate_sft(cfg)
+    if t.stage in ("sft", "dpo"):
+        _validate_finetuning(cfg)
     elif bool(d.data_path) == bool(d.data_recipe):
         raise ValueError("give exactly one of --data-path and --data-recipe")
     if cfg.tokenizer.tokenizer_type is None:
@@ -54,14 +54,17 @@ def validate_config(cfg: PretrainConfig) -> None:
     _validate_layout_and_outputs(cfg)
 
 
-def _validate_sft(cfg: PretrainConfig) -> None:
-    """--stage sft reads one packed SFT dataset and has no validation split yet."""
+def _validate_finetuning(cfg: PretrainConfig) -> None:
+    """--stage sft/dpo read one dataset of their own and have no validation split yet."""
     d, t = cfg.data, cfg.training
-    if not d.sft_data_path or d.data_path or d.data_recipe:
-        raise ValueError("--stage sft reads --sft-data-path PREFIX (from tools/preprocess_sft.py); "
+    flag, tool = {"sft": ("--sft-data-path", "preprocess_sft"), "dpo": ("--dpo-data-path", "preprocess_dpo")}[t.stage]
+    if not getattr(d, f"{t.stage}_data_path") or d.data_path or d.data_recipe:
+        raise ValueError(f"--stage {t.stage} reads {flag} PREFIX (from tools/{tool}.py); "
                          "drop --data-path/--data-recipe")
     if t.eval_interval > 0 and t.eval_iters > 0:
-        raise ValueError("--stage sft has no validation split yet: add --eval-interval 0")
+        raise ValueError(f"--stage {t.stage} has no validation split yet: add --eval-interval 0")
+    if t.stage == "dpo" and cfg.dpo.dpo_beta <= 0:
+        raise ValueError(f"--dpo-beta {cfg.dpo.dpo_beta}: give a positive beta (TRL's default is 0.1)")
 
 
 def _validate_layout_and_outputs(cfg: PretrainConfig) -> None:
@@ -74,6 +77,8 @@ def _validate_layout_and_outputs(cfg: PretrainConfig) -> None:
                          "the distributed optimizer's parameter all-gather)")
     if cfg.data.sft_data_path and t.stage != "sft":
         raise ValueError("--sft-data-path is read by --stage sft only")
+    if (cfg.data.dpo_data_path or cfg.dpo.compute_reference_logprobs) and t.stage != "dpo":
+        raise ValueError("--dpo-data-path and --compute-reference-logprobs are read by --stage dpo only")
     shares = [float(x) for x in re.split(r"[,/]", cfg.data.split) if x.strip()]
     if t.eval_interval > 0 and t.eval_iters > 0 and (len(shares) < 2 or shares[1] <= 0):
         raise ValueError(f"--split {cfg.data.split} leaves no valid split to evaluate on: give "

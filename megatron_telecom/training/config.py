@@ -152,6 +152,8 @@ class DataConfig:
     """Data recipe YAML (alternative to --data-path)."""
     sft_data_path: str | None = None
     """--stage sft: the --output-prefix of tools/preprocess_sft.py (packed tokens + loss mask)."""
+    dpo_data_path: str | None = None
+    """--stage dpo: the --output-prefix of tools/preprocess_dpo.py (pairs; reference log-probs beside it)."""
     split: str = "969,30,1"
     """train,valid,test split of each dataset's documents."""
     data_cache_path: str | None = None
@@ -212,8 +214,8 @@ class LoggingConfig:
 class TrainingConfig:
     """Batch sizes, length of training, evaluation cadence, exits."""
 
-    stage: Literal["pretrain", "sft"] = "pretrain"
-    """pretrain: next-token loss on --data-path; sft: loss on assistant tokens of --sft-data-path (packed conversations, docs/sft.md)."""
+    stage: Literal["pretrain", "sft", "dpo"] = "pretrain"
+    """pretrain: next-token loss on --data-path; sft: loss on assistant tokens of --sft-data-path (packed conversations, docs/sft.md); dpo: preference loss on the pairs of --dpo-data-path (docs/dpo.md)."""
 
     micro_batch_size: int = 1
     """Sequences per microbatch per data-parallel rank."""
@@ -233,6 +235,18 @@ class TrainingConfig:
     """On SIGTERM/SIGUSR1 save a checkpoint and exit 0."""
     max_requeues: int = 5
     """Under SLURM, requeue the job after such a stop at most N times."""
+
+
+@dataclass(kw_only=True)
+class DPOConfig:
+    """--stage dpo: sigmoid DPO loss against stored reference log-probs (training/dpo.py)."""
+
+    dpo_beta: float = 0.1
+    """DPO beta (TRL's default 0.1): how far the policy may move from the reference."""
+    dpo_sft_loss_weight: float = 0.0
+    """Weight of an added SFT loss on the chosen completions (RPO; TRL loss_weights of ["sigmoid", "sft"])."""
+    compute_reference_logprobs: bool = False
+    """Only compute the --load checkpoint's log-probs of every pair, store them with their fingerprint beside --dpo-data-path, and exit."""
 
 
 @dataclass(kw_only=True)
@@ -271,6 +285,7 @@ class PretrainConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     benchmark_eval: BenchmarkEvalConfig = field(default_factory=BenchmarkEvalConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
 
     def to_flat_dict(self) -> dict[str, Any]:
         """All fields by their flag name (what a checkpoint's ``args`` records)."""

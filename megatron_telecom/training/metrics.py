@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class IterationStats:
     loss_scale: float
     grad_norm: float | None
     skipped_iterations: int
+    stage_metrics: dict[str, float] = field(default_factory=dict)
+    """The stage's own figures, e.g. DPO's rewards/chosen (logged after the lm loss)."""
 
 
 @dataclass(kw_only=True)
@@ -43,9 +45,12 @@ class LogInterval:
     time: float = 0.0
     iterations: int = 0
     skipped: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
 
-    def add(self, *, loss: float, elapsed: float, skipped: bool) -> None:
-        """Count one iteration's loss, seconds and whether its update was skipped."""
+    def add(self, *, loss: float, elapsed: float, skipped: bool, metrics: dict[str, float] | None = None) -> None:
+        """Count one iteration's loss, seconds, stage metrics and whether its update was skipped."""
+        for name, value in (metrics or {}).items():
+            self.metrics[name] = self.metrics.get(name, 0.0) + value
         self.loss += loss
         self.time += elapsed
         self.iterations += 1
@@ -72,6 +77,7 @@ def format_log_line(s: IterationStats) -> str:
     line += f" learning rate: {s.learning_rate:.6E} |"
     line += f" global batch size: {s.global_batch_size:5d} |"
     line += f" lm loss: {s.lm_loss:.6E} |"
+    line += "".join(f" {name}: {value:.6E} |" for name, value in s.stage_metrics.items())
     line += f" loss scale: {s.loss_scale:.1f} |"
     if s.grad_norm is not None:
         line += f" grad norm: {s.grad_norm:.3f} |"
@@ -138,7 +144,7 @@ class MetricsWriter:
                   "tokens-per-second": stats.tokens_per_second}
         if stats.grad_norm is not None:
             values["grad-norm"] = stats.grad_norm
-        self.scalars(values, stats.iteration)
+        self.scalars({**values, **stats.stage_metrics}, stats.iteration)
         if self.tensorboard is not None:
             self.tensorboard.add_scalar("lm loss vs samples", stats.lm_loss, stats.consumed_samples)
 

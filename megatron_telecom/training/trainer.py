@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -19,13 +19,14 @@ from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_telecom.data.blends import resolve_blend
+from megatron_telecom.data.tokenizers import tokenizer_identity
 from megatron_telecom.models.backends import choose_backends, get_layer_spec
 from megatron_telecom.models.checkpoint_format import StoredCheckpoint, open_checkpoint
 from megatron_telecom.models.flops import num_floating_point_operations
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.runtime.distributed import get_device, initialize_distributed, job_env
 from megatron_telecom.runtime.parallel_layout import ParallelLayout
-from megatron_telecom.training import builders, checkpointing, sft
+from megatron_telecom.training import builders, checkpointing, dpo, sft
 from megatron_telecom.training.config import PretrainConfig
 from megatron_telecom.training.data import batch_iterator, build_datasets, build_tokenizer
 from megatron_telecom.training.metrics import (
@@ -70,6 +71,12 @@ class Run:
     """In-loop benchmark/perplexity evaluation (training/benchmark_eval.py; None: none asked)."""
     forward_step: Any = None
     """The stage's forward step (megatron's forward_step_func); None: pretraining's."""
+    dpo_run: dpo.DPORun | None = None
+    """--stage dpo: its pairs and the identities its reference log-probs are checked against."""
+    metric_names: tuple[str, ...] = ("lm loss",)
+    """What the stage's loss function reports per microbatch (reduced over the global batch)."""
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    """The last iteration's reported metrics besides "lm loss" (DPO's rewards/*)."""
 
 
 def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
@@ -83,6 +90,9 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
                            exit_duration_in_mins=cfg.training.exit_duration_in_mins,
                            start_time=start_time)
     source = checkpointing.checkpoint_to_load(cfg.checkpoint)
+    if cfg.dpo.compute_reference_logprobs:  # the reference is --load's weights, never a resumed --save
+        load = cfg.checkpoint.load
+        source = checkpointing.CheckpointSource(path=load, finetune=True) if load else None
     stored = open_checkpoint(source.path) if source else None  # tracker and common.pt read once
     preset = builders.resolve_preset(cfg.model, stored.model if stored else None,
                                      where=f"checkpoint {source.path}" if source else "")
@@ -96,15 +106,19 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     vocab = builders.padded_vocab(cfg.model, layout, tokenizer.vocab_size)
     seq_length = cfg.model.seq_length or preset.seq_length
     config = builders.transformer_config(cfg.model, preset, layout, backends)
-    is_sft = cfg.training.stage == "sft"
-    config.calculate_per_token_loss = is_sft  # loss sums / global token count (training/sft.py)
+    stage = cfg.training.stage
+    packed = stage in ("sft", "dpo")  # packed documents: SFT's conversations, DPO's pair halves
+    config.calculate_per_token_loss = packed  # loss sums / global token (pair) count
     model = builders.build_model(preset, config, get_layer_spec(config, backends), p=cfg.parallel,
                                  padded_vocab_size=vocab, seq_length=seq_length)
-    if is_sft and not backends.use_transformer_engine:  # TE restarts RoPE from cu_seqlens itself
+    if packed and not backends.use_transformer_engine:  # TE restarts RoPE from cu_seqlens itself
         sft.use_document_positions(model)
     optimizer, scheduler = _optimizer_and_schedule(cfg, config, model, layout)
     state = _load(cfg, source, stored, model, optimizer, scheduler, vocab)
-    train_data, valid_data = _data(cfg, layout, tokenizer, seq_length, state)
+    dpo_run = dpo.DPORun(
+        pairs=len(sft.PackedSFTDataset(cfg.data.dpo_data_path)), tokenizer=asdict(tokenizer_identity(tokenizer)),
+        reference=dpo.checkpoint_identity(stored, seed=cfg.training.seed)) if stage == "dpo" else None
+    train_data, valid_data = _data(cfg, layout, tokenizer, seq_length, state, dpo_run)
     num_params = sum(param.numel() for chunk in model for param in chunk.parameters())
     print_rank_0(f"> {preset.name}: {num_params:,} parameters on rank 0; world {layout.world_size}"
                  f" = TP {layout.tensor_model_parallel_size} x PP "
@@ -127,10 +141,19 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
         exits=exits,
         # --- in-loop benchmark evaluation (training/benchmark_eval.py) ---
         benchmarks=_benchmark_evaluation(cfg, seq_length),
-        forward_step=functools.partial(
-            sft_forward_step, use_transformer_engine=backends.use_transformer_engine)
-        if is_sft else forward_step,
+        forward_step=_stage_forward_step(cfg, backends.use_transformer_engine),
+        dpo_run=dpo_run, metric_names=dpo.METRICS if stage == "dpo" else ("lm loss",),
     )
+
+
+def _stage_forward_step(cfg: PretrainConfig, use_transformer_engine: bool) -> Any:
+    """The forward step of --stage (megatron's forward_step_func)."""
+    if cfg.training.stage == "sft":
+        return functools.partial(sft_forward_step, use_transformer_engine=use_transformer_engine)
+    if cfg.training.stage == "dpo":
+        return functools.partial(dpo.forward_step, use_transformer_engine=use_transformer_engine,
+                                 beta=cfg.dpo.dpo_beta, sft_loss_weight=cfg.dpo.dpo_sft_loss_weight)
+    return forward_step
 
 
 def _benchmark_evaluation(cfg: PretrainConfig, seq_length: int) -> Any:
@@ -176,8 +199,19 @@ def _load(cfg: PretrainConfig, source: checkpointing.CheckpointSource | None,
 
 
 def _data(cfg: PretrainConfig, layout: ParallelLayout, tokenizer: Any, seq_length: int,
-          state: TrainState) -> tuple[Any, dict[str, Any]]:
+          state: TrainState, dpo_run: dpo.DPORun | None) -> tuple[Any, dict[str, Any]]:
     t = cfg.training
+    if dpo_run is not None:
+        prefix, gbs = cfg.data.dpo_data_path, layout.global_batch_size
+        if cfg.dpo.compute_reference_logprobs:  # every pair once, in order, from sample 0
+            pairs = dpo.DPODataset(prefix, seq_length=seq_length, seed=t.seed, pad_token_id=tokenizer.eod,
+                               num_samples=-(-dpo_run.pairs // gbs) * gbs, in_order=True)
+            return _batches(cfg, layout, pairs, 0), {}
+        reference = dpo.check_fingerprint(prefix, pairs=dpo_run.pairs, tokenizer=dpo_run.tokenizer,
+                                          seq_length=seq_length)
+        train = dpo.DPODataset(prefix, seq_length=seq_length, seed=t.seed, pad_token_id=tokenizer.eod,
+                           num_samples=t.train_iters * gbs, reference_logps=reference)
+        return _batches(cfg, layout, train, state.consumed_train_samples), {}
     if t.stage == "sft":
         train = sft.SFTDataset(cfg.data.sft_data_path, seq_length=seq_length, seed=t.seed,
                                num_samples=t.train_iters * layout.global_batch_size,
@@ -227,12 +261,14 @@ def sft_forward_step(data_iterator: Any, model: Any, *,
     return output, functools.partial(sft.loss_func, batch["loss_mask"])
 
 
-def _forward_backward(run: Run, batches: list[dict], forward_only: bool) -> float:
-    """Run the schedule over ``batches``; the loss, identical on every rank.
+def _forward_backward(run: Run, batches: list[dict], forward_only: bool) -> dict[str, float]:
+    """Run the schedule over ``batches``; the reported metrics ("lm loss" first), identical on every rank.
 
-    Pretraining reports the mean of the microbatch means; SFT's loss function reports
-    [loss sum, token count] per microbatch, so its loss is the global per-token mean.
+    Pretraining reports the mean of the microbatch means; SFT's (DPO's) loss function reports
+    [sum, token (pair) count] per microbatch, so its metrics are global per-token (per-pair) means.
     """
+    if run.dpo_run is not None and run.cfg.dpo.dpo_sft_loss_weight:
+        dpo.normalise_sft_term(batches, run.layout.global_batch_size)
     iterators = [iter(batches) for _ in run.model]
     results = run.forward_backward(
         forward_step_func=run.forward_step or forward_step,
@@ -240,15 +276,15 @@ def _forward_backward(run: Run, batches: list[dict], forward_only: bool) -> floa
         model=run.model, num_microbatches=len(batches), seq_length=run.seq_length,
         micro_batch_size=run.layout.micro_batch_size, forward_only=forward_only)
     # Ranks of the last stage hold the loss; average over them (DP replicas, TP copies).
-    totals = torch.zeros(2, dtype=torch.float64, device=get_device())
-    if results:
-        values = torch.stack([r["lm loss"] for r in results]).double()  # no per-mb sync
-        if values.dim() == 2:  # [loss sum, tokens] per microbatch
-            totals += values.sum(dim=0)
+    totals = torch.zeros(len(run.metric_names), 2, dtype=torch.float64, device=get_device())
+    for i, name in enumerate(run.metric_names if results else ()):
+        values = torch.stack([r[name] for r in results]).double()  # no per-mb sync
+        if values.dim() == 2:  # [sum, tokens or pairs] per microbatch
+            totals[i] += values.sum(dim=0)
         else:
-            totals[0], totals[1] = values.mean(), 1.0
+            totals[i, 0], totals[i, 1] = values.mean(), 1.0
     dist.all_reduce(totals)
-    return float(totals[0] / totals[1])
+    return {name: float(totals[i, 0] / totals[i, 1]) for i, name in enumerate(run.metric_names)}
 
 
 def train_step(run: Run) -> tuple[float, float | None, bool]:
@@ -263,13 +299,15 @@ def train_step(run: Run) -> tuple[float, float | None, bool]:
     run.optimizer.zero_grad()
     batches = [next(run.train_data) for _ in range(run.layout.num_microbatches)]
     try:
-        loss = _forward_backward(run, batches, forward_only=False)
+        metrics = _forward_backward(run, batches, forward_only=False)
     except RuntimeError as err:  # megatron DDP's check_for_nan_in_grad, before the all-reduce
         if "in local grad norm" not in str(err):
             raise
         kind = "nan" if "found NaN" in str(err) else "inf"
         raise NonFiniteLossError(f"grad norm is {kind} at iteration {run.state.iteration + 1}: "
                                  f"stopping without applying that update ({err})") from err
+    loss = metrics.pop("lm loss")
+    run.last_metrics = metrics
     if not math.isfinite(loss):
         raise NonFiniteLossError(f"lm loss is {loss} at iteration {run.state.iteration + 1}: "
                                  "stopping without applying that update")
@@ -303,7 +341,7 @@ def evaluate(run: Run) -> dict[str, float]:
             for _ in range(run.cfg.training.eval_iters):
                 total += _forward_backward(
                     run, [next(batches) for _ in range(run.layout.num_microbatches)],
-                    forward_only=True)
+                    forward_only=True)["lm loss"]
             losses[name] = total / run.cfg.training.eval_iters
     for chunk in run.model:
         chunk.train()
@@ -330,10 +368,11 @@ def save(run: Run) -> None:
 def report(run: Run, loss: float, grad_norm: float | None, elapsed: float, skipped: bool) -> None:
     """Accumulate the interval; print Megatron-LM's line and write scalars when it is due."""
     s, t = run.state, run.cfg.training
-    run.interval.add(loss=loss, elapsed=elapsed, skipped=skipped)
+    run.interval.add(loss=loss, elapsed=elapsed, skipped=skipped, metrics=run.last_metrics)
     lr = run.optimizer.param_groups[0]["lr"]
     run.writer.iteration({"iteration": s.iteration, "lm_loss": loss, "grad_norm": grad_norm,
-                          "learning_rate": lr, "consumed_samples": s.consumed_train_samples})
+                          "learning_rate": lr, "consumed_samples": s.consumed_train_samples,
+                          **run.last_metrics})
     if s.iteration % run.cfg.logging.log_interval and s.iteration != t.train_iters:
         return
     acc = run.interval
@@ -345,7 +384,8 @@ def report(run: Run, loss: float, grad_norm: float | None, elapsed: float, skipp
         tokens_per_second=run.layout.global_batch_size * run.seq_length / per_iter,
         learning_rate=lr, global_batch_size=run.layout.global_batch_size,
         lm_loss=acc.loss / acc.iterations, loss_scale=float(run.optimizer.get_loss_scale()),
-        grad_norm=grad_norm, skipped_iterations=acc.skipped)
+        grad_norm=grad_norm, skipped_iterations=acc.skipped,
+        stage_metrics={name: value / acc.iterations for name, value in acc.metrics.items()})
     print_rank_0(format_log_line(stats))
     run.writer.interval(stats)
     run.interval = LogInterval()
