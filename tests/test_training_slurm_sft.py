@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from _dist_helpers import REPO, read_jsonl, subprocess_env, train_losses, wait_for
-from _slurm_helpers import JOB_TIMEOUT_S, job_fields, log_tail, submit, wait_done
+from _dist_helpers import REPO, subprocess_env, train_losses
+from _slurm_helpers import signal_when_training, submit, wait_done
 
 from megatron_telecom.convert.model_card import lineage
 from megatron_telecom.models.checkpoint_format import open_checkpoint, read_tracker
@@ -47,20 +47,6 @@ def _sbatch(env: dict, out: Path, *args: str) -> str:
                   "--time=00:10:00", f"--output={out}", *args)
 
 
-def _signal_when_training(env: dict, job: str, metrics: Path, log: Path) -> None:
-    """Send the time-limit signal (what --signal=USR1@300 sends) once the job logged an iteration."""
-    def training() -> bool:
-        if metrics.exists() and read_jsonl(metrics):
-            return True
-        assert job_fields(env, job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), \
-            log_tail(log)
-        return False
-
-    wait_for(training, timeout=JOB_TIMEOUT_S, what=f"job {job} to log an iteration",
-             details=lambda: log_tail(log))
-    subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True, timeout=30)
-
-
 @pytest.mark.slow
 def test_sbatch_cpt_then_sft_requeues_and_finishes_as_stage_sft(slurm_cluster, sft_slurm_data,
                                                                  tmp_path):
@@ -79,7 +65,7 @@ def test_sbatch_cpt_then_sft_requeues_and_finishes_as_stage_sft(slurm_cluster, s
                       "--lr-decay-style", "constant", "--train-iters", str(train_iters),
                       "--load", str(cpt), "--finetune", "--save", str(sft),
                       "--log-metrics-file", str(metrics))
-    _signal_when_training(env, sft_job, metrics, logs["sft"])
+    signal_when_training(env, sft_job, metrics, logs["sft"])
     assert wait_done(env, cpt_job, logs["cpt"])["JobState"] in ("COMPLETED", "GONE")
     final = wait_done(env, sft_job, logs["sft"])
     text = logs["sft"].read_text()
