@@ -24,19 +24,24 @@ from megatron_telecom.models.checkpoint_format import open_checkpoint, read_trac
 from megatron_telecom.training.requeue import read_history
 
 CONFIG = REPO / "examples" / "configs" / "tiny_cpu.yaml"
-TOKENIZER = ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", "bundled:smollm2-135m"]
+TOKENIZER = ["--tokenizer-type", "HuggingFaceTokenizer",
+             "--tokenizer-model", "bundled:smollm2-135m"]
 SFT_SEQ = 512  # every sample conversation fits (tools/preprocess_sft.py refuses longer ones)
 
 
 @pytest.fixture(scope="module")
 def sft_slurm_data(tmp_path_factory) -> dict[str, Path]:
-    """The telecom text sample (pretraining) and SFT sample, preprocessed with SmolLM2's tokenizer."""
+    """The telecom text (pretraining) and SFT samples, preprocessed with SmolLM2's tokenizer."""
     root = tmp_path_factory.mktemp("sft_slurm_data")
-    for tool, flags in (("preprocess_data.py", ["--input", str(REPO / "examples" / "data" / "telecom_sample.jsonl"),
-                                                "--output-prefix", str(root / "text"), "--append-eod"]),
-                        ("preprocess_sft.py", ["--input", str(REPO / "examples" / "data" / "telecom_sft_sample.jsonl"),
-                                               "--output-prefix", str(root / "sft"), "--seq-length", str(SFT_SEQ)])):
-        proc = subprocess.run([sys.executable, str(REPO / "tools" / tool), *flags, *TOKENIZER, "--workers", "1"],
+    samples = REPO / "examples" / "data"
+    runs = {"preprocess_data.py": ["--input", str(samples / "telecom_sample.jsonl"),
+                                   "--output-prefix", str(root / "text"), "--append-eod"],
+            "preprocess_sft.py": ["--input", str(samples / "telecom_sft_sample.jsonl"),
+                                  "--output-prefix", str(root / "sft"),
+                                  "--seq-length", str(SFT_SEQ)]}
+    for tool, flags in runs.items():
+        proc = subprocess.run([sys.executable, str(REPO / "tools" / tool), *flags, *TOKENIZER,
+                               "--workers", "1"],
                               env=subprocess_env(), capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return {"text": root / "text_text_document", "sft": root / "sft"}
@@ -55,13 +60,15 @@ def test_sbatch_cpt_then_sft_requeues_and_finishes_as_stage_sft(slurm_cluster, s
     logs = {name: tmp_path / f"{name}.out" for name in ("cpt", "sft")}
     common = [*TOKENIZER, "--eval-interval", "0", "--log-interval", "1", "--lr-warmup-iters", "0"]
     cpt_job = _sbatch(env, logs["cpt"], str(REPO / "slurm" / "pretrain.sh"), str(CONFIG), *common,
-                      "--data-path", str(sft_slurm_data["text"]), "--data-cache-path", str(tmp_path / "cache"),
+                      "--data-path", str(sft_slurm_data["text"]),
+                      "--data-cache-path", str(tmp_path / "cache"),
                       "--train-iters", "2", "--save", str(cpt))
     train_iters = 40
     sft_job = _sbatch(env, logs["sft"], f"--dependency=afterok:{cpt_job}", "--job-name=telecom-sft",
                       str(REPO / "slurm" / "pretrain.sh"), str(CONFIG), *common,
                       "--stage", "sft", "--sft-data-path", str(sft_slurm_data["sft"]),
-                      "--seq-length", str(SFT_SEQ), "--micro-batch-size", "1", "--global-batch-size", "2",
+                      "--seq-length", str(SFT_SEQ), "--micro-batch-size", "1",
+                      "--global-batch-size", "2",
                       "--lr-decay-style", "constant", "--train-iters", str(train_iters),
                       "--load", str(cpt), "--finetune", "--save", str(sft),
                       "--log-metrics-file", str(metrics))
