@@ -1,9 +1,17 @@
 #!/bin/bash
-# Continual pretraining under SLURM: one task per GPU, megatron_telecom.pretrain in each.
+# Training under SLURM (continual pretraining, or SFT with --stage sft): one task per GPU,
+# megatron_telecom.pretrain in each.
 #
 #   sbatch --nodes 4 slurm/pretrain.sh examples/configs/llama3_8b_telecom.yaml [--flag value ...]
 #
 # Flags after the config override its keys (Megatron-LM names), e.g. --train-iters 2000.
+# SFT (stage 2) runs on the same trainer, so this script runs it too: add --stage sft and the
+# prefix written by tools/preprocess_sft.py, and start from the CPT checkpoint (docs/sft.md):
+#   sbatch --job-name=telecom-sft --output=sft-%j.out slurm/pretrain.sh CONFIG.yaml --stage sft \
+#       --sft-data-path data/telecom_sft --load checkpoints/cpt --finetune --save checkpoints/sft \
+#       --eval-interval 0 [--data-recipe none: clears a CPT config's pretraining data]
+# Requeue works the same: a restart resumes from --save once it holds a checkpoint, never from
+# the --load weights again.
 # Multi-node: everything comes from the allocation, nothing to set by hand. Each task reads
 # SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID / SLURM_NODEID and the step's node list; rank 0
 # runs on the first node, which is the master (port: $MASTER_PORT, else derived from the job

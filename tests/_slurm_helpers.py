@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from _dist_helpers import REPO, free_port, signal_tree, wait_for
+from _dist_helpers import REPO, free_port, read_jsonl, signal_tree, wait_for
 
 SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "srun", "scancel")
 COMMAND_TIMEOUT_S = 30  # one sinfo/squeue/scontrol/scancel call
@@ -435,6 +435,21 @@ def ended(env: dict[str, str], job: str, *, release: bool = True) -> dict[str, s
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env,
                        capture_output=True, timeout=COMMAND_TIMEOUT_S)
     return None
+
+
+def signal_when_training(env: dict[str, str], job: str, metrics: Path, log: Path) -> None:
+    """Send ``job`` the time-limit signal (what ``--signal=USR1@300`` sends) once it has logged an
+    iteration to its --log-metrics-file ``metrics``; fail with its output ``log`` if it ends first."""
+    def training() -> bool:
+        if metrics.exists() and read_jsonl(metrics):
+            return True
+        assert job_fields(env, job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), \
+            log_tail(log)
+        return False
+
+    wait_for(training, timeout=JOB_TIMEOUT_S, what=f"job {job} to log an iteration",
+             details=lambda: log_tail(log))
+    subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True, timeout=30)
 
 
 def wait_done(env: dict[str, str], job: str, log: Path, timeout: float = JOB_TIMEOUT_S, *,

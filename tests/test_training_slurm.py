@@ -17,14 +17,12 @@ from pathlib import Path
 import pytest
 from _dist_helpers import (
     REPO,
-    read_jsonl,
     subprocess_env,
     tiny_train_args,
     train_losses,
-    wait_for,
     write_token_dataset,
 )
-from _slurm_helpers import JOB_TIMEOUT_S, job_fields, log_tail, submit, wait_done
+from _slurm_helpers import log_tail, signal_when_training, submit, wait_done
 
 from megatron_telecom.training.checkpointing import read_tracker
 from megatron_telecom.training.requeue import read_history
@@ -48,22 +46,6 @@ def _sbatch(env: dict, out: Path, flags: list[str], *sbatch_options: str) -> str
                   str(REPO / "slurm" / "pretrain.sh"), str(CONFIG), *flags)
 
 
-def _signal_when_training(env: dict, job: str, root: Path, log: Path) -> None:
-    """Send the time-limit signal once the job has logged an iteration."""
-    metrics = root / "metrics.jsonl"
-
-    def training() -> bool:
-        if metrics.exists() and read_jsonl(metrics):
-            return True
-        assert job_fields(env, job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), \
-            log_tail(log)
-        return False
-
-    wait_for(training, timeout=JOB_TIMEOUT_S, what=f"job {job} to log an iteration",
-             details=lambda: log_tail(log))
-    subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True, timeout=30)
-
-
 def _stopped_at(log: Path) -> int:
     stopped = re.search(r"exiting at iteration (\d+) on signal SIGUSR1", log.read_text())
     assert stopped, log_tail(log)
@@ -76,7 +58,7 @@ def test_time_limit_signal_requeues_and_resumes_to_train_iters(slurm_cluster, to
     env = subprocess_env(SLURM_CONF=slurm_cluster["SLURM_CONF"], PRETRAIN_ROOT=str(REPO))
     root, log = tmp_path / "job", tmp_path / "job.out"
     job = _sbatch(env, log, _flags(tokens, root, train_iters))
-    _signal_when_training(env, job, root, log)
+    signal_when_training(env, job, root / "metrics.jsonl", log)
     final = wait_done(env, job, log)
     text = log.read_text()
     assert (final["JobState"], final["Restarts"]) == ("COMPLETED", "1"), text[-4000:]
@@ -127,7 +109,7 @@ def test_max_requeues_reached_completes_and_resubmission_resumes(slurm_cluster, 
     env = subprocess_env(SLURM_CONF=slurm_cluster["SLURM_CONF"], PRETRAIN_ROOT=str(REPO))
     root, log = tmp_path / "job", tmp_path / "job.out"
     job = _sbatch(env, log, _flags(tokens, root, 100_000, max_requeues=0))
-    _signal_when_training(env, job, root, log)
+    signal_when_training(env, job, root / "metrics.jsonl", log)
     final = wait_done(env, job, log)
     assert (final["JobState"], final["Restarts"]) == ("COMPLETED", "0"), log_tail(log)
     saved_at = _stopped_at(log)
@@ -156,7 +138,7 @@ def test_without_scontrol_the_job_completes_and_says_how_to_resubmit(slurm_clust
     env = subprocess_env(SLURM_CONF=slurm_cluster["SLURM_CONF"], PRETRAIN_ROOT=str(REPO))
     root, log = tmp_path / "job", tmp_path / "job.out"
     job = _sbatch(env, log, _flags(tokens, root, 100_000), f"--export=ALL,PATH={bin_dir}")
-    _signal_when_training(env, job, root, log)
+    signal_when_training(env, job, root / "metrics.jsonl", log)
     final = wait_done(env, job, log)
     text = log.read_text()
     assert (final["JobState"], final["Restarts"], final["ExitCode"]) == ("COMPLETED", "0", "0:0"), \
