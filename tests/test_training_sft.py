@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from _convert_helpers import write_tiny_hf_model
 from _dist_helpers import (
     free_port,
     kill_and_resume,
@@ -196,24 +197,60 @@ def test_sft_checkpoint_loads_at_another_tp_and_pp(sft_datasets, tmp_path):
 
 @pytest.mark.torchrun
 @pytest.mark.slow  # 1-2 min on 2 shared cores
-def test_export_of_an_sft_checkpoint_lists_every_stage_with_its_data(sft_datasets, tmp_path):
-    """CPT -> SFT (--load --finetune) -> mcore-to-hf: the model card names both stages."""
+def test_export_of_an_sft_checkpoint_keeps_the_chat_template_and_lists_every_stage(tmp_path):
+    """A tiny Llama with SmolLM2's tokenizer -> hf-to-mcore -> CPT -> SFT on the sample conversations
+    (--load --finetune each) -> mcore-to-hf: the export's chat template is the source's, byte for
+    byte, renders the same tokens, and the model card names every stage with its data."""
+    from transformers import AutoTokenizer
+
+    from megatron_telecom.bundled import resolve_hf_path
+    from megatron_telecom.convert.hf_io import copy_tokenizer_files
+    from megatron_telecom.data.sft import SFTPreprocessConfig, preprocess_sft
+    from megatron_telecom.data.tokenizers import TokenizerConfig
+
+    smollm2 = resolve_hf_path("bundled:smollm2-135m")
+    source = write_tiny_hf_model(tmp_path / "source", "llama-gqa", vocab_size=49152)
+    copied = copy_tokenizer_files(smollm2, source)
+    assert "chat_template.jinja" in copied  # SmolLM2 ships its template as a file
+    conversations = preprocess_sft(SFTPreprocessConfig(
+        input=[str(REPO / "examples" / "data" / "telecom_sft_sample.jsonl")],
+        output_prefix=str(tmp_path / "sft_data"), seq_length=512,
+        tokenizer=TokenizerConfig(tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(source)))).conversations
     tokens = write_token_dataset(tmp_path / "tokens")
-    vocab = 31999  # NullTokenizer ids + EOD = the tiny preset's 32000, so the export fits
-    run_torchrun(1, tiny_train_args(tokens, cache=tmp_path / "cache", train_iters=2,
-                                    save=tmp_path / "cpt", vocab_size=vocab))
-    run_torchrun(1, tiny_train_args(sft_datasets["packed"], cache=tmp_path, train_iters=3, **sft_train_args(
-        sft_datasets["packed"], seq_length=SEQ, micro_batch_size=1, global_batch_size=2,
-        load=tmp_path / "cpt", finetune=True, save=tmp_path / "sft", vocab_size=vocab)))
-    proc = run_subprocess([sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), "mcore-to-hf",
-                           "--load", str(tmp_path / "sft"), "--save", str(tmp_path / "hf")],
+    convert = [sys.executable, str(REPO / "tools" / "convert_checkpoint.py")]
+    proc = run_subprocess([*convert, "hf-to-mcore", "--hf-path", str(source), "--save", str(tmp_path / "base")],
                           env=subprocess_env(), timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    card = (tmp_path / "hf" / "README.md").read_text(encoding="utf-8")
+    stage = {"model": None, "num_layers": None, "vocab_size": None, "finetune": True,
+             "tokenizer_type": "HuggingFaceTokenizer", "tokenizer_model": str(source)}
+    run_torchrun(1, tiny_train_args(tokens, cache=tmp_path / "cache", train_iters=2, **stage,
+                                    load=tmp_path / "base", save=tmp_path / "cpt"))
+    run_torchrun(1, tiny_train_args(tmp_path / "sft_data", cache=tmp_path, train_iters=3, **stage, **sft_train_args(
+        tmp_path / "sft_data", seq_length=512, micro_batch_size=1, global_batch_size=2,
+        load=tmp_path / "cpt", save=tmp_path / "sft")))
+    proc = run_subprocess([*convert, "mcore-to-hf", "--load", str(tmp_path / "sft"), "--save", str(tmp_path / "hf")],
+                          env=subprocess_env(), timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    export = tmp_path / "hf"
+    for name in copied:  # chat_template.jinja, tokenizer.json, tokenizer_config.json as the source's
+        assert (export / name).read_bytes() == (smollm2 / name).read_bytes(), name
+    ours, theirs = AutoTokenizer.from_pretrained(str(export)), AutoTokenizer.from_pretrained(str(smollm2))
+    assert ours.chat_template == theirs.chat_template and "<|im_start|>" in ours.chat_template
+    chat = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is a UPF?"},
+            {"role": "assistant", "content": "The user plane function."}, {"role": "user", "content": "And the SMF?"}]
+    for messages, prompt in ((chat, True), (chat[:3], False), (chat[1:2], True)):
+        rendered = ours.apply_chat_template(messages, tokenize=True, add_generation_prompt=prompt)["input_ids"]
+        assert rendered == theirs.apply_chat_template(messages, tokenize=True, add_generation_prompt=prompt)["input_ids"]
+        assert len(rendered) > 10
+
+    card = (export / "README.md").read_text(encoding="utf-8")
     stages = card.split("## Training stages\n\n")[1].split("\n\n")[0].splitlines()
-    assert stages[0].startswith(f"1. pretrain: `{tokens}`, 2 iterations"), card
-    assert stages[1].startswith(f"2. sft: `{sft_datasets['packed']}`, 3 iterations"), card
-    assert len(stages) == 2
+    assert stages[0] == f"1. base weights `{tmp_path / 'base' / 'release'}` (converted or initialised; no training recorded)", card
+    assert stages[1].startswith(f"2. pretrain: `{tokens}`, 2 iterations"), card
+    assert stages[2].startswith(f"3. sft: `{tmp_path / 'sft_data'}`: {conversations:,} conversations, "), card
+    assert "3 iterations" in stages[2] and len(stages) == 3
+    assert f"- base model: `{source}`" in card
 
 
 def _rope_child(out_path: str) -> None:

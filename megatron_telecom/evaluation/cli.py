@@ -141,6 +141,8 @@ class GenerateConfig:
     """Nucleus sampling: smallest set of tokens with this total probability."""
     seed: int | None = None
     """Sampling seed (None: not seeded)."""
+    chat: bool = False
+    """PROMPT is a user message: render it with the tokenizer's chat template and print the answer."""
 
 
 def run_perplexity(config: PerplexityConfig) -> None:
@@ -253,9 +255,9 @@ def run_generate(config: GenerateConfig) -> None:
     from megatron_telecom.evaluation.model_source import load_model
 
     model = load_model(config.source.model, config.source.dtype)
-    sys.stdout.write(config.prompt)
+    sys.stdout.write(f"user: {config.prompt}\nassistant: " if config.chat else config.prompt)
     generate(model, config.prompt, config.max_new_tokens, config.temperature, config.top_p, config.seed,
-             sys.stdout)
+             sys.stdout, chat=config.chat)
 
 
 EVALUATE_COMMANDS = {"perplexity": PerplexityConfig, "teleqna": BenchmarkRunConfig,

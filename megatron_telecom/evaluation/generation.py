@@ -3,12 +3,14 @@
 Greedy when ``temperature`` is 0 (the default), otherwise sampling with temperature and nucleus
 (top-p) filtering; ``seed`` makes sampling repeatable. The prompt is tokenized with the
 tokenizer's special tokens (BOS where the model uses one), as the model saw text in training.
+With ``chat`` it is one user message rendered by the tokenizer's own chat template with the
+generation prompt, as tools/preprocess_sft.py renders conversations for SFT.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 
@@ -40,16 +42,29 @@ class _Streamer:
         self.out.flush()
 
 
+def chat_prompt(tokenizer: Any, message: str) -> str:
+    """``message`` as one user turn rendered by the tokenizer's chat template, assistant turn opened."""
+    if not tokenizer.chat_template:
+        raise ValueError("--chat: the model's tokenizer has no chat template (chat_template.jinja or "
+                         "tokenizer_config.json); drop --chat to complete plain text")
+    return tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
 def generate(model: LoadedModel, prompt: str, max_new_tokens: int = 64, temperature: float = 0.0,
-             top_p: float = 1.0, seed: int | None = None, stream: TextIO | None = sys.stdout) -> str:
-    """The completion of ``prompt`` (without the prompt), streamed to ``stream`` when given."""
+             top_p: float = 1.0, seed: int | None = None, stream: TextIO | None = sys.stdout,
+             chat: bool = False) -> str:
+    """The completion of ``prompt`` (without the prompt), streamed to ``stream`` when given;
+    ``chat``: the assistant's answer to ``prompt`` sent as a user message."""
     if max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens {max_new_tokens}: give at least 1")
     if temperature < 0 or not 0 < top_p <= 1:
         raise ValueError(f"--temperature {temperature} / --top-p {top_p}: need temperature >= 0 and 0 < top-p <= 1")
     if seed is not None:
         torch.manual_seed(seed)
-    inputs = model.tokenizer(prompt, return_tensors="pt").to(model.device)
+    text = chat_prompt(model.tokenizer, prompt) if chat else prompt
+    # a rendered template already holds its special tokens (BOS included where it has one)
+    inputs = model.tokenizer(text, return_tensors="pt", add_special_tokens=not chat).to(model.device)
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0 \
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     with torch.inference_mode():
