@@ -40,7 +40,7 @@ pretrain() {  # pretrain LOG FLAGS...: 2 CPU processes; prints the iteration and
     local log="$1"
     shift
     if ! OMP_NUM_THREADS=1 python -m torch.distributed.run --nproc_per_node 2 -m megatron_telecom.pretrain "$@" \
-        2>&1 | tee "$log" | grep -E "iteration +[0-9]+/|validation loss|saved checkpoint"; then
+        2>&1 | tee "$log" | grep -E "iteration +[0-9]+/|validation loss|saved checkpoint|reference log-probs"; then
         tail -n 40 "$log"
         exit 1
     fi

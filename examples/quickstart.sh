@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The CPU quickstart: the whole pipeline on the built-in base model SmolLM2-135M, on 2 CPU processes.
 # Stage 1, continual pretraining (CPT) on telecom text with general replay; stage 2, instruction
-# tuning (SFT) on telecom conversations from the CPT checkpoint; each exported to Hugging Face. Then
-# one telecom question to base, CPT and SFT through the chat template, and what each gained and
+# tuning (SFT) on telecom conversations from the CPT checkpoint; stage 3, preference alignment (DPO)
+# on telecom answer pairs from the SFT checkpoint; each exported to Hugging Face. Then one telecom
+# question to base, CPT, SFT and DPO through the chat template, and what each gained and
 # forgot, side by side (one table + PNG). Everything lands in runs/quickstart/. Knobs:
 #   QUICKSTART_TRAIN_ITERS    CPT iterations of 8 x 256 = 2,048 tokens (default 6)
 #   QUICKSTART_SFT_ITERS      SFT iterations of 8 packed sequences x 512 tokens (default 3; the
 #                             sample's 117 conversations fill 22 sequences: one epoch is ~3)
+#   QUICKSTART_DPO_ITERS      DPO iterations of 8 preference pairs (default 4; the sample has 60)
 #   QUICKSTART_TELEQNA_LIMIT  stratified questions of TeleQnA and as many of ORAN-Bench-13K per
 #                             model (default 40; 0 skips both)
 # A later stage is one more block before "chat": train from the previous stage's checkpoint,
@@ -19,6 +21,7 @@ cd "$root"
 out="runs/quickstart"   # examples/configs/smollm2_*cpu.yaml and examples/recipes/quickstart_replay.yaml point here
 iters="${QUICKSTART_TRAIN_ITERS:-6}"
 sft_iters="${QUICKSTART_SFT_ITERS:-3}"
+dpo_iters="${QUICKSTART_DPO_ITERS:-4}"
 limit="${QUICKSTART_TELEQNA_LIMIT:-40}"
 question="What does the AMF do in a 5G core network?"   # no sample conversation asks it
 source examples/common.sh
@@ -77,6 +80,22 @@ stage "$stages" "export the SFT checkpoint (the model card lists both stages; th
 python tools/convert_checkpoint.py mcore-to-hf --load "$out/smollm2-sft" --save "$out/smollm2-sft-hf"
 add_model sft "$out/smollm2-sft-hf"
 
+# ---- stage 3: preference alignment (DPO) ----
+stage "$stages" "preprocess the sample preference pairs: prompt (no loss), chosen and rejected answers"
+python tools/preprocess_dpo.py --input examples/data/telecom_dpo_sample.jsonl --output-prefix "$out/data/telecom_dpo" \
+    --tokenizer-type HuggingFaceTokenizer --tokenizer-model bundled:smollm2-135m --seq-length 192 | tail -n 3
+
+stage "$stages" "reference log-probs of every pair, once, from the SFT checkpoint (fingerprinted; no reference model in training)"
+pretrain "$out/logs/dpo_reference.log" --config examples/configs/smollm2_dpo_cpu.yaml --compute-reference-logprobs
+
+stage "$stages" "DPO from the SFT checkpoint on 2 CPU processes: $dpo_iters iterations of 8 pairs"
+pretrain "$out/logs/dpo.log" --config examples/configs/smollm2_dpo_cpu.yaml --train-iters "$dpo_iters" \
+    --log-metrics-file "$out/smollm2-dpo/metrics.jsonl"
+
+stage "$stages" "export the DPO checkpoint (the model card lists CPT -> SFT -> DPO)"
+python tools/convert_checkpoint.py mcore-to-hf --load "$out/smollm2-dpo" --save "$out/smollm2-dpo-hf"
+add_model dpo "$out/smollm2-dpo-hf"
+
 # ---- every model side by side ----
 stage "$stages" "chat: one telecom question through the chat template, ${labels[*]} (greedy)"
 for i in "${!models[@]}"; do
@@ -101,5 +120,7 @@ python tools/plot_loss_curves.py "$out/smollm2-telecom/metrics.jsonl" --output "
     --title "SmolLM2-135M continual pretraining (telecom + 10% general replay)"
 python tools/plot_loss_curves.py "$out/smollm2-sft/metrics.jsonl" --output "$out/report/sft_loss_curves.png" \
     --title "SmolLM2-135M SFT (assistant tokens of the telecom conversations)"
-printf '\nquickstart done in %dm%02ds: %s/report/ (comparison.txt, comparison.png, loss_curves.png, sft_loss_curves.png)\n' \
+python tools/plot_loss_curves.py "$out/smollm2-dpo/metrics.jsonl" --output "$out/report/dpo_loss_curves.png" \
+    --title "SmolLM2-135M DPO (telecom preference pairs)"
+printf '\nquickstart done in %dm%02ds: %s/report/ (comparison.txt, comparison.png, loss_curves.png, sft_loss_curves.png, dpo_loss_curves.png)\n' \
     $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$out"

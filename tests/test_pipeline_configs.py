@@ -30,22 +30,34 @@ def test_8b_configs_continue_from_the_converted_base_model(name):
     assert recipe["replay"]["share"] == 0.05
 
 
-def test_quickstart_sft_stage_continues_from_the_cpt_checkpoint_on_the_data_it_packs():
-    """examples/quickstart.sh: the SFT config loads the CPT config's checkpoint (weights only), reads
-    the conversations the script packs, at the length they were packed to, and is exported."""
+def test_quickstart_stages_chain_each_from_the_last_checkpoint_on_the_data_they_preprocess():
+    """examples/quickstart.sh: SFT loads the CPT config's checkpoint and DPO the SFT one (weights
+    only); each reads the data the script preprocesses, at the length it was preprocessed to; DPO
+    computes its reference log-probs with its own config first; every checkpoint is exported and
+    compared."""
     script = (REPO / "examples" / "quickstart.sh").read_text()
     out = re.search(r'^out="([^"]+)"', script, re.M).group(1)
     script = script.replace("$out", out)
     cpt = parse_config(["--config", str(CONFIGS / "smollm2_cpu.yaml")])
     sft = parse_config(["--config", str(CONFIGS / "smollm2_sft_cpu.yaml")])
-    assert cpt.training.stage == "pretrain" and sft.training.stage == "sft"
+    dpo = parse_config(["--config", str(CONFIGS / "smollm2_dpo_cpu.yaml")])
+    assert (cpt.training.stage, sft.training.stage, dpo.training.stage) == ("pretrain", "sft", "dpo")
     assert sft.checkpoint.load == cpt.checkpoint.save and sft.checkpoint.finetune
-    assert len({cpt.checkpoint.load, cpt.checkpoint.save, sft.checkpoint.save}) == 3
-    assert sft.tokenizer == cpt.tokenizer and sft.tokenizer.tokenizer_model == "bundled:smollm2-135m"
-    packing = re.search(r"tools/preprocess_sft\.py .*?(?<!\\)\n", script, re.S).group(0)
-    assert f'--output-prefix "{sft.data.sft_data_path}"' in packing
-    assert f"--seq-length {sft.model.seq_length}" in packing and "--tokenizer-model bundled:smollm2-135m" in packing
-    for stage in (cpt, sft):  # each trained checkpoint is exported, and the export is compared
+    assert dpo.checkpoint.load == sft.checkpoint.save and dpo.checkpoint.finetune
+    saves = {cpt.checkpoint.load, cpt.checkpoint.save, sft.checkpoint.save, dpo.checkpoint.save}
+    assert len(saves) == 4
+    assert sft.tokenizer == cpt.tokenizer == dpo.tokenizer
+    assert sft.tokenizer.tokenizer_model == "bundled:smollm2-135m"
+    for tool, prefix, stage in (("preprocess_sft", sft.data.sft_data_path, sft),
+                                ("preprocess_dpo", dpo.data.dpo_data_path, dpo)):
+        preprocess = re.search(rf"tools/{tool}\.py .*?(?<!\\)\n", script, re.S).group(0)
+        assert f'--output-prefix "{prefix}"' in preprocess
+        assert f"--seq-length {stage.model.seq_length}" in preprocess
+        assert "--tokenizer-model bundled:smollm2-135m" in preprocess
+    reference = script.index("--config examples/configs/smollm2_dpo_cpu.yaml --compute-reference-logprobs")
+    training = re.search(r"pretrain [^\n]*--config examples/configs/smollm2_dpo_cpu\.yaml --train-iters", script)
+    assert training and reference < training.start()
+    for label, stage in (("cpt", cpt), ("sft", sft), ("dpo", dpo)):  # exported, then compared
         export = re.search(rf'mcore-to-hf --load "{re.escape(stage.checkpoint.save)}" --save "([^"]+)"', script)
-        assert export and f'add_model {"cpt" if stage is cpt else "sft"} "{export.group(1)}"' in script
+        assert export and f'add_model {label} "{export.group(1)}"' in script
     assert re.search(r"pretrain .*--config examples/configs/smollm2_sft_cpu\.yaml", script)
