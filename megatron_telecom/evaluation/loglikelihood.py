@@ -7,13 +7,14 @@ length; special tokens are the tokenizer's default (a BOS where the tokenizer ad
 lm-evaluation-harness 0.4.13's ``hf`` backend encodes by default. The score is the summed
 log-probability of the continuation tokens after the context (left-truncated to the model length).
 
-Speed: the choices of a question share the context and often their first tokens. One packed
-sequence holds the context once and then a prefix tree (trie) of the continuations: every
-distinct continuation prefix is one token, placed at its position after the context, and a 4-D
-attention mask lets it see the context and its own ancestors only, so each token is computed
-once and sees exactly the tokens it would see in ``context + continuation``. Several requests
-share a row of ``ROW_TOKENS`` tokens (the mask keeps them apart), rows form a right-padded batch,
-and only the positions that predict a continuation token go through the LM head.
+Speed: the choices of a question share the context and often their first tokens, and the
+questions of a benchmark often share their first words ("Question: What is the"). Requests are
+taken in token order and packed into rows of at most ``ROW_TOKENS`` tokens, each row one prefix
+tree (trie): every distinct prefix of a context + continuation is one token, placed at its position
+(its depth), and a 4-D attention mask lets it see its own ancestors only, so each token is computed
+once and sees exactly the tokens it would see in ``context + continuation``. Rows form a
+right-padded batch, and only the positions that predict a continuation token go through the LM
+head, once per position (a question's choices all start from its last context token).
 
 One scoring path: the model is reached through a ``TokenScorer`` (log-probs of given tokens at
 given positions). ``HFScorer`` runs a Hugging Face model with the tree layout above; the trainer's
@@ -31,7 +32,7 @@ from typing import Protocol
 
 import torch
 
-ROW_TOKENS = 256  # requests are packed into rows of this many tokens (no padding between them)
+ROW_TOKENS = 256  # tokens of one prefix-tree row: wider rows share more but cost more attention
 LOGIT_CHUNK = 512  # positions per LM-head call: bounds the [positions, vocab] float32 buffer
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class ContinuationScore:
 
 @dataclass(frozen=True)
 class PackedRequest:
-    """Context + continuation trie as one sequence, and the (position, token) pairs to score."""
+    """One or more requests as one prefix tree (a row), and the (index, token) pairs to score."""
 
     input_ids: list[int]
     positions: list[int]
@@ -252,7 +253,7 @@ def score_requests(scorer: TokenScorer, requests: list[tuple[list[int], list[lis
                    progress: Callable[[int], None] | None = None) -> list[list[ContinuationScore]]:
     """Scores of the continuations of each (context ids, continuation ids) request.
 
-    With a tree-attention scorer a request is one trie and several share a row; otherwise each
+    With a tree-attention scorer requests in token order share prefix-tree rows; otherwise each
     continuation is its own causal row ``context + continuation[:-1]``. Both predict every
     continuation token from exactly the same tokens, so they give the same log-likelihoods.
     """

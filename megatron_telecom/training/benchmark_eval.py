@@ -12,7 +12,8 @@ log-likelihoods are ``evaluation/accuracy.py``'s and ``evaluation/loglikelihood.
 forward only, logits gathered over TP and cut to the real vocabulary, log-probs sent from the last
 pipeline stage). The megatron model takes plain causal rows (its RoPE ignores position ids), so
 each choice is its own row; the offline tool's shared-context tree predicts every token from the
-same tokens, so both give the same log-likelihoods (tests: 1e-4 in fp32 at TP=1, TP=2 and PP=2).
+same tokens, so both give the same log-likelihoods (tests: 1e-4 in fp32 at TP=1, TP=2, PP=2 and
+PP=2 x VPP=2).
 
 Prompts are tokenised by the Hugging Face tokenizer of ``--tokenizer-model`` (the one the export
 copies), so ``--tokenizer-type HuggingFaceTokenizer`` is required when benchmarks are named.
