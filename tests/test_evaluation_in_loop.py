@@ -1,13 +1,15 @@
 """In-loop evaluation == tools/evaluate.py on the exported checkpoint of the same iteration.
 
 The trainer scores a generic-JSONL exam and a held-out file with the in-memory megatron model
-(TP=1, TP=2, PP=2, and DP=2 where each replica scores half the questions; real torchrun + gloo); ``tools/evaluate.py exam``/``perplexity`` then score the
+(TP=1, TP=2, PP=2, PP=2 with an interleaved schedule (VPP=2), and DP=2 where each replica scores
+half the questions; real torchrun + gloo); ``tools/evaluate.py exam``/``perplexity`` then score the
 checkpoint saved at that iteration (exported to HF). Per-option log-likelihoods must agree to 1e-4
 (fp32), and the figures must reach the log line, TensorBoard, the metrics file and the plot.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import runpy
 import sys
@@ -41,11 +43,19 @@ HELD_OUT = ["The AMF selects an SMF for the PDU session and forwards the N1 SM c
 
 @pytest.fixture(scope="module")
 def in_loop_inputs(evaluation_tiny_model, tmp_path_factory) -> dict[str, Path]:
-    """The tiny HF model as a megatron checkpoint, a token dataset, an exam and a held-out file."""
+    """The tiny HF model with its two layers repeated (four: PP=2 x VPP=2 gives each chunk one) as a
+    megatron checkpoint, a token dataset, an exam and a held-out file."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     root = tmp_path_factory.mktemp("in_loop")
+    model = AutoModelForCausalLM.from_pretrained(evaluation_tiny_model)
+    model.model.layers.extend(copy.deepcopy(list(model.model.layers)))
+    model.config.num_hidden_layers = 4
+    model.save_pretrained(root / "hf")
+    AutoTokenizer.from_pretrained(evaluation_tiny_model).save_pretrained(root / "hf")
     script = ("import sys\nfrom megatron_telecom.convert.hf_to_mcore import convert_hf_to_mcore\n"
               "convert_hf_to_mcore(sys.argv[1], sys.argv[2])\n")
-    proc = run_subprocess([sys.executable, "-c", script, str(evaluation_tiny_model), str(root / "base")],
+    proc = run_subprocess([sys.executable, "-c", script, str(root / "hf"), str(root / "base")],
                           env=subprocess_env(), timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     exam = root / "exam.jsonl"
@@ -54,7 +64,7 @@ def in_loop_inputs(evaluation_tiny_model, tmp_path_factory) -> dict[str, Path]:
     held_out = root / "held_out.jsonl"
     held_out.write_text("".join(json.dumps({"text": t}) + "\n" for t in HELD_OUT))
     return {"base": root / "base", "data": write_token_dataset(root / "data" / "tokens"), "exam": exam,
-            "held_out": held_out, "hf": evaluation_tiny_model}
+            "held_out": held_out, "hf": root / "hf"}
 
 
 def _train(inputs: dict[str, Path], out: Path, nproc: int, **layout) -> Path:
@@ -73,8 +83,11 @@ def _train(inputs: dict[str, Path], out: Path, nproc: int, **layout) -> Path:
 
 @pytest.mark.torchrun
 @pytest.mark.parametrize("nproc,layout", [(1, {}), (2, {"tensor_model_parallel_size": 2}),
-                                          (2, {"pipeline_model_parallel_size": 2}), (2, {"dp": True})],
-                         ids=["tp1", "tp2", "pp2", "dp2"])
+                                          (2, {"pipeline_model_parallel_size": 2}),
+                                          (2, {"pipeline_model_parallel_size": 2,
+                                               "num_layers_per_virtual_pipeline_stage": 1}),
+                                          (2, {"dp": True})],
+                         ids=["tp1", "tp2", "pp2", "pp2-vpp2", "dp2"])
 def test_in_loop_equals_offline_on_the_exported_checkpoint(in_loop_inputs, tmp_path, monkeypatch, nproc,
                                                            layout):
     monkeypatch.setenv("MEGATRON_TELECOM_CACHE", str(tmp_path / "cache"))

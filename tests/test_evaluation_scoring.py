@@ -68,14 +68,19 @@ def test_scores_of_the_bundled_model_equal_a_direct_forward():
 
 
 def test_pack_shares_context_and_common_option_prefixes():
-    packed = pack([5, 6, 7], [[1, 2, 3], [1, 2, 4], [9]], limit=100)
+    packed = pack([([5, 6, 7], [[1, 2, 3], [1, 2, 4], [9]])], limit=100)
     assert packed.input_ids == [5, 6, 7, 1, 2]  # the context once, then the shared prefix [1, 2] once
     assert packed.positions == [0, 1, 2, 3, 4] and packed.parents == [-1, 0, 1, 2, 3]
     assert packed.targets == [[(2, 1), (3, 2), (4, 3)], [(2, 1), (3, 2), (4, 4)], [(2, 9)]]
+    # requests of one row share their leading context tokens, and only those
+    row = pack([([5, 6, 7], [[1]]), ([5, 6, 8], [[2, 3]]), ([6], [[4]])], limit=100)
+    assert row.input_ids == [5, 6, 7, 8, 2, 6] and row.positions == [0, 1, 2, 2, 3, 0]
+    assert row.parents == [-1, 0, 1, 1, 3, -1]
+    assert row.targets == [[(2, 1)], [(3, 2), (4, 3)], [(5, 4)]]
     # left-truncated as lm-eval does: (context + continuation)[-(limit + 1):][:-1] is the input
-    assert pack(list(range(10)), [[1, 2, 3]], limit=6).input_ids == [6, 7, 8, 9, 1, 2]
+    assert pack([(list(range(10)), [[1, 2, 3]])], limit=6).input_ids == [6, 7, 8, 9, 1, 2]
     with pytest.raises(ValueError, match="empty context"):
-        pack([], [[1]], limit=10)
+        pack([([], [[1]])], limit=10)
 
 
 def test_padded_batches_equal_single_requests(tiny):

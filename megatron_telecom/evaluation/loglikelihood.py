@@ -7,13 +7,14 @@ length; special tokens are the tokenizer's default (a BOS where the tokenizer ad
 lm-evaluation-harness 0.4.13's ``hf`` backend encodes by default. The score is the summed
 log-probability of the continuation tokens after the context (left-truncated to the model length).
 
-Speed: the choices of a question share the context and often their first tokens. One packed
-sequence holds the context once and then a prefix tree (trie) of the continuations: every
-distinct continuation prefix is one token, placed at its position after the context, and a 4-D
-attention mask lets it see the context and its own ancestors only, so each token is computed
-once and sees exactly the tokens it would see in ``context + continuation``. Several requests
-share a row of ``ROW_TOKENS`` tokens (the mask keeps them apart), rows form a right-padded batch,
-and only the positions that predict a continuation token go through the LM head.
+Speed: the choices of a question share the context and often their first tokens, and the
+questions of a benchmark often share their first words ("Question: What is the"). Requests are
+taken in token order and packed into rows of at most ``ROW_TOKENS`` tokens, each row one prefix
+tree (trie): every distinct prefix of a context + continuation is one token, placed at its position
+(its depth), and a 4-D attention mask lets it see its own ancestors only, so each token is computed
+once and sees exactly the tokens it would see in ``context + continuation``. Rows form a
+right-padded batch, and only the positions that predict a continuation token go through the LM
+head, once per position (a question's choices all start from its last context token).
 
 One scoring path: the model is reached through a ``TokenScorer`` (log-probs of given tokens at
 given positions). ``HFScorer`` runs a Hugging Face model with the tree layout above; the trainer's
@@ -31,7 +32,7 @@ from typing import Protocol
 
 import torch
 
-ROW_TOKENS = 256  # requests are packed into rows of this many tokens (no padding between them)
+ROW_TOKENS = 256  # tokens of one prefix-tree row: wider rows share more but cost more attention
 LOGIT_CHUNK = 512  # positions per LM-head call: bounds the [positions, vocab] float32 buffer
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class ContinuationScore:
 
 @dataclass(frozen=True)
 class PackedRequest:
-    """Context + continuation trie as one sequence, and the (position, token) pairs to score."""
+    """One or more requests as one prefix tree (a row), and the (index, token) pairs to score."""
 
     input_ids: list[int]
     positions: list[int]
@@ -73,27 +74,59 @@ def max_length(model) -> int:
     return int(getattr(model.config, "max_position_embeddings", 2048))
 
 
-def pack(context_ids: list[int], continuations: list[list[int]], limit: int) -> PackedRequest:
-    """The packed sequence of one request; the context is left-truncated to fit ``limit`` positions."""
-    if not context_ids:
-        raise ValueError("an empty context has no position to predict the first token from; "
-                         "start the prompt with text")
-    if any(not ids for ids in continuations):
-        raise ValueError("a continuation tokenized to nothing: every choice needs text")
-    context_ids = context_ids[-(limit - max(len(ids) for ids in continuations) + 1):]
-    length = len(context_ids)
-    input_ids, positions, parents = list(context_ids), list(range(length)), list(range(-1, length - 1))
-    node: dict[tuple[int, ...], int] = {(): length - 1}
-    targets = []
-    for ids in continuations:
-        for depth in range(1, len(ids)):  # every prefix but the whole continuation is an input
-            if tuple(ids[:depth]) not in node:
-                node[tuple(ids[:depth])] = len(input_ids)
-                input_ids.append(ids[depth - 1])
-                positions.append(length + depth - 1)
-                parents.append(node[tuple(ids[:depth - 1])])
-        targets.append([(node[tuple(ids[:depth])], ids[depth]) for depth in range(len(ids))])
-    return PackedRequest(input_ids, positions, parents, targets)
+class _TreeBuilder:
+    """A prefix tree (trie) of token sequences, one node per distinct prefix, in insertion order."""
+
+    def __init__(self) -> None:
+        self.row = PackedRequest([], [], [], [])
+        self.nodes: dict[tuple[int, int], int] = {}  # (parent index, token) -> index
+        self.keys: list[tuple[int, int]] = []  # the key of each index, to undo an add
+
+    def child(self, parent: int, token: int, position: int) -> int:
+        """The index of ``token`` after ``parent`` (at ``position``), appended when new."""
+        index = self.nodes.get((parent, token))
+        if index is None:
+            index = self.nodes[(parent, token)] = len(self.keys)
+            self.keys.append((parent, token))
+            self.row.input_ids.append(token)
+            self.row.positions.append(position)
+            self.row.parents.append(parent)
+        return index
+
+    def add(self, context_ids: list[int], continuations: list[list[int]], limit: int) -> None:
+        """One request: the context (left-truncated to fit ``limit`` positions), then its continuations."""
+        if not context_ids:
+            raise ValueError("an empty context has no position to predict the first token from; "
+                             "start the prompt with text")
+        if any(not ids for ids in continuations):
+            raise ValueError("a continuation tokenized to nothing: every choice needs text")
+        context_ids = context_ids[-(limit - max(len(ids) for ids in continuations) + 1):]
+        end = -1
+        for position, token in enumerate(context_ids):
+            end = self.child(end, token, position)
+        for ids in continuations:  # every prefix but the whole continuation is an input
+            at, targets = end, []
+            for depth, token in enumerate(ids):
+                targets.append((at, token))
+                if depth < len(ids) - 1:
+                    at = self.child(at, token, len(context_ids) + depth)
+            self.row.targets.append(targets)
+
+    def undo(self, length: int, num_targets: int) -> None:
+        """Drop the nodes from index ``length`` on and the targets from ``num_targets`` on."""
+        for key in self.keys[length:]:
+            del self.nodes[key]
+        del self.keys[length:], self.row.targets[num_targets:]
+        for column in (self.row.input_ids, self.row.positions, self.row.parents):
+            del column[length:]
+
+
+def pack(requests: list[tuple[list[int], list[list[int]]]], limit: int) -> PackedRequest:
+    """(context ids, continuation ids) requests as one prefix tree; contexts left-truncated to ``limit``."""
+    tree = _TreeBuilder()
+    for context_ids, continuations in requests:
+        tree.add(context_ids, continuations, limit)
+    return tree.row
 
 
 def _attention_mask(parents: list[int], width: int) -> torch.Tensor:
@@ -157,48 +190,49 @@ class HFScorer:
 
 def target_logprobs(head, hidden: torch.Tensor, targets: list[tuple[int, int, int]],
                     vocab_size: int | None = None) -> torch.Tensor:
-    """float64 log-softmax of ``head(hidden[row, index])`` at each target token, LOGIT_CHUNK at a time.
+    """float64 log-softmax of ``head(hidden[row, index])`` at each target token.
 
-    ``vocab_size`` cuts the logits to the real vocabulary (a megatron model's is padded).
+    The head runs once per distinct (row, index), LOGIT_CHUNK positions at a time (a question's
+    choices are all predicted from its last context token); ``vocab_size`` cuts the logits to the
+    real vocabulary (a megatron model's is padded).
     """
-    rows = torch.tensor([t[0] for t in targets], device=hidden.device)
-    cols = torch.tensor([t[1] for t in targets], device=hidden.device)
-    tokens = torch.tensor([t[2] for t in targets], device=hidden.device)
+    if not targets:  # a pipeline microbatch of padding rows only
+        return torch.empty(0, dtype=torch.float64)
+    slots: dict[tuple[int, int], int] = {}
+    target_slots = torch.tensor([slots.setdefault((row, index), len(slots)) for row, index, _ in targets])
+    tokens = torch.tensor([t[2] for t in targets])
+    rows, cols = (torch.tensor(c, device=hidden.device) for c in zip(*slots))
     out = torch.empty(len(targets), dtype=torch.float64)
-    for lo in range(0, len(targets), LOGIT_CHUNK):
+    for lo in range(0, len(slots), LOGIT_CHUNK):
         logits = head(hidden[rows[lo:lo + LOGIT_CHUNK], cols[lo:lo + LOGIT_CHUNK]]).float()  # [p, vocab]
         if vocab_size is not None:
             logits = logits[:, :vocab_size]
-        picked = torch.log_softmax(logits, dim=-1).gather(1, tokens[lo:lo + LOGIT_CHUNK, None])
-        out[lo:lo + LOGIT_CHUNK] = picked[:, 0].double().cpu()
+        mine = ((target_slots >= lo) & (target_slots < lo + LOGIT_CHUNK)).nonzero()[:, 0]
+        at = (target_slots[mine] - lo).to(logits.device)
+        picked = torch.log_softmax(logits, dim=-1)[at, tokens[mine].to(logits.device)]
+        out[mine] = picked.double().cpu()
     return out
 
 
-def _concat(requests: list[PackedRequest]) -> PackedRequest:
-    """Several packed requests as one row: parents keep each request blind to the others."""
-    row = PackedRequest([], [], [], [])
-    for packed in requests:
-        offset = len(row.input_ids)
-        row.input_ids.extend(packed.input_ids)
-        row.positions.extend(packed.positions)
-        row.parents.extend(p + offset if p >= 0 else -1 for p in packed.parents)
-        row.targets.extend([(i + offset, token) for i, token in t] for t in packed.targets)
-    return row
-
-
-def _rows(order: list[int], packed: list[PackedRequest], row_tokens: int) -> Iterator[list[int]]:
-    """Request indexes filling rows of at most ``row_tokens`` tokens (longer requests alone)."""
-    row: list[int] = []
-    used = 0
-    for index in order:
-        length = len(packed[index].input_ids)
-        if row and used + length > row_tokens:
-            yield row
-            row, used = [], 0
-        row.append(index)
-        used += length
-    if row:
-        yield row
+def _tree_rows(requests: list[tuple[list[int], list[list[int]]]], limit: int,
+               row_tokens: int) -> tuple[list[PackedRequest], list[list[int]]]:
+    """Requests in token order, each row one prefix tree of at most ``row_tokens`` tokens (a longer
+    request alone); neighbours in that order share their leading tokens. Rows and their requests."""
+    rows, groups, tree, group = [], [], _TreeBuilder(), []
+    for index in sorted(range(len(requests)), key=lambda i: requests[i]):
+        length, num_targets = len(tree.keys), len(tree.row.targets)
+        tree.add(*requests[index], limit)
+        if group and len(tree.keys) > row_tokens:
+            tree.undo(length, num_targets)
+            rows.append(tree.row)
+            groups.append(group)
+            tree, group = _TreeBuilder(), []
+            tree.add(*requests[index], limit)
+        group.append(index)
+    if group:
+        rows.append(tree.row)
+        groups.append(group)
+    return rows, groups
 
 
 def _batches(rows: list[PackedRequest], tokens_per_batch: int) -> Iterator[list[int]]:
@@ -219,25 +253,21 @@ def score_requests(scorer: TokenScorer, requests: list[tuple[list[int], list[lis
                    progress: Callable[[int], None] | None = None) -> list[list[ContinuationScore]]:
     """Scores of the continuations of each (context ids, continuation ids) request.
 
-    With a tree-attention scorer a request is one trie and several share a row; otherwise each
+    With a tree-attention scorer requests in token order share prefix-tree rows; otherwise each
     continuation is its own causal row ``context + continuation[:-1]``. Both predict every
     continuation token from exactly the same tokens, so they give the same log-likelihoods.
     """
     if isinstance(scorer, torch.nn.Module):  # a bare Hugging Face model
         scorer = HFScorer(scorer)
     if scorer.tree_attention:
-        units = [pack(context, continuations, scorer.max_length) for context, continuations in requests]
-        owners = [(i, None) for i in range(len(requests))]
-        order = sorted(range(len(units)), key=lambda i: -len(units[i].input_ids))
-        groups = list(_rows(order, units, ROW_TOKENS))
+        rows, groups = _tree_rows(requests, scorer.max_length, ROW_TOKENS)
+        owners = [[(i, k) for i in group for k in range(len(requests[i][1]))] for group in groups]
     else:
-        units, owners = [], []
+        rows, owners = [], []
         for i, (context, continuations) in enumerate(requests):
-            for j, continuation in enumerate(continuations):
-                units.append(pack(context, [continuation], scorer.max_length))
-                owners.append((i, j))
-        groups = [[i] for i in range(len(units))]
-    rows = [_concat([units[i] for i in group]) for group in groups]
+            for k, continuation in enumerate(continuations):
+                rows.append(pack([(context, [continuation])], scorer.max_length))
+                owners.append([(i, k)])
     scores: list[list[ContinuationScore | None]] = [[None] * len(c) for _, c in requests]
     for batch in _batches(rows, tokens_per_batch):
         targets = [(b, index, token) for b, row in enumerate(batch)
@@ -245,12 +275,9 @@ def score_requests(scorer: TokenScorer, requests: list[tuple[list[int], list[lis
         logprobs = scorer([rows[row] for row in batch], targets).tolist()
         at = 0
         for row in batch:
-            for unit in groups[row]:
-                request, choice = owners[unit]
-                for k, t in enumerate(units[unit].targets):
-                    score = ContinuationScore(sum(logprobs[at:at + len(t)]), len(t))
-                    scores[request][choice if choice is not None else k] = score
-                    at += len(t)
+            for (request, choice), t in zip(owners[row], rows[row].targets, strict=True):
+                scores[request][choice] = ContinuationScore(sum(logprobs[at:at + len(t)]), len(t))
+                at += len(t)
         if progress is not None:
             progress(len(targets))
     return scores  # type: ignore[return-value]

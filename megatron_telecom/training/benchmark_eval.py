@@ -12,7 +12,8 @@ log-likelihoods are ``evaluation/accuracy.py``'s and ``evaluation/loglikelihood.
 forward only, logits gathered over TP and cut to the real vocabulary, log-probs sent from the last
 pipeline stage). The megatron model takes plain causal rows (its RoPE ignores position ids), so
 each choice is its own row; the offline tool's shared-context tree predicts every token from the
-same tokens, so both give the same log-likelihoods (tests: 1e-4 in fp32 at TP=1, TP=2 and PP=2).
+same tokens, so both give the same log-likelihoods (tests: 1e-4 in fp32 at TP=1, TP=2, PP=2 and
+PP=2 x VPP=2).
 
 Prompts are tokenised by the Hugging Face tokenizer of ``--tokenizer-model`` (the one the export
 copies), so ``--tokenizer-type HuggingFaceTokenizer`` is required when benchmarks are named.
@@ -99,19 +100,25 @@ class MegatronScorer:
     def __call__(self, rows: list[PackedRequest], targets: list[tuple[int, int, int]]) -> torch.Tensor:
         tp = self.run.layout.tensor_model_parallel_size
         width = -(-max(len(r.input_ids) for r in rows) // tp) * tp  # sequence parallel splits it by TP
-        tokens = torch.zeros(len(rows), width, dtype=torch.long)  # [b, s], right-padded causal rows
+        # The interleaved (VPP) schedule needs at least PP microbatches of one shape: split the
+        # rows, padded with empty ones; otherwise one microbatch holds them all.
+        micro = self.run.layout.pipeline_model_parallel_size if len(self.run.model) > 1 else 1
+        size = -(-len(rows) // micro)
+        tokens = torch.zeros(size * micro, width, dtype=torch.long)  # [b, s], right-padded causal rows
         for index, row in enumerate(rows):
             tokens[index, : len(row.input_ids)] = torch.tensor(row.input_ids)
-        batch = {"tokens": tokens, "position_ids": torch.arange(width).expand(len(rows), width),
-                 "targets": targets}
-        iterators = [iter([batch]) for _ in self.run.model]
+        batches = [{"tokens": tokens[m * size:(m + 1) * size],
+                    "position_ids": torch.arange(width).expand(size, width),
+                    "targets": [(b - m * size, i, t) for b, i, t in targets if m * size <= b < (m + 1) * size]}
+                   for m in range(micro)]
+        iterators = [iter(batches) for _ in self.run.model]
         out = self.run.forward_backward(
             forward_step_func=self._forward_step,
             data_iterator=iterators[0] if len(iterators) == 1 else iterators, model=self.run.model,
-            num_microbatches=1, seq_length=width, micro_batch_size=len(rows), forward_only=True,
+            num_microbatches=micro, seq_length=width, micro_batch_size=size, forward_only=True,
             collect_non_loss_data=True)
-        logprobs = out[0].to(get_device()) if out else torch.zeros(len(targets), dtype=torch.float64,
-                                                                 device=get_device())
+        logprobs = torch.cat(out).to(get_device()) if out else torch.zeros(len(targets), dtype=torch.float64,
+                                                                          device=get_device())
         if self.run.layout.pipeline_model_parallel_size > 1:  # only the last stage has them
             dist.all_reduce(logprobs, group=parallel_state.get_pipeline_model_parallel_group())
         return logprobs.cpu()
