@@ -6,7 +6,9 @@ converted to megatron-core, fp32) and through TRL 1.16 ``DPOTrainer`` with
 ``precompute_ref_log_probs=True`` and the same hyper-parameters: sigmoid loss, beta 0.1, AdamW,
 constant LR, no weight decay, no clipping, the pairs as one batch. Policy and reference start
 equal, so step 0 is the fixed point (loss ln 2, rewards 0) in both; the loss and rewards of every
-step after it agree within 1e-3 and the first step within 1e-4.
+step after it agree within 1e-3 and the first step within 1e-4. A second, shorter case adds the
+SFT term (RPO): ``--dpo-sft-loss-weight w`` against TRL's ``loss_type=["sigmoid", "sft"],
+loss_weights=[1, w]`` (the mean NLL over the batch's chosen completion tokens).
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from megatron_telecom.data.tokenizers import TokenizerConfig
 pytestmark = [pytest.mark.real_model, pytest.mark.torchrun, pytest.mark.slow]
 
 SAMPLE = REPO / "examples" / "data" / "telecom_dpo_sample.jsonl"
-STEPS, LR, BETA, SEQ, ROWS = 5, 5e-6, 0.1, 512, 3
+LR, BETA, SEQ = 5e-6, 0.1, 256  # the first pairs hold at most 176 tokens
 REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
 
 
-def _ours(smol: dict, rows: list[dict], root: Path) -> list[dict]:
+def _ours(smol: dict, rows: list[dict], root: Path, steps: int, sft_weight: float) -> list[dict]:
     source = root / "rows.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tokenizer = TokenizerConfig(tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(smol["hf"]))
@@ -36,8 +38,9 @@ def _ours(smol: dict, rows: list[dict], root: Path) -> list[dict]:
                                        tokenizer=tokenizer))
     flags = {"stage": "dpo", "dpo-data-path": root / "dpo", "load": smol["mcore"], "finetune": None,
              "tokenizer-type": "HuggingFaceTokenizer", "tokenizer-model": smol["hf"], "dpo-beta": BETA,
-             "seq-length": SEQ, "micro-batch-size": 1, "global-batch-size": len(rows),
-             "train-iters": STEPS, "lr": LR, "lr-decay-style": "constant", "weight-decay": 0.0,
+             "dpo-sft-loss-weight": sft_weight, "seq-length": SEQ, "micro-batch-size": 1,
+             "global-batch-size": len(rows),
+             "train-iters": steps, "lr": LR, "lr-decay-style": "constant", "weight-decay": 0.0,
              "clip-grad": 0.0, "eval-interval": 0, "log-interval": 1,
              "log-metrics-file": root / "metrics.jsonl"}
     argv = [part for key, value in flags.items()
@@ -45,22 +48,22 @@ def _ours(smol: dict, rows: list[dict], root: Path) -> list[dict]:
     run_torchrun(1, [*argv, "--compute-reference-logprobs"], timeout=900)
     run_torchrun(1, argv, timeout=900)
     records = {r["iteration"]: r for r in read_jsonl(root / "metrics.jsonl")}
-    return [records[i] for i in range(1, STEPS + 1)]
+    return [records[i] for i in range(1, steps + 1)]
 
 
-def _trl(smol: dict, rows: list[dict], root: Path) -> list[dict]:
+def _trl(smol: dict, rows: list[dict], root: Path, steps: int, sft_weight: float) -> list[dict]:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    steps: list[dict] = []
+    recorded: list[dict] = []
 
     class Recording(DPOTrainer):  # TRL's own loss and rewards of each step, unrounded
         def compute_loss(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             loss = super().compute_loss(*args, **kwargs)
             metrics = self._metrics["train"]
-            steps.append({"lm_loss": float((loss[0] if isinstance(loss, tuple) else loss).detach()),
+            recorded.append({"lm_loss": float((loss[0] if isinstance(loss, tuple) else loss).detach()),
                           **{name: metrics[name][-1] for name in REWARDS}})
             return loss
 
@@ -68,27 +71,32 @@ def _trl(smol: dict, rows: list[dict], root: Path) -> list[dict]:
     tokenizer = AutoTokenizer.from_pretrained(str(smol["hf"]))
     model = AutoModelForCausalLM.from_pretrained(str(smol["hf"]), dtype=torch.float32)
     args = DPOConfig(output_dir=str(root / "trl"), report_to="none", use_cpu=True, max_length=None,
-                     precompute_ref_log_probs=True, beta=BETA, loss_type=["sigmoid"],
-                     per_device_train_batch_size=len(rows), max_steps=STEPS, learning_rate=LR,
+                     precompute_ref_log_probs=True, beta=BETA,
+                     **({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, sft_weight]} if sft_weight
+                        else {"loss_type": ["sigmoid"]}),
+                     per_device_train_batch_size=len(rows), max_steps=steps, learning_rate=LR,
                      lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=0.0,
                      optim="adamw_torch", adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,
                      save_strategy="no", logging_steps=1, bf16=False, fp16=False)
     trainer = Recording(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     trainer.train()
-    return steps
+    return recorded
 
 
-@pytest.mark.timeout(1800)  # TRL's 5 steps and ours take minutes on 2 shared cores
-def test_dpo_loss_and_rewards_track_trl(stage2_smollm2, tmp_path):
+@pytest.mark.timeout(1800)  # TRL's steps and ours take minutes on 2 shared cores
+@pytest.mark.parametrize("rows, steps, sft_weight", [(2, 5, 0.0), (2, 2, 0.5)], ids=["sigmoid", "rpo"])
+def test_dpo_loss_and_rewards_track_trl(stage2_smollm2, tmp_path, rows, steps, sft_weight):
     smol = stage2_smollm2
-    rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()][:ROWS]
-    ours = _ours(smol, rows, tmp_path)
-    trl = _trl(smol, rows, tmp_path)
+    pairs = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()][:rows]
+    ours = _ours(smol, pairs, tmp_path, steps, sft_weight)
+    trl = _trl(smol, pairs, tmp_path, steps, sft_weight)
     print(f"ours {ours}\nTRL  {trl}")
-    assert len(trl) == STEPS
-    assert ours[0]["lm_loss"] == math.log(2) and ours[0]["rewards/margins"] == 0.0  # the fixed point
+    assert len(trl) == steps
+    assert ours[0]["rewards/margins"] == 0.0  # the fixed point
+    if not sft_weight:
+        assert ours[0]["lm_loss"] == math.log(2)
     for step, (a, b) in enumerate(zip(ours, trl, strict=True)):
         tolerance = 1e-4 if step == 0 else 1e-3
         for name in ("lm_loss", *REWARDS):
             assert abs(a[name] - b[name]) <= tolerance, (step, name, ours, trl)
-    assert ours[-1]["lm_loss"] < math.log(2) - 1e-3  # it did learn something
+    assert ours[-1]["lm_loss"] < ours[0]["lm_loss"] - 1e-3  # it did learn something
