@@ -23,7 +23,6 @@ the log-probabilities DPO compares. Raise ``--seq-length`` or shorten the pair u
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 from megatron_telecom.arguments import flat_values
 from megatron_telecom.atomic import atomic_write_json
 from megatron_telecom.data.chat_template import ChatRenderer, Refused, Tokenized
-from megatron_telecom.data.preprocess import BadRecordError, SkippedRecords
+from megatron_telecom.data.preprocess import SkippedRecords, run_or_refuse
 from megatron_telecom.data.sft import (
     REFUSAL_REASONS as SFT_REFUSAL_REASONS,
 )
@@ -175,9 +174,4 @@ def summary(config: DPOPreprocessConfig, result: DPOPreprocessResult) -> str:
 
 def run_preprocess_dpo(config: DPOPreprocessConfig) -> int:
     """`tools/preprocess_dpo.py`: preprocess and print the summary; a --strict refusal is exit code 1."""
-    try:
-        print(summary(config, preprocess_dpo(config)))
-    except BadRecordError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_or_refuse(lambda: summary(config, preprocess_dpo(config)))

@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -409,20 +409,29 @@ def preprocess(config: PreprocessConfig) -> PreprocessResult:
     )
 
 
-def run_preprocess(config: PreprocessConfig) -> int:
-    """`tools/preprocess_data.py`: convert, print the summary; exit code 1 for a --strict bad record."""
+def run_or_refuse(make_summary: Callable[[], str]) -> int:
+    """A preprocessing CLI's body: print ``make_summary()``; a --strict bad record is one ``error:`` line, exit code 1."""
     try:
-        result = preprocess(config)
+        print(make_summary())
     except BadRecordError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    mb = result.input_bytes / 1e6
-    print(f"Done: {result.documents:,} documents, {mb:,.1f} MB in {result.seconds:.1f} s "
-          f"({result.documents / result.seconds:,.0f} docs/s, {mb / result.seconds:,.2f} MB/s)")
-    for key, prefix in result.datasets.items():
-        print(f"  {prefix}.bin/.idx/.json: {result.tokens[key]:,} tokens")
-    if result.skipped.total:
-        print(f"Skipped {result.skipped.total:,} bad records:")
-        for reason, count in sorted(result.skipped.counts.items()):
-            print(f"  {reason}: {count:,} (e.g. {', '.join(result.skipped.examples[reason])})")
     return 0
+
+
+def run_preprocess(config: PreprocessConfig) -> int:
+    """`tools/preprocess_data.py`: convert, print the summary; exit code 1 for a --strict bad record."""
+    return run_or_refuse(lambda: summary(preprocess(config)))
+
+
+def summary(result: PreprocessResult) -> str:
+    """What ``tools/preprocess_data.py`` prints: speed, tokens per dataset, bad records by reason."""
+    mb = result.input_bytes / 1e6
+    lines = [f"Done: {result.documents:,} documents, {mb:,.1f} MB in {result.seconds:.1f} s "
+             f"({result.documents / result.seconds:,.0f} docs/s, {mb / result.seconds:,.2f} MB/s)"]
+    lines += [f"  {prefix}.bin/.idx/.json: {result.tokens[key]:,} tokens" for key, prefix in result.datasets.items()]
+    if result.skipped.total:
+        lines.append(f"Skipped {result.skipped.total:,} bad records:")
+        lines += [f"  {reason}: {count:,} (e.g. {', '.join(result.skipped.examples[reason])})"
+                  for reason, count in sorted(result.skipped.counts.items())]
+    return "\n".join(lines)

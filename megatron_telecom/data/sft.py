@@ -38,7 +38,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -62,7 +61,7 @@ from megatron_telecom.data.indexed import (
 )
 from megatron_telecom.data.jsonl_input import Batch, InputFile, read_batches, resolve_inputs
 from megatron_telecom.data.packing import PackingAlgorithm, PackingStats, pack
-from megatron_telecom.data.preprocess import BadRecordError, Progress, SkippedRecords
+from megatron_telecom.data.preprocess import BadRecordError, Progress, SkippedRecords, run_or_refuse
 from megatron_telecom.data.tokenizers import (
     HUGGINGFACE_TYPES,
     TokenizerConfig,
@@ -406,12 +405,7 @@ def refusal_lines(refused: SkippedRecords) -> list[str]:
 
 def run_preprocess_sft(config: SFTPreprocessConfig) -> int:
     """`tools/preprocess_sft.py`: preprocess and print the summary; a --strict refusal is exit code 1."""
-    try:
-        print(summary(config, preprocess_sft(config)))
-    except BadRecordError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_or_refuse(lambda: summary(config, preprocess_sft(config)))
 
 
 @dataclass(frozen=True)
