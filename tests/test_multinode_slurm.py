@@ -199,7 +199,11 @@ def test_node_lost_mid_run_resumes_from_the_last_checkpoint(slurm_two_nodes, tok
     assert f"loaded checkpoint {root / 'ckpt'}/iter_{saved:07d}" in text, text[-4000:]
     assert _placements(text)[-1] == "cn01: rank 0; cn02: rank 1"
     starts = [e for e in read_history(root / "ckpt") if e["event"] == "start"]
-    assert [e["iteration"] for e in starts] == [0, saved]
+    # from scratch once, then from the last checkpoint before the loss; SLURM may requeue the
+    # restarted job once more while cn02 comes back (NODE_FAIL), which resumes later, never earlier
+    iterations = [e["iteration"] for e in starts]
+    assert iterations[:2] == [0, saved] and iterations[2:] == sorted(iterations[2:]), iterations
+    assert all(it > saved for it in iterations[2:]), iterations
     assert read_history(root / "ckpt")[-1]["iteration"] == TRAIN_ITERS
     # nothing lost: every iteration, those replayed after the checkpoint included, bitwise
     assert saved < lost_at
