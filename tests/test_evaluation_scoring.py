@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from megatron_telecom.evaluation.loglikelihood import encode_pair, pack, score_requests
+from megatron_telecom.evaluation.loglikelihood import (
+    QUERY_BLOCK,
+    HFScorer,
+    PackedDecoder,
+    _tree_rows,
+    encode_pair,
+    pack,
+    packs_tokens,
+    score_requests,
+)
 from megatron_telecom.evaluation.model_source import load_model
 from megatron_telecom.evaluation.results import read_results
 
@@ -93,6 +102,54 @@ def test_padded_batches_equal_single_requests(tiny):
     alone = [score_requests(tiny.model, [r], tokens_per_batch=1)[0] for r in requests]
     for a, b in zip(together, alone):
         assert [s.loglik for s in a] == pytest.approx([s.loglik for s in b], abs=1e-4)
+
+
+def _logliks(scorer, requests, tokens_per_batch: int = 2048) -> list[float]:
+    return [s.loglik for r in score_requests(scorer, requests, tokens_per_batch) for s in r]
+
+
+def _mistral_twin(llama: torch.nn.Module, sliding_window: int | None) -> torch.nn.Module:
+    """A Mistral with the tiny Llama's shapes and weights (the same function but for the window)."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = llama.config.to_dict()
+    for key in ("architectures", "model_type", "transformers_version"):
+        config.pop(key, None)
+    model = MistralForCausalLM(MistralConfig(**config, sliding_window=sliding_window)).eval()
+    model.load_state_dict(llama.state_dict())
+    return model
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral"])
+def test_packed_decoder_equals_the_models_own_forward(tiny, arch):
+    """``PackedDecoder`` (real tokens only; tree rows attended by blocks of queries, long causal rows
+    padded) scores as the model's own forward on padded rows with 4-D masks."""
+    model = tiny.model if arch == "llama" else _mistral_twin(tiny.model, sliding_window=None)
+    packed, plain = HFScorer(model), HFScorer(model)
+    assert isinstance(packed.decoder, PackedDecoder)
+    plain.decoder = None
+    topics = ["RRC timers", "HARQ processes", "the paging frame", "PDCCH blind decoding", "SSB beams"]
+    trees = [(tiny.tokenizer(f"Question {i}: what governs {topic} in NR?\nAnswer:")["input_ids"],
+              [tiny.tokenizer(f" option {k} for {topic}")["input_ids"] for k in range(4)])
+             for i, topic in enumerate(topics * 12)]  # 60 questions: several rows of several query blocks
+    rows, _ = _tree_rows(trees, packed.max_length, packed.row_tokens)
+    assert len(rows) > 1 and max(len(r.input_ids) for r in rows) > 3 * QUERY_BLOCK
+    assert _logliks(packed, trees) == pytest.approx(_logliks(plain, trees), rel=1e-6)
+    text = " ".join(f"{topic} is configured by the network." for topic in topics * 12)
+    ids = tiny.tokenizer(text)["input_ids"]
+    chains = [(ids[:300], [ids[300:340]]), (ids[:280], [ids[280:290]])]  # one causal row each, padded
+    assert _logliks(packed, chains, 8192) == pytest.approx(_logliks(plain, chains, 8192), rel=1e-6)
+
+
+def test_packed_decoder_runs_llama_family_models_with_full_attention_only(tiny):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    assert packs_tokens(tiny.model) and packs_tokens(_mistral_twin(tiny.model, sliding_window=None))
+    assert not packs_tokens(_mistral_twin(tiny.model, sliding_window=16))  # windowed attention: own forward
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100)).eval()
+    assert not packs_tokens(gpt2)
+    assert _logliks(gpt2, [([1, 2, 3], [[4, 5], [6]])]) == pytest.approx(
+        [direct_loglik(gpt2, [1, 2, 3], [4, 5]), direct_loglik(gpt2, [1, 2, 3], [6])], abs=1e-5)
 
 
 def run_teleqna(tmp_path, model, data, *extra: str) -> dict:

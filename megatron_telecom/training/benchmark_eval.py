@@ -78,7 +78,7 @@ def parse_benchmark(spec: str) -> tuple[str, str, str | None, int]:
 class MegatronScorer:
     """``TokenScorer`` of the in-memory megatron model chunks (collective over TP and PP ranks)."""
 
-    tree_attention = False
+    row_tokens = None
 
     def __init__(self, run: Any) -> None:
         self.run = run
