@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from megatron_telecom.runtime.distributed import destroy_distributed
+    from megatron_telecom.training.data import shutdown_workers
     from megatron_telecom.training.requeue import FAILED, RunHistory, SlurmJob, after_stop
     from megatron_telecom.training.trainer import NonFiniteLossError, setup, train
 
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         if run is not None:
+            shutdown_workers(run.train_data)
             run.writer.close()
         destroy_distributed()
 

@@ -96,16 +96,17 @@ def test_sigkill_during_save_then_exact_resume(data, tmp_path):
 
 
 def test_sigterm_saves_and_exits_zero(data, tmp_path):
-    """SLURM preemption: every task gets SIGTERM, they save together and exit 0."""
+    """SLURM preemption: every process of every task gets SIGTERM (DataLoader workers and the
+    helper process megatron-core's first save leaves running too); they save together, exit 0."""
     save = tmp_path / "ckpt"
     prefix, cache = data
-    args = tiny_train_args(prefix, cache=cache, train_iters=100_000, save=save,
+    args = tiny_train_args(prefix, cache=cache, train_iters=100_000, save=save, save_interval=2,
                            log_metrics_file=tmp_path / "m.jsonl", num_workers=1)
     procs = start_ranks(2, args, tmp_path)
     try:
         wait_for(lambda: (tmp_path / "m.jsonl").exists()
-                 and len(read_jsonl(tmp_path / "m.jsonl")) >= 3,
-                 timeout=240, what="three training iterations")
+                 and len(read_jsonl(tmp_path / "m.jsonl")) >= 3 and read_tracker(save),
+                 timeout=240, what="three training iterations and a checkpoint")
         for proc in procs:  # like SLURM: every process of the task, DataLoader workers too
             signal_job(proc, signal.SIGTERM)
         codes = [proc.wait(timeout=120) for proc in procs]
@@ -120,6 +121,22 @@ def test_sigterm_saves_and_exits_zero(data, tmp_path):
     assert stopped, log[-3000:]
     assert read_tracker(save) == int(stopped.group(1)) >= 3
     assert (save / f"iter_{int(stopped.group(1)):07d}" / "metadata.json").is_file()
+
+
+def test_failed_save_ends_the_run_with_its_error(data, tmp_path):
+    """An exception mid-run (here a save: a file stands where its folder goes) ends the process
+    with the error; it must not hang on the DataLoader workers, which ignore SIGTERM."""
+    prefix, cache = data
+    save = tmp_path / "ckpt"
+    save.mkdir()
+    (save / "iter_0000004.tmp").write_text("in the way")
+    proc = run_torchrun(1, tiny_train_args(prefix, cache=cache, train_iters=8, save=save,
+                                           save_interval=2, num_workers=1),
+                        timeout=120, check=False)
+    assert proc.returncode != 0
+    assert f"FileExistsError: [Errno 17] File exists: '{save}/iter_0000004.tmp'" in proc.stderr, \
+        proc.stderr[-3000:]
+    assert read_tracker(save) == 2
 
 
 def test_exit_duration_saves_and_exits_zero(data, tmp_path):

@@ -41,6 +41,7 @@ from megatron_telecom.models.checkpoint_format import (
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.models.sharded_state import check_shapes
 from megatron_telecom.training.config import CheckpointConfig
+from megatron_telecom.training.signals import exit_signals_blocked
 from megatron_telecom.training.state import TrainState
 from megatron_telecom.training.utils import print_rank_0
 
@@ -137,7 +138,8 @@ def save_checkpoint(root: str | Path, state: TrainState, *, model: list, optimiz
     strategy = FullyParallelSaveStrategyWrapper(
         get_default_save_sharded_strategy("torch_dist"),
         parallel_state.get_data_parallel_group(with_context_parallel=True))
-    dist_checkpointing.save(sharded, str(tmp), strategy)
+    with exit_signals_blocked():  # helper processes the save starts must outlive SLURM's signals
+        dist_checkpointing.save(sharded, str(tmp), strategy)
     dist.barrier()
     if rank == 0:
         publish_folder(tmp, final)  # replaces a complete but untracked save of this iteration

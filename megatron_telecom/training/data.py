@@ -152,3 +152,13 @@ def batch_iterator(dataset: Any, *, consumed_samples: int, micro_batch_size: int
                                          worker_init_fn=ignore_exit_signals,
                                          generator=torch.Generator().manual_seed(consumed_samples))
     return iter(loader)
+
+
+def shutdown_workers(batches: Iterator) -> None:
+    """End the worker processes of an iterator from ``batch_iterator`` (none without workers).
+
+    Call it on every exit path: the workers ignore SIGTERM, so after an uncaught exception
+    multiprocessing's exit handler (SIGTERM to daemon children, then join) would wait forever.
+    """
+    if isinstance(batches, torch.utils.data.dataloader._MultiProcessingDataLoaderIter):
+        batches._shutdown_workers()  # what the iterator's own __del__ does

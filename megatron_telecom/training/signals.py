@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing import resource_tracker
 from types import FrameType
 
 import torch
@@ -29,6 +32,26 @@ def ignore_exit_signals(worker_id: int | None = None) -> None:
     process) and leave the stop to the main process, which saves and then ends them."""
     for sig in EXIT_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+@contextmanager
+def exit_signals_blocked() -> Iterator[None]:
+    """Block SIGTERM/SIGUSR1 in this thread for the ``with`` block; a signal sent meanwhile
+    reaches the handler when the block ends.
+
+    For checkpoint saves: SLURM signals every process of the step, and megatron-core's first
+    save spawns helper processes that live as long as the run (its write-results queue's manager,
+    and CPython's resource tracker). Spawned here, they inherit the blocked mask and survive the
+    signal, so the save that follows a preemption or time-limit signal still works.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, EXIT_SIGNALS)
+    try:
+        # the tracker starts with our mask, then CPython unblocks SIGTERM here: block it again
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, EXIT_SIGNALS)
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class ExitConditions:
