@@ -56,7 +56,8 @@ def chat_rows() -> list[dict]:
 def prepare(workdir: Path, seq_length: int) -> dict:
     """Chat rows, our packed dataset of them, SmolLM2 in megatron-core format."""
     from megatron_telecom.bundled import resolve_hf_path
-    from megatron_telecom.data.sft import PackedSFTDataset, SFTPreprocessConfig, preprocess_sft
+    from megatron_telecom.data.packed_sft import PackedSFTDataset
+    from megatron_telecom.data.sft import SFTPreprocessConfig, preprocess_sft
     from megatron_telecom.data.tokenizers import TokenizerConfig
 
     rows = chat_rows()
@@ -85,7 +86,7 @@ def _env(threads: int) -> dict[str, str]:
 
 def _ours_tokens(prefix: str, seq_length: int, iterations: range) -> list[tuple[int, int]]:
     """(real, trained) tokens of each iteration's global batch, from the run's own sample order."""
-    from megatron_telecom.training.sft import SFTDataset
+    from megatron_telecom.training.stages.sft import SFTDataset
 
     data = SFTDataset(prefix, seq_length=seq_length, num_samples=GLOBAL_BATCH * (iterations.stop + 1),
                       seed=SEED, pad_token_id=0)

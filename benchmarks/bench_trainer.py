@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 def _bare_iterations(run, n: int) -> float:
     """Seconds for n iterations of the minimal megatron-core loop."""
-    from megatron_telecom.training.trainer import forward_step
+    from megatron_telecom.training.stages.pretrain import forward_step
 
     start = time.perf_counter()
     for _ in range(n):

@@ -49,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run = setup(cfg, start_time=_START_TIME)
-        if cfg.dpo.compute_reference_logprobs:  # stage 3's one-off pass (training/dpo.py)
-            from megatron_telecom.training.dpo import write_reference_logps
-
-            write_reference_logps(run)
+        if run.stage.one_off_pass(run):  # e.g. DPO's reference log-probs: all this process does
             return 0
         history.record("start", run.state.iteration)
         stopped(train(run))

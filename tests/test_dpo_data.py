@@ -10,8 +10,8 @@ import pytest
 
 from megatron_telecom.bundled import resolve_hf_path
 from megatron_telecom.data.chat_template import ChatRenderer
+from megatron_telecom.data.packed_sft import PackedSFTDataset
 from megatron_telecom.data.preference import REFUSAL_REASONS, tokenize_pair
-from megatron_telecom.data.sft import PackedSFTDataset
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "data" / "telecom_dpo_sample.jsonl"

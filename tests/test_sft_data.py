@@ -19,10 +19,10 @@ import pytest
 from megatron_telecom.atomic import temporary_path
 from megatron_telecom.bundled import resolve_hf_path
 from megatron_telecom.data.chat_template import ChatRenderer
+from megatron_telecom.data.packed_sft import PackedSFTDataset
 from megatron_telecom.data.packing import pack
 from megatron_telecom.data.sft import (
     REFUSAL_REASONS,
-    PackedSFTDataset,
     SFTPreprocessConfig,
     preprocess_sft,
     tokenize_row,

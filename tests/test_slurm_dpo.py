@@ -17,7 +17,7 @@ from _dpo_helpers import dpo_train_args, synthetic_pairs, write_dpo_dataset
 from _slurm_helpers import log_tail, submit, wait_done
 
 from megatron_telecom.models.checkpoint_format import read_tracker
-from megatron_telecom.training import dpo
+from megatron_telecom.training.stages import dpo
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 CONFIG = REPO / "examples" / "configs" / "tiny_cpu.yaml"

@@ -26,7 +26,7 @@ from _dist_helpers import (
 )
 from _dpo_helpers import dpo_train_args, synthetic_pairs, write_dpo_dataset
 
-from megatron_telecom.training import dpo
+from megatron_telecom.training.stages import dpo
 
 pytestmark = pytest.mark.torchrun
 SEQ = 64

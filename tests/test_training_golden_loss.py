@@ -80,8 +80,10 @@ def machine_key() -> str:
     """What decides the CPU kernels' summation order: vendor, torch's CPU capability, torch."""
     import torch
 
-    vendor = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("vendor_id")), "unknown-vendor") if Path("/proc/cpuinfo").exists() else "unknown-vendor"
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    vendor = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("vendor_id")),
+                  "unknown-vendor")
     return f"{vendor} {torch.backends.cpu.get_cpu_capability()} torch {torch.__version__}"
 
 

@@ -33,8 +33,8 @@ from _sft_helpers import (
     write_sft_dataset,
 )
 
-from megatron_telecom.training import sft
 from megatron_telecom.training.arguments import parse_config
+from megatron_telecom.training.stages import sft
 
 SEQ = 64
 
@@ -254,34 +254,59 @@ def test_export_of_an_sft_checkpoint_keeps_the_chat_template_and_lists_every_sta
 
 
 def _rope_child(out_path: str) -> None:
-    """Child process (CPU shim, one gloo rank): DocumentRotaryEmbedding against megatron's RoPE."""
-    from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
-
+    """Child process (CPU shim, one gloo rank): a model built with document positions against a plain one."""
     from megatron_telecom.atomic import atomic_write_json
+    from megatron_telecom.models.backends import choose_backends, get_layer_spec
+    from megatron_telecom.models.gpt import build_gpt_model
+    from megatron_telecom.models.presets import get_preset
+    from megatron_telecom.models.transformer_config import build_transformer_config
     from megatron_telecom.runtime.distributed import destroy_distributed, initialize_distributed
 
     initialize_distributed()
-    inner = RotaryEmbedding(kv_channels=16, rotary_percent=1.0, rotary_base=10000)
-    rotary = sft.DocumentRotaryEmbedding(inner)
-    plain = rotary(8)  # no ids yet: megatron's own 0..s-1
-    sample = sft.pad_sample(np.arange(5), np.array([0, 1, 1, 0, 1]), np.array([3, 2]),
+    preset = get_preset("tiny")
+    backends = choose_backends(attention_backend="sdpa", packed_documents=True)
+    config = build_transformer_config(preset, backends=backends)
+    spec = get_layer_spec(config, backends)
+    packed = build_gpt_model(preset, config, padded_vocab_size=512, seq_length=8, layer_spec=spec,
+                             document_positions=backends.document_positions)
+    plain = build_gpt_model(preset, config, padded_vocab_size=512, seq_length=8, layer_spec=spec)
+    plain.load_state_dict(packed.state_dict())
+    packed.eval(), plain.eval()
+    sample = sft.pad_sample(np.array([5, 6, 7, 8, 9]), np.array([0, 1, 1, 0, 1]), np.array([3, 2]),
                             seq_length=8, pad_token_id=0)
-    rotary.position_ids = torch.stack([sample["position_ids"], torch.arange(8)])  # [b=2, s=8]
-    emb = rotary(8)
-    table = inner.get_emb(8)  # [8, 1, 1, dim]
-    expected = torch.stack([table[[0, 1, 2, 0, 1, 0, 1, 2], 0, 0], table[:, 0, 0]], dim=1)
-    atomic_write_json(out_path, {"plain": float((plain - table).abs().max()),
-                                 "shape": list(emb.shape),
-                                 "restart": float((emb[:, :, 0] - expected).abs().max()),
-                                 "restart_differs": float((emb[3, 0] - emb[3, 1]).abs().max())})
+    tokens, positions = sample["tokens"][None], sample["position_ids"][None]
+    with torch.no_grad():
+        together = packed(tokens, positions, sft.block_causal_mask(sample["document_ids"][None]))
+        second_alone = plain(tokens[:, 3:5], torch.arange(2)[None], None)  # document 2 by itself
+        table = packed.rotary_pos_emb.get_emb(8)[:, 0, 0]
+        emb = packed._preprocess(input_ids=tokens, position_ids=positions)[1]
+        plain_emb = plain._preprocess(input_ids=tokens, position_ids=positions)[1]
+    atomic_write_json(out_path, {
+        "class": type(packed).__name__, "document_positions": backends.document_positions,
+        "shape": list(emb.shape),
+        "restart": float((emb[:, 0, 0] - table[[0, 1, 2, 0, 1, 0, 1, 2]]).abs().max()),
+        "second_document": float((together[0, 3:5] - second_alone[0]).abs().max()),
+        "plain_restarts": float((plain_emb[:, 0, 0] - table[[0, 1, 2, 0, 1, 0, 1, 2]]).abs().max())})
     destroy_distributed()
 
 
-def test_rope_restarts_at_each_conversation(tmp_path):
+def test_packed_documents_build_a_model_whose_rope_restarts_at_each_conversation(tmp_path):
+    """Document positions are chosen at build time: RoPE restarts at each conversation, where
+    megatron's own GPTModel takes 0..s-1, and a conversation packed behind another gets the logits
+    it gets alone (with the block mask, RoPE's relative angles make that hold up to rounding)."""
     record = run_script_for_record(__file__, tmp_path / "rope.json")
-    assert record["shape"] == [8, 2, 1, 16]
-    assert record["plain"] == 0.0 and record["restart"] == 0.0
-    assert record["restart_differs"] > 0.1  # token 3 sits at position 0 in row 0, 3 in row 1
+    assert record["class"] == "DocumentPositionGPTModel" and record["document_positions"] is True
+    assert record["shape"] == [8, 1, 1, 16]
+    assert record["restart"] == 0.0
+    assert record["second_document"] < 1e-5
+    assert record["plain_restarts"] > 0.1
+
+
+def test_document_positions_are_a_backend_choice_of_packed_stages():
+    from megatron_telecom.models.backends import choose_backends
+
+    assert choose_backends(attention_backend="sdpa", packed_documents=True).document_positions
+    assert not choose_backends(attention_backend="sdpa").document_positions
 
 
 if __name__ == "__main__":

@@ -5,16 +5,9 @@ from __future__ import annotations
 
 import sys
 
-from megatron_telecom.arguments import run_entry_point
-from megatron_telecom.convert.cli import COMMANDS, RUNS
+from megatron_telecom.convert.cli import COMMANDS, main
 
 CONFIG = COMMANDS
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run one command; bad input is one 'error:' line and exit code 2."""
-    return run_entry_point(CONFIG, RUNS, argv, prog="convert_checkpoint.py", description=__doc__)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -70,7 +70,7 @@ def _synthetic_batches(run, micro_batch_size: int, count: int) -> list[dict]:
 
 def _bare_step(run, batches: list[dict], micro_batch_size: int) -> None:
     """One megatron-core step on given batches: zero grads, forward_backward, optimizer."""
-    from megatron_telecom.training.trainer import forward_step
+    from megatron_telecom.training.stages.pretrain import forward_step
 
     for chunk in run.model:
         chunk.zero_grad_buffer()

@@ -1,4 +1,5 @@
-"""Commands of ``tools/convert_checkpoint.py``: one config dataclass per command, and its run.
+"""Commands of ``tools/convert_checkpoint.py`` (also ``python -m megatron_telecom.convert``): one
+config dataclass per command, and its run.
 
 The configs are the flag surface (``megatron_telecom.arguments`` fills them); the runs import
 torch and megatron only when called, so a bad flag fails before either is loaded. ``verify``
@@ -10,7 +11,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from megatron_telecom.arguments import run_entry_point
 from megatron_telecom.models.options import DType
+
+DESCRIPTION = "Checkpoint conversion: Hugging Face <-> Megatron (torch_dist), and a logits check of the two."
 
 
 @dataclass(kw_only=True)
@@ -113,3 +117,17 @@ COMMANDS = {"hf-to-mcore": HFToMcoreConfig, "mcore-to-hf": McoreToHFConfig, "ver
 """Command name -> its config: the flag surface of tools/convert_checkpoint.py."""
 RUNS = {"hf-to-mcore": hf_to_mcore, "mcore-to-hf": mcore_to_hf, "verify": verify}
 """Command name -> the function that runs it."""
+
+
+def main(argv: list[str] | None = None, *, prog: str = "convert_checkpoint.py") -> int:
+    """Run one command; bad input is one 'error:' line and exit code 2."""
+    return run_entry_point(COMMANDS, RUNS, argv, prog=prog, description=DESCRIPTION)
+
+
+def command_line(command: str, **flags: str) -> list[str]:
+    """argv running ``command`` in a process of its own: ``python -m megatron_telecom.convert``
+    (``flags``: ``load="X"`` -> ``--load X``). Conversion installs the process-global CPU shim."""
+    argv = [sys.executable, "-m", "megatron_telecom.convert", command]
+    for key, value in flags.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return argv

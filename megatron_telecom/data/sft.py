@@ -20,7 +20,7 @@ Output, for ``--output-prefix P`` (Megatron's .bin/.idx format, readable by mega
 - ``P.json``: provenance: inputs and their SHA-256, tokenizer, chat template and its hash,
   refusals by reason, packing algorithm, efficiency and truncation policy.
 A trainer shifts labels inside each conversation: the last token of one conversation never
-predicts the first of the next (see `PackedSFTDataset`).
+predicts the first of the next (see `data/packed_sft.py`, the reader).
 
 Truncation policy: none. A conversation longer than ``--seq-length`` tokens is refused and
 counted (``too_long``): cutting it would train on an answer without its end, or on a prompt
@@ -56,8 +56,6 @@ from megatron_telecom.data.indexed import (
     bin_path,
     idx_path,
     optimal_dtype,
-    read_document,
-    read_index,
 )
 from megatron_telecom.data.jsonl_input import Batch, InputFile, read_batches, resolve_inputs
 from megatron_telecom.data.packing import PackingAlgorithm, PackingStats, pack
@@ -406,32 +404,3 @@ def refusal_lines(refused: SkippedRecords) -> list[str]:
 def run_preprocess_sft(config: SFTPreprocessConfig) -> int:
     """`tools/preprocess_sft.py`: preprocess and print the summary; a --strict refusal is exit code 1."""
     return run_or_refuse(lambda: summary(config, preprocess_sft(config)))
-
-
-@dataclass(frozen=True)
-class PackedSequence:
-    """One packed sequence as a trainer reads it."""
-
-    tokens: np.ndarray  # [n] token ids
-    loss_mask: np.ndarray  # [n] uint8, 1 = this token is a trained label
-    document_lengths: np.ndarray  # [d] int32, sums to n; cu_seqlens = [0, *cumsum]
-
-
-class PackedSFTDataset:
-    """Reads what `preprocess_sft` wrote: sequence i with its tokens, mask and conversation lengths."""
-
-    def __init__(self, output_prefix: str | Path) -> None:
-        self.tokens_prefix, self.mask_prefix = f"{output_prefix}_tokens", f"{output_prefix}_loss_mask"
-        self.tokens_index, self.mask_index = read_index(self.tokens_prefix), read_index(self.mask_prefix)
-        if not (np.array_equal(self.tokens_index.sequence_lengths, self.mask_index.sequence_lengths)
-                and np.array_equal(self.tokens_index.document_indices, self.mask_index.document_indices)):
-            raise ValueError(f"{self.tokens_prefix} and {self.mask_prefix} do not have the same layout")
-
-    def __len__(self) -> int:
-        return self.tokens_index.num_documents
-
-    def __getitem__(self, i: int) -> PackedSequence:
-        first, last = self.tokens_index.document_indices[i], self.tokens_index.document_indices[i + 1]
-        return PackedSequence(tokens=read_document(self.tokens_prefix, self.tokens_index, i),
-                              loss_mask=read_document(self.mask_prefix, self.mask_index, i),
-                              document_lengths=self.tokens_index.sequence_lengths[first:last])

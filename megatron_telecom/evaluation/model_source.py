@@ -1,7 +1,8 @@
 """Model sources for every evaluation tool: an HF folder, ``bundled:NAME`` or a megatron checkpoint.
 
 A megatron checkpoint folder (any TP/PP; the ``--save`` folder or one ``iter_*`` folder) is
-exported once to Hugging Face format with ``megatron_telecom.convert.mcore_to_hf`` into
+exported once to Hugging Face format by the converter's own command (``python -m
+megatron_telecom.convert mcore-to-hf``, tools/convert_checkpoint.py's) into
 ``<cache>/hf-exports/<name>-<key>``, where the key hashes the checkpoint's resolved path and
 iteration (a new save gets a new export; re-saving the same iteration in place does not); the
 export (a child process, staged and renamed by the converter) runs under a lock, so concurrent
@@ -23,10 +24,9 @@ from pathlib import Path
 import torch
 
 from megatron_telecom.bundled import cache_dir, is_bundled, resolve_hf_path
+from megatron_telecom.convert.cli import command_line
 from megatron_telecom.models.checkpoint_format import TRACKER_FILENAME, is_megatron_checkpoint
 
-EXPORT_SCRIPT = ("import sys\nfrom megatron_telecom.convert.mcore_to_hf import export_mcore_to_hf\n"
-                 "export_mcore_to_hf(sys.argv[1], sys.argv[2])\n")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -66,7 +66,7 @@ def _export_checkpoint(checkpoint: Path) -> Path:
         if not target.is_dir():
             print(f"exporting megatron checkpoint {checkpoint} to {target} (once)", file=sys.stderr)
             # A child process: megatron's CPU shim, which the export needs, stays on for a process's life.
-            done = subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, str(checkpoint), str(target)],
+            done = subprocess.run(command_line("mcore-to-hf", load=checkpoint, save=target),
                                   capture_output=True, text=True)
             if done.returncode != 0:
                 raise ValueError(f"--model {checkpoint}: export to HF failed:\n{done.stderr[-3000:]}")

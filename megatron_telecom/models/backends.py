@@ -1,7 +1,7 @@
 """Which kernels build the model, decided once before anything is built.
 
-``choose_backends`` turns --transformer-impl / --attention-backend (and what this machine
-has) into ``ModelBackends``; ``get_layer_spec`` builds the decoder layer spec from it: the
+``choose_backends`` turns --transformer-impl / --attention-backend, what the stage's model needs
+(per-document positions of packed sequences) and what this machine has into ``ModelBackends``; ``get_layer_spec`` builds the decoder layer spec from it: the
 Transformer Engine spec (with FP8) when TE is used, megatron-core's local spec otherwise (CPU,
 CI). The local spec's core attention is ``sdpa`` (torch's fused kernels, the default without
 TE) or ``local`` (megatron-core's ``DotProductAttention``, s x s scores).
@@ -40,13 +40,19 @@ class ModelBackends:
     """Transformer Engine's layer spec and fused kernels (FP8-capable); else the local spec."""
     attention_backend: AttentionBackend
     """Core attention of the local spec: sdpa (also for auto) or megatron's DotProductAttention."""
+    document_positions: bool = False
+    """Build the model with RoPE at its ``position_ids`` (packed documents on the local spec;
+    Transformer Engine restarts RoPE from THD ``cu_seqlens`` itself)."""
 
 
 def choose_backends(
     *, transformer_impl: TransformerImpl | None = None,
     attention_backend: str = "auto",
+    packed_documents: bool = False,
 ) -> ModelBackends:
     """--transformer-impl / --attention-backend -> the backends (None impl: by capability).
+
+    ``packed_documents``: the stage packs documents whose positions restart at 0 (SFT, DPO).
 
     TE is chosen by capability only with ``attention_backend`` auto: an explicit sdpa/local
     attention is a local-spec attention, and asking for it together with TE is an error.
@@ -70,7 +76,8 @@ def choose_backends(
         use_te = use_te and torch.cuda.is_available()
     else:
         use_te = transformer_impl == "transformer_engine"
-    return ModelBackends(use_transformer_engine=use_te, attention_backend=attention_backend)
+    return ModelBackends(use_transformer_engine=use_te, attention_backend=attention_backend,
+                         document_positions=packed_documents and not use_te)
 
 
 # Conversion and evaluation build the same model everywhere: local spec, SDPA attention.

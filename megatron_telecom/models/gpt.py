@@ -26,15 +26,22 @@ def build_gpt_model(
     post_process: bool | None = None,
     vp_stage: int | None = None,
     layer_spec: ModuleSpec,
+    document_positions: bool = False,
 ) -> GPTModel:
     """One GPTModel (or one pipeline chunk of it) on the current device; not DDP-wrapped.
 
     ``pre_process``/``post_process`` default to whether this rank (and ``vp_stage``) holds the
     first/last pipeline stage; megatron's parallel_state must be initialised. ``layer_spec`` is
-    ``backends.get_layer_spec(config, backends)``.
+    ``backends.get_layer_spec(config, backends)``. ``document_positions``
+    (``ModelBackends.document_positions``): RoPE at the ``position_ids`` the model is called with
+    (``models/document_positions.py``), for packed documents on the local spec.
     """
     from megatron.core import parallel_state
-    from megatron.core.models.gpt import GPTModel
+
+    if document_positions:
+        from megatron_telecom.models.document_positions import DocumentPositionGPTModel as GPTModel
+    else:
+        from megatron.core.models.gpt import GPTModel
 
     seq_length = preset.seq_length if seq_length is None else seq_length
     if seq_length > preset.max_position_embeddings:
@@ -88,10 +95,11 @@ def build_gpt_model_chunks(
     padded_vocab_size: int,
     seq_length: int | None = None,
     layer_spec: ModuleSpec,
+    document_positions: bool = False,
 ) -> list[GPTModel]:
     """This rank's model chunks: one per virtual pipeline stage (one without interleaving).
 
-    All chunks share ``layer_spec``. On GPUs the chunks are
+    All chunks share ``layer_spec`` and ``document_positions``. On GPUs the chunks are
     moved to the current device.
     """
     vpp = config.virtual_pipeline_model_parallel_size
@@ -104,6 +112,7 @@ def build_gpt_model_chunks(
             seq_length=seq_length,
             vp_stage=stage,
             layer_spec=layer_spec,
+            document_positions=document_positions,
         )
         for stage in stages
     ]

@@ -12,6 +12,7 @@ import sys
 
 from megatron_telecom import arguments
 from megatron_telecom.training.config import PretrainConfig
+from megatron_telecom.training.stages import validate_stage_flags
 
 PROG = "python -m megatron_telecom.pretrain"
 
@@ -25,7 +26,7 @@ def parse_config(argv: list[str]) -> PretrainConfig:
 
 def validate_config(cfg: PretrainConfig) -> None:
     """Checks that need no process group; ValueError says what to change."""
-    t, o, s, d, c = cfg.training, cfg.optimizer, cfg.scheduler, cfg.data, cfg.checkpoint
+    t, o, s, c = cfg.training, cfg.optimizer, cfg.scheduler, cfg.checkpoint
     if t.train_iters is None or t.train_iters <= 0:
         raise ValueError("set --train-iters to the number of training iterations (> 0)")
     if o.lr is None:
@@ -41,10 +42,7 @@ def validate_config(cfg: PretrainConfig) -> None:
     if s.override_opt_param_scheduler and s.use_checkpoint_opt_param_scheduler:
         raise ValueError("use only one of --override-opt_param-scheduler and "
                          "--use-checkpoint-opt_param-scheduler")
-    if t.stage in ("sft", "dpo"):
-        _validate_finetuning(cfg)
-    elif bool(d.data_path) == bool(d.data_recipe):
-        raise ValueError("give exactly one of --data-path and --data-recipe")
+    validate_stage_flags(cfg)
     if cfg.tokenizer.tokenizer_type is None:
         raise ValueError("set --tokenizer-type (and --tokenizer-model)")
     if c.save_interval is not None and c.save_interval <= 0:
@@ -52,19 +50,6 @@ def validate_config(cfg: PretrainConfig) -> None:
     if t.eval_interval < 0 or t.eval_iters < 0 or cfg.logging.log_interval <= 0:
         raise ValueError("--eval-interval/--eval-iters must be >= 0 and --log-interval > 0")
     _validate_layout_and_outputs(cfg)
-
-
-def _validate_finetuning(cfg: PretrainConfig) -> None:
-    """--stage sft/dpo read one dataset of their own and have no validation split yet."""
-    d, t = cfg.data, cfg.training
-    flag, tool = {"sft": ("--sft-data-path", "preprocess_sft"), "dpo": ("--dpo-data-path", "preprocess_dpo")}[t.stage]
-    if not getattr(d, f"{t.stage}_data_path") or d.data_path or d.data_recipe:
-        raise ValueError(f"--stage {t.stage} reads {flag} PREFIX (from tools/{tool}.py); "
-                         "drop --data-path/--data-recipe")
-    if t.eval_interval > 0 and t.eval_iters > 0:
-        raise ValueError(f"--stage {t.stage} has no validation split yet: add --eval-interval 0")
-    if t.stage == "dpo" and cfg.dpo.dpo_beta <= 0:
-        raise ValueError(f"--dpo-beta {cfg.dpo.dpo_beta}: give a positive beta (TRL's default is 0.1)")
 
 
 def _validate_layout_and_outputs(cfg: PretrainConfig) -> None:
@@ -75,10 +60,6 @@ def _validate_layout_and_outputs(cfg: PretrainConfig) -> None:
     if p.overlap_param_gather and not p.use_distributed_optimizer:
         raise ValueError("--overlap-param-gather needs --use-distributed-optimizer (it overlaps "
                          "the distributed optimizer's parameter all-gather)")
-    if cfg.data.sft_data_path and t.stage != "sft":
-        raise ValueError("--sft-data-path is read by --stage sft only")
-    if (cfg.data.dpo_data_path or cfg.dpo.compute_reference_logprobs) and t.stage != "dpo":
-        raise ValueError("--dpo-data-path and --compute-reference-logprobs are read by --stage dpo only")
     shares = [float(x) for x in re.split(r"[,/]", cfg.data.split) if x.strip()]
     if t.eval_interval > 0 and t.eval_iters > 0 and (len(shares) < 2 or shares[1] <= 0):
         raise ValueError(f"--split {cfg.data.split} leaves no valid split to evaluate on: give "

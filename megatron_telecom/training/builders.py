@@ -20,10 +20,9 @@ from megatron.core.optimizer import OptimizerConfig as McoreOptimizerConfig
 from megatron.core.optimizer import get_megatron_optimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.transformer.module import Float16Module
-from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_config import TransformerConfig
 
-from megatron_telecom.models.backends import ModelBackends
+from megatron_telecom.models.backends import ModelBackends, get_layer_spec
 from megatron_telecom.models.gpt import build_gpt_model_chunks
 from megatron_telecom.models.presets import ModelPreset, architecture_fields, get_preset
 from megatron_telecom.models.transformer_config import build_transformer_config, pad_vocab_size
@@ -105,12 +104,14 @@ def padded_vocab(m: ModelConfig, layout: ParallelLayout, vocab_size: int) -> int
                           tensor_model_parallel_size=layout.tensor_model_parallel_size)
 
 
-def build_model(preset: ModelPreset, config: TransformerConfig, layer_spec: ModuleSpec, *,
+def build_model(preset: ModelPreset, config: TransformerConfig, backends: ModelBackends, *,
                 p: ParallelConfig, padded_vocab_size: int,
                 seq_length: int) -> list[DistributedDataParallel]:
-    """This rank's model chunks, bf16-wrapped when the config says so, each in megatron DDP."""
+    """This rank's model chunks (the backends' layer spec and positions), bf16-wrapped when the
+    config says so, each in megatron DDP."""
     chunks = build_gpt_model_chunks(preset, config, padded_vocab_size=padded_vocab_size,
-                                    seq_length=seq_length, layer_spec=layer_spec)
+                                    seq_length=seq_length, layer_spec=get_layer_spec(config, backends),
+                                    document_positions=backends.document_positions)
     if config.bf16:
         chunks = [Float16Module(config, chunk) for chunk in chunks]
     ddp_config = DistributedDataParallelConfig(

@@ -36,6 +36,7 @@ from megatron_telecom.models.options import (
     RecomputeOptions,
     TransformerImpl,
 )
+from megatron_telecom.training.stages import STAGE_NAMES
 
 
 @dataclass(kw_only=True)
@@ -214,7 +215,7 @@ class LoggingConfig:
 class TrainingConfig:
     """Batch sizes, length of training, evaluation cadence, exits."""
 
-    stage: Literal["pretrain", "sft", "dpo"] = "pretrain"
+    stage: Literal[STAGE_NAMES] = "pretrain"
     """pretrain: next-token loss on --data-path; sft: loss on assistant tokens of --sft-data-path (packed conversations, docs/sft.md); dpo: preference loss on the pairs of --dpo-data-path (docs/dpo.md)."""
 
     micro_batch_size: int = 1
@@ -239,7 +240,7 @@ class TrainingConfig:
 
 @dataclass(kw_only=True)
 class DPOConfig:
-    """--stage dpo: sigmoid DPO loss against stored reference log-probs (training/dpo.py)."""
+    """--stage dpo: sigmoid DPO loss against stored reference log-probs (training/stages/dpo.py)."""
 
     dpo_beta: float = 0.1
     """DPO beta (TRL's default 0.1): how far the policy may move from the reference."""

@@ -1,16 +1,17 @@
-"""The pretraining loop on megatron-core: setup, train_step, evaluate, checkpoint, report.
+"""The training loop on megatron-core: setup, train_step, evaluate, checkpoint, report.
 
-Forward/backward is megatron-core's own schedule (no pipelining, 1F1B or interleaved 1F1B,
-picked by get_forward_backward_func from parallel_state), gradients go through megatron DDP
-and finalize_model_grads, the update through get_megatron_optimizer's optimizer.
+Every stage runs this loop; what differs (datasets, forward step and loss, metric names, what
+the model needs, a one-off pass) comes from the stage picked once in ``setup``
+(``training/stages/``). Forward/backward is megatron-core's own schedule (no pipelining, 1F1B or
+interleaved 1F1B, picked by get_forward_backward_func from parallel_state), gradients go through
+megatron DDP and finalize_model_grads, the update through get_megatron_optimizer's optimizer.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,17 +19,15 @@ import torch.distributed as dist
 from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
-from megatron_telecom.data.blends import resolve_blend
-from megatron_telecom.data.tokenizers import tokenizer_identity
-from megatron_telecom.models.backends import choose_backends, get_layer_spec
+from megatron_telecom.models.backends import choose_backends
 from megatron_telecom.models.checkpoint_format import StoredCheckpoint, open_checkpoint
 from megatron_telecom.models.flops import num_floating_point_operations
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.runtime.distributed import get_device, initialize_distributed, job_env
 from megatron_telecom.runtime.parallel_layout import ParallelLayout
-from megatron_telecom.training import builders, checkpointing, dpo, sft
+from megatron_telecom.training import builders, checkpointing
 from megatron_telecom.training.config import PretrainConfig
-from megatron_telecom.training.data import batch_iterator, build_datasets, build_tokenizer
+from megatron_telecom.training.data import batch_iterator, build_tokenizer
 from megatron_telecom.training.metrics import (
     IterationStats,
     LogInterval,
@@ -37,6 +36,7 @@ from megatron_telecom.training.metrics import (
     format_validation_line,
 )
 from megatron_telecom.training.signals import TRAINING_DONE, ExitConditions
+from megatron_telecom.training.stages import Stage, build_stage
 from megatron_telecom.training.state import TrainState
 from megatron_telecom.training.utils import is_rank_0, print_rank_0
 
@@ -67,14 +67,12 @@ class Run:
     exits: ExitConditions
     interval: LogInterval = field(default_factory=LogInterval)
     forward_backward: Any = field(default_factory=get_forward_backward_func)
+    stage: Stage
+    """--stage: datasets, forward step and loss, metric names (``training/stages/``)."""
+    forward_step: Any
+    """The stage's forward step (megatron's forward_step_func), built once with the backends."""
     benchmarks: Any = None
     """In-loop benchmark/perplexity evaluation (training/benchmark_eval.py; None: none asked)."""
-    forward_step: Any = None
-    """The stage's forward step (megatron's forward_step_func); None: pretraining's."""
-    dpo_run: dpo.DPORun | None = None
-    """--stage dpo: its pairs and the identities its reference log-probs are checked against."""
-    metric_names: tuple[str, ...] = ("lm loss",)
-    """What the stage's loss function reports per microbatch (reduced over the global batch)."""
     last_metrics: dict[str, float] = field(default_factory=dict)
     """The last iteration's reported metrics besides "lm loss" (DPO's rewards/*)."""
 
@@ -89,16 +87,15 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     exits = ExitConditions(handle_signals=cfg.training.exit_signal_handler,
                            exit_duration_in_mins=cfg.training.exit_duration_in_mins,
                            start_time=start_time)
-    source = checkpointing.checkpoint_to_load(cfg.checkpoint)
-    if cfg.dpo.compute_reference_logprobs:  # the reference is --load's weights, never a resumed --save
-        load = cfg.checkpoint.load
-        source = checkpointing.CheckpointSource(path=load, finetune=True) if load else None
+    stage = build_stage(cfg)
+    source = stage.checkpoint_to_load(checkpointing.checkpoint_to_load(cfg.checkpoint))
     stored = open_checkpoint(source.path) if source else None  # tracker and common.pt read once
     preset = builders.resolve_preset(cfg.model, stored.model if stored else None,
                                      where=f"checkpoint {source.path}" if source else "")
     layout = builders.parallel_layout(cfg.parallel, cfg.training, preset, job_env().world_size)
     backends = choose_backends(transformer_impl=cfg.model.transformer_impl,
-                               attention_backend=cfg.model.attention_backend)
+                               attention_backend=cfg.model.attention_backend,
+                               packed_documents=stage.needs.packed_documents)
     initialize_distributed(layout, seed=cfg.training.seed,
                            timeout_minutes=cfg.parallel.distributed_timeout_minutes)
     exits.synchronize_start()
@@ -106,19 +103,14 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     vocab = builders.padded_vocab(cfg.model, layout, tokenizer.vocab_size)
     seq_length = cfg.model.seq_length or preset.seq_length
     config = builders.transformer_config(cfg.model, preset, layout, backends)
-    stage = cfg.training.stage
-    packed = stage in ("sft", "dpo")  # packed documents: SFT's conversations, DPO's pair halves
-    config.calculate_per_token_loss = packed  # loss sums / global token (pair) count
-    model = builders.build_model(preset, config, get_layer_spec(config, backends), p=cfg.parallel,
+    config.calculate_per_token_loss = stage.needs.per_token_loss  # loss sums / global count
+    model = builders.build_model(preset, config, backends, p=cfg.parallel,
                                  padded_vocab_size=vocab, seq_length=seq_length)
-    if packed and not backends.use_transformer_engine:  # TE restarts RoPE from cu_seqlens itself
-        sft.use_document_positions(model)
     optimizer, scheduler = _optimizer_and_schedule(cfg, config, model, layout)
     state = _load(cfg, source, stored, model, optimizer, scheduler, vocab)
-    dpo_run = dpo.DPORun(
-        pairs=len(sft.PackedSFTDataset(cfg.data.dpo_data_path)), tokenizer=asdict(tokenizer_identity(tokenizer)),
-        reference=dpo.checkpoint_identity(stored, seed=cfg.training.seed)) if stage == "dpo" else None
-    train_data, valid_data = _data(cfg, layout, tokenizer, seq_length, state, dpo_run)
+    train, valid_data = stage.datasets(layout=layout, tokenizer=tokenizer, seq_length=seq_length,
+                                       stored=stored)
+    train_data = _batches(cfg, layout, train, state.consumed_train_samples)
     num_params = sum(param.numel() for chunk in model for param in chunk.parameters())
     print_rank_0(f"> {preset.name}: {num_params:,} parameters on rank 0; world {layout.world_size}"
                  f" = TP {layout.tensor_model_parallel_size} x PP "
@@ -140,20 +132,9 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
                              start_iteration=state.iteration),
         exits=exits,
         # --- in-loop benchmark evaluation (training/benchmark_eval.py) ---
-        benchmarks=_benchmark_evaluation(cfg, seq_length),
-        forward_step=_stage_forward_step(cfg, backends.use_transformer_engine),
-        dpo_run=dpo_run, metric_names=dpo.METRICS if stage == "dpo" else ("lm loss",),
+        benchmarks=_benchmark_evaluation(cfg, seq_length), stage=stage,
+        forward_step=stage.forward_step(use_transformer_engine=backends.use_transformer_engine),
     )
-
-
-def _stage_forward_step(cfg: PretrainConfig, use_transformer_engine: bool) -> Any:
-    """The forward step of --stage (megatron's forward_step_func)."""
-    if cfg.training.stage == "sft":
-        return functools.partial(sft_forward_step, use_transformer_engine=use_transformer_engine)
-    if cfg.training.stage == "dpo":
-        return functools.partial(dpo.forward_step, use_transformer_engine=use_transformer_engine,
-                                 beta=cfg.dpo.dpo_beta, sft_loss_weight=cfg.dpo.dpo_sft_loss_weight)
-    return forward_step
 
 
 def _benchmark_evaluation(cfg: PretrainConfig, seq_length: int) -> Any:
@@ -198,34 +179,6 @@ def _load(cfg: PretrainConfig, source: checkpointing.CheckpointSource | None,
         padded_vocab_size=padded_vocab_size)
 
 
-def _data(cfg: PretrainConfig, layout: ParallelLayout, tokenizer: Any, seq_length: int,
-          state: TrainState, dpo_run: dpo.DPORun | None) -> tuple[Any, dict[str, Any]]:
-    t = cfg.training
-    if dpo_run is not None:
-        prefix, gbs = cfg.data.dpo_data_path, layout.global_batch_size
-        if cfg.dpo.compute_reference_logprobs:  # every pair once, in order, from sample 0
-            pairs = dpo.DPODataset(prefix, seq_length=seq_length, seed=t.seed, pad_token_id=tokenizer.eod,
-                               num_samples=-(-dpo_run.pairs // gbs) * gbs, in_order=True)
-            return _batches(cfg, layout, pairs, 0), {}
-        reference = dpo.check_fingerprint(prefix, pairs=dpo_run.pairs, tokenizer=dpo_run.tokenizer,
-                                          seq_length=seq_length)
-        train = dpo.DPODataset(prefix, seq_length=seq_length, seed=t.seed, pad_token_id=tokenizer.eod,
-                           num_samples=t.train_iters * gbs, reference_logps=reference)
-        return _batches(cfg, layout, train, state.consumed_train_samples), {}
-    if t.stage == "sft":
-        train = sft.SFTDataset(cfg.data.sft_data_path, seq_length=seq_length, seed=t.seed,
-                               num_samples=t.train_iters * layout.global_batch_size,
-                               pad_token_id=tokenizer.eod)
-        return _batches(cfg, layout, train, state.consumed_train_samples), {}
-    evaluates = t.eval_interval > 0 and t.eval_iters > 0
-    train, valid = build_datasets(
-        cfg.data, resolve_blend(cfg.data.data_path, cfg.data.data_recipe), seed=t.seed, seq_length=seq_length,
-        tokenizer=tokenizer, tokenizer_cfg=cfg.tokenizer,
-        train_samples=t.train_iters * layout.global_batch_size,
-        valid_samples=t.eval_iters * layout.global_batch_size if evaluates else 0)
-    return _batches(cfg, layout, train, state.consumed_train_samples), valid
-
-
 def _batches(cfg: PretrainConfig, layout: ParallelLayout, dataset: Any, consumed: int,
              *, persistent_workers: bool = True) -> Any:
     return batch_iterator(
@@ -235,56 +188,30 @@ def _batches(cfg: PretrainConfig, layout: ParallelLayout, dataset: Any, consumed
         persistent_workers=persistent_workers)
 
 
-def loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """Mean token loss of one microbatch (masked), also returned for reporting."""
-    losses = output_tensor.float().view(-1)  # [b * s]
-    mask = loss_mask.view(-1).float()
-    loss = torch.sum(losses * mask) / mask.sum().clamp(min=1.0)
-    return loss, {"lm loss": loss.detach().clone()}  # the schedule rescales `loss` in place
-
-
-def forward_step(data_iterator: Any, model: Any) -> tuple[torch.Tensor, Any]:
-    """One microbatch through one model chunk; megatron's schedules call this."""
-    device = get_device()
-    batch = {k: v.to(device, non_blocking=True) for k, v in next(data_iterator).items()}
-    output = model(batch["tokens"], batch["position_ids"], batch.get("attention_mask"),
-                   labels=batch["labels"])  # [b, s] per-token losses on the last stage
-    return output, functools.partial(loss_func, batch["loss_mask"])
-
-
-def sft_forward_step(data_iterator: Any, model: Any, *,
-                     use_transformer_engine: bool) -> tuple[torch.Tensor, Any]:
-    """One SFT microbatch through one model chunk: packed documents kept apart (training/sft.py)."""
-    device = get_device()
-    batch = {k: v.to(device, non_blocking=True) for k, v in next(data_iterator).items()}
-    output = model(**sft.model_inputs(batch, use_transformer_engine=use_transformer_engine))
-    return output, functools.partial(sft.loss_func, batch["loss_mask"])
-
-
 def _forward_backward(run: Run, batches: list[dict], forward_only: bool) -> dict[str, float]:
     """Run the schedule over ``batches``; the reported metrics ("lm loss" first), identical on every rank.
 
-    Pretraining reports the mean of the microbatch means; SFT's (DPO's) loss function reports
-    [sum, token (pair) count] per microbatch, so its metrics are global per-token (per-pair) means.
+    A loss function reporting one value per microbatch (pretraining) gives the mean of the
+    microbatch means; one reporting [sum, count] (SFT's tokens, DPO's pairs) gives global means.
     """
-    if run.dpo_run is not None and run.cfg.dpo.dpo_sft_loss_weight:
-        dpo.normalise_sft_term(batches, run.layout.global_batch_size)
+    run.stage.prepare_batches(batches, global_batch_size=run.layout.global_batch_size)
     iterators = [iter(batches) for _ in run.model]
     results = run.forward_backward(
-        forward_step_func=run.forward_step or forward_step,
+        forward_step_func=run.forward_step,
         data_iterator=iterators[0] if len(iterators) == 1 else iterators,
         model=run.model, num_microbatches=len(batches), seq_length=run.seq_length,
         micro_batch_size=run.layout.micro_batch_size, forward_only=forward_only)
     # Ranks of the last stage hold the loss; average over them (DP replicas, TP copies).
-    totals = torch.zeros(len(run.metric_names), 2, dtype=torch.float64, device=get_device())
-    for i, name in enumerate(run.metric_names if results else ()):
+    names = run.stage.metric_names
+    totals = torch.zeros(len(names), 2, dtype=torch.float64, device=get_device())
+    for i, name in enumerate(names if results else ()):
         values = torch.stack([r[name] for r in results]).double()  # no per-mb sync
         if values.dim() == 2:  # [sum, tokens or pairs] per microbatch
             totals[i] += values.sum(dim=0)
         else:
             totals[i, 0], totals[i, 1] = values.mean(), 1.0
     dist.all_reduce(totals)
-    return {name: float(totals[i, 0] / totals[i, 1]) for i, name in enumerate(run.metric_names)}
+    return {name: float(totals[i, 0] / totals[i, 1]) for i, name in enumerate(names)}
 
 
 def train_step(run: Run) -> tuple[float, float | None, bool]:

@@ -1,7 +1,7 @@
 """Stage 2 (SFT) on the pretraining loop: packed-sequence samples, their attention, their loss.
 
-The trainer calls this module when ``--stage sft``; nothing else of the loop changes (TP/PP/VPP/DP,
-checkpoints, exact resume, requeue, logging).
+``SFTStage`` is the trainer's stage for ``--stage sft`` (``training/stages/__init__.py``); nothing
+else of the loop changes (TP/PP/VPP/DP, checkpoints, exact resume, requeue, logging).
 
 - **Samples.** ``SFTDataset`` reads what ``tools/preprocess_sft.py`` wrote (``PackedSFTDataset``)
   and gives, per packed sequence padded to ``--seq-length``: ``tokens``, ``labels`` (the next
@@ -11,11 +11,12 @@ checkpoints, exact resume, requeue, logging).
   run is sequence ``perm_e[i mod n]`` of epoch ``e = i // n``, ``perm_e`` a permutation seeded
   by ``(seed, e)``: a pure function of ``i``, so resuming at ``consumed_samples`` is exact.
 - **Attention.** Local/SDPA layers get a block-diagonal causal mask ``[b, 1, s, s]`` (True =
-  masked, megatron-core's convention) and rotary embeddings taken at ``position_ids``
-  (``DocumentRotaryEmbedding``); Transformer Engine layers get THD ``PackedSeqParams``
-  (``cu_seqlens``), with which megatron-core restarts RoPE itself. The choice follows the
-  backends (``choose_backends``), once. Every pipeline stage reads the microbatch from the data
-  iterator, so middle stages get the mask / cu_seqlens too (Megatron-LM #4092 cannot happen).
+  masked, megatron-core's convention) and a model built with rotary embeddings taken at
+  ``position_ids`` (``models/document_positions.py``, asked for by ``ModelNeeds.packed_documents``);
+  Transformer Engine layers get THD ``PackedSeqParams`` (``cu_seqlens``), with which megatron-core
+  restarts RoPE itself. The choice follows the backends (``choose_backends``), once. Every
+  pipeline stage reads the microbatch from the data iterator, so middle stages get the mask /
+  cu_seqlens too (Megatron-LM #4092 cannot happen).
 - **Loss normalisation.** ``loss_func`` returns (sum of the masked token losses, number of
   masked tokens); with ``calculate_per_token_loss`` megatron-core sums both over the
   microbatches, all-reduces the token count over data-parallel ranks and divides the gradients
@@ -25,12 +26,18 @@ checkpoints, exact resume, requeue, logging).
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from megatron_telecom.data.sft import PackedSFTDataset
+from megatron_telecom.data.packed_sft import PackedSFTDataset
+from megatron_telecom.runtime.distributed import get_device
+from megatron_telecom.training.stages import ModelNeeds, Stage
+
+if TYPE_CHECKING:
+    from megatron_telecom.training.config import PretrainConfig
 
 SFT_KEYS = ("tokens", "labels", "loss_mask", "position_ids", "document_ids")
 
@@ -121,52 +128,6 @@ def packed_seq_params(document_ids: torch.Tensor) -> Any:
                            max_seqlen_q=max_seqlen, max_seqlen_kv=max_seqlen)
 
 
-class DocumentRotaryEmbedding(torch.nn.Module):
-    """Rotary embeddings at given position ids ([s, b, 1, dim]) instead of 0..s-1.
-
-    megatron-core's GPTModel computes RoPE for positions 0..s-1 and ignores ``position_ids`` on
-    the local path; this wrapper takes the place of its ``rotary_pos_emb`` and reads the ids
-    the model was called with (``use_document_positions`` stores them by a forward pre-hook).
-    """
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.position_ids: torch.Tensor | None = None
-
-    def get_rotary_seq_len(self, *args: Any, **kwargs: Any) -> int:
-        return self.inner.get_rotary_seq_len(*args, **kwargs)
-
-    def forward(self, max_seq_len: int, offset: int = 0, packed_seq: bool = False,
-                cp_group: Any = None) -> torch.Tensor:
-        if self.position_ids is None or packed_seq:
-            return self.inner(max_seq_len, offset, packed_seq, cp_group)
-        positions = self.position_ids
-        table = self.inner.get_emb(int(positions.max()) + 1)[:, 0, 0, :]  # [p, dim]
-        return table[positions.t()].unsqueeze(2)  # [s, b, 1, dim]
-
-
-def _unwrap(chunk: torch.nn.Module) -> torch.nn.Module:
-    while hasattr(chunk, "module"):  # DDP, Float16Module
-        chunk = chunk.module
-    return chunk
-
-
-def use_document_positions(model: list[torch.nn.Module]) -> None:
-    """Make every chunk's RoPE follow the ``position_ids`` it is called with (local layers)."""
-    for chunk in model:
-        gpt = _unwrap(chunk)
-        if getattr(gpt, "position_embedding_type", None) != "rope":
-            continue
-        rotary = DocumentRotaryEmbedding(gpt.rotary_pos_emb)
-        gpt.rotary_pos_emb = rotary
-
-        def remember(_module: Any, args: tuple, kwargs: dict, rotary: Any = rotary) -> None:
-            rotary.position_ids = kwargs["position_ids"] if "position_ids" in kwargs else args[1]
-
-        gpt.register_forward_pre_hook(remember, with_kwargs=True)
-
-
 def model_inputs(batch: dict[str, torch.Tensor], *, use_transformer_engine: bool) -> dict[str, Any]:
     """GPTModel keyword arguments of an SFT microbatch: the mask or the THD packing params."""
     inputs: dict[str, Any] = {"input_ids": batch["tokens"], "position_ids": batch["position_ids"],
@@ -191,3 +152,46 @@ def loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor
     num_tokens = mask.sum().to(torch.int)
     reported = torch.stack([loss_sum.detach().clone(), mask.sum().detach()])
     return loss_sum, num_tokens, {"lm loss": reported}
+
+
+def forward_step(data_iterator: Any, model: Any, *, use_transformer_engine: bool) -> tuple[torch.Tensor, Any]:
+    """One SFT microbatch through one model chunk: packed documents kept apart."""
+    device = get_device()
+    batch = {k: v.to(device, non_blocking=True) for k, v in next(data_iterator).items()}
+    output = model(**model_inputs(batch, use_transformer_engine=use_transformer_engine))
+    return output, functools.partial(loss_func, batch["loss_mask"])
+
+
+def validate_finetuning(cfg: PretrainConfig, *, flag: str, tool: str) -> None:
+    """SFT and DPO read one packed dataset of their own (``flag``) and have no validation split yet."""
+    d, t = cfg.data, cfg.training
+    if not getattr(d, flag.removeprefix("--").replace("-", "_")) or d.data_path or d.data_recipe:
+        raise ValueError(f"--stage {t.stage} reads {flag} PREFIX (from tools/{tool}.py); "
+                         "drop --data-path/--data-recipe")
+    if t.eval_interval > 0 and t.eval_iters > 0:
+        raise ValueError(f"--stage {t.stage} has no validation split yet: add --eval-interval 0")
+
+
+class SFTStage(Stage):
+    """--stage sft: loss on the assistant tokens of --sft-data-path's packed conversations."""
+
+    name = "sft"
+    needs = ModelNeeds(per_token_loss=True, packed_documents=True)
+    own_flags = ("data.sft_data_path",)
+
+    @classmethod
+    def validate(cls, cfg: PretrainConfig) -> None:
+        validate_finetuning(cfg, flag="--sft-data-path", tool="preprocess_sft")
+
+    def datasets(self, *, layout: Any, tokenizer: Any, seq_length: int,
+                 stored: Any) -> tuple[Any, dict[str, Any]]:
+        t = self.cfg.training
+        return SFTDataset(self.cfg.data.sft_data_path, seq_length=seq_length, seed=t.seed,
+                          num_samples=t.train_iters * layout.global_batch_size,
+                          pad_token_id=tokenizer.eod), {}
+
+    def forward_step(self, *, use_transformer_engine: bool) -> Any:
+        return functools.partial(forward_step, use_transformer_engine=use_transformer_engine)
+
+
+STAGE = SFTStage

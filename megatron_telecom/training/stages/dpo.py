@@ -1,15 +1,15 @@
 """Stage 3 (DPO) on the pretraining loop: preference pairs, stored reference log-probs, sigmoid loss.
 
-The trainer calls this module when ``--stage dpo``; nothing else of the loop changes (TP/PP/VPP/DP,
-checkpoints, exact resume, requeue, logging).
+``DPOStage`` is the trainer's stage for ``--stage dpo`` (``training/stages/__init__.py``); nothing
+else of the loop changes (TP/PP/VPP/DP, checkpoints, exact resume, requeue, logging).
 
 - **Samples.** A pair is one sample: ``tools/preprocess_dpo.py`` stores it as one packed sequence
   of two documents, chosen then rejected (prompt included in both), so SFT's sample building,
-  block-diagonal attention / THD packing and per-document RoPE (`training/sft.py`) serve it as
+  block-diagonal attention / THD packing and per-document RoPE (`training/stages/sft.py`) serve it as
   they are, and a pair's halves are always in the same microbatch. The sample also carries the
   pair's index and its two reference log-probs.
-- **Reference log-probs, computed once** (``--compute-reference-logprobs``): the same flags as the
-  training run, the reference checkpoint as ``--load``; the model is built and loaded as for
+- **Reference log-probs, computed once** (``--compute-reference-logprobs``, the stage's one-off
+  pass): the same flags as the training run, the reference checkpoint as ``--load``; the model is built and loaded as for
   training, at any TP/PP, and megatron-core's forward-only schedule runs every pair once, in
   order. The per-pair sums of the completion tokens' log-probs (float64 sums of the fp32
   per-token values) go to ``<data>_reference_logps.npy`` ([pairs, 2]: chosen, rejected) with the
@@ -37,22 +37,26 @@ import functools
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from megatron.core import parallel_state
 
 from megatron_telecom.atomic import atomic_file, atomic_write_json
 from megatron_telecom.data.indexed import bin_path, idx_path
+from megatron_telecom.data.tokenizers import tokenizer_identity
 from megatron_telecom.models.checkpoint_format import StoredCheckpoint, open_checkpoint
 from megatron_telecom.runtime.distributed import get_device
-from megatron_telecom.training import sft
+from megatron_telecom.training.stages import ModelNeeds, Stage, sft
 from megatron_telecom.training.utils import print_rank_0
+
+if TYPE_CHECKING:
+    from megatron_telecom.training.checkpointing import CheckpointSource
+    from megatron_telecom.training.config import PretrainConfig
 
 METRICS = ("lm loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
 FORMAT_VERSION = 1
@@ -140,6 +144,8 @@ def forward_step(data_iterator: Any, model: Any, *, use_transformer_engine: bool
 
 def normalise_sft_term(batches: list[dict[str, torch.Tensor]], global_pairs: int) -> None:
     """Give every microbatch ``sft_scale`` = global pairs / global chosen tokens (one DP all-reduce)."""
+    from megatron.core import parallel_state
+
     tokens = sum(float((b["loss_mask"] * (b["document_ids"] == 0)).sum()) for b in batches)
     total = torch.tensor([tokens], dtype=torch.float64, device=get_device())
     dist.all_reduce(total, group=parallel_state.get_data_parallel_group())
@@ -223,7 +229,9 @@ def compute_reference_logps(run: Any) -> np.ndarray:
     schedule at the run's TP/PP/DP; each pair's sums come from the last pipeline stage (TP rank 0)
     that ran it, and one all-reduce gives every rank all of them.
     """
-    pairs, layout = run.dpo_run.pairs, run.layout
+    from megatron.core import parallel_state
+
+    pairs, layout = run.stage.known.pairs, run.layout
     table = torch.zeros(pairs, 2, dtype=torch.float64, device=get_device())
     captured: list[torch.Tensor] = []
 
@@ -260,7 +268,7 @@ def compute_reference_logps(run: Any) -> np.ndarray:
 def write_reference_logps(run: Any) -> Path:
     """Compute the reference log-probs and store them with their fingerprint (rank 0, atomically)."""
     start = time.monotonic()
-    prefix, known = run.cfg.data.dpo_data_path, run.dpo_run
+    prefix, known = run.cfg.data.dpo_data_path, run.stage.known
     logps_path, fp_path = reference_paths(prefix)
     try:  # computed once: a requeued job or a rerun keeps log-probs that are still current
         check_fingerprint(prefix, pairs=known.pairs, tokenizer=known.tokenizer, seq_length=run.seq_length,
@@ -271,8 +279,8 @@ def write_reference_logps(run: Any) -> Path:
         pass
     logps = compute_reference_logps(run)
     if dist.get_rank() == 0:
-        record = fingerprint(prefix=prefix, pairs=len(logps), tokenizer=run.dpo_run.tokenizer,
-                             seq_length=run.seq_length, reference=run.dpo_run.reference)
+        record = fingerprint(prefix=prefix, pairs=len(logps), tokenizer=known.tokenizer,
+                             seq_length=run.seq_length, reference=known.reference)
         record["computed"] = {"layout": {"tensor_model_parallel_size": run.layout.tensor_model_parallel_size,
                                          "pipeline_model_parallel_size": run.layout.pipeline_model_parallel_size,
                                          "data_parallel_size": run.layout.data_parallel_size},
@@ -284,3 +292,63 @@ def write_reference_logps(run: Any) -> Path:
         print(f"> reference log-probs of {len(logps):,} pairs -> {logps_path} ({fp_path.name})", flush=True)
     dist.barrier()
     return logps_path
+
+
+class DPOStage(Stage):
+    """--stage dpo: sigmoid DPO (+ RPO term) on --dpo-data-path's pairs, stored reference log-probs."""
+
+    name = "dpo"
+    needs = ModelNeeds(per_token_loss=True, packed_documents=True)  # normalised per pair
+    metric_names = METRICS
+    own_flags = ("data.dpo_data_path", "dpo.compute_reference_logprobs")
+
+    def __init__(self, cfg: PretrainConfig) -> None:
+        super().__init__(cfg)
+        self.known: DPORun | None = None
+        """Set by ``datasets``: the pairs and the identities the reference log-probs are tied to."""
+
+    @classmethod
+    def validate(cls, cfg: PretrainConfig) -> None:
+        sft.validate_finetuning(cfg, flag="--dpo-data-path", tool="preprocess_dpo")
+        if cfg.dpo.dpo_beta <= 0:
+            raise ValueError(f"--dpo-beta {cfg.dpo.dpo_beta}: give a positive beta (TRL's default is 0.1)")
+
+    def checkpoint_to_load(self, resumed: CheckpointSource | None) -> CheckpointSource | None:
+        if not self.cfg.dpo.compute_reference_logprobs:
+            return resumed
+        from megatron_telecom.training.checkpointing import CheckpointSource
+
+        load = self.cfg.checkpoint.load  # the reference is --load's weights, never a resumed --save
+        return CheckpointSource(path=load, finetune=True) if load else None
+
+    def datasets(self, *, layout: Any, tokenizer: Any, seq_length: int,
+                 stored: StoredCheckpoint | None) -> tuple[Any, dict[str, Any]]:
+        cfg, t = self.cfg, self.cfg.training
+        prefix, gbs = cfg.data.dpo_data_path, layout.global_batch_size
+        self.known = DPORun(pairs=len(sft.PackedSFTDataset(prefix)),
+                            tokenizer=asdict(tokenizer_identity(tokenizer)),
+                            reference=checkpoint_identity(stored, seed=t.seed))
+        if cfg.dpo.compute_reference_logprobs:  # every pair once, in order, from sample 0
+            return DPODataset(prefix, seq_length=seq_length, seed=t.seed, pad_token_id=tokenizer.eod,
+                              num_samples=-(-self.known.pairs // gbs) * gbs, in_order=True), {}
+        reference = check_fingerprint(prefix, pairs=self.known.pairs, tokenizer=self.known.tokenizer,
+                                      seq_length=seq_length)
+        return DPODataset(prefix, seq_length=seq_length, seed=t.seed, pad_token_id=tokenizer.eod,
+                          num_samples=t.train_iters * gbs, reference_logps=reference), {}
+
+    def forward_step(self, *, use_transformer_engine: bool) -> Any:
+        return functools.partial(forward_step, use_transformer_engine=use_transformer_engine,
+                                 beta=self.cfg.dpo.dpo_beta, sft_loss_weight=self.cfg.dpo.dpo_sft_loss_weight)
+
+    def prepare_batches(self, batches: list[dict], *, global_batch_size: int) -> None:
+        if self.cfg.dpo.dpo_sft_loss_weight:
+            normalise_sft_term(batches, global_batch_size)
+
+    def one_off_pass(self, run: Any) -> bool:
+        if not self.cfg.dpo.compute_reference_logprobs:
+            return False
+        write_reference_logps(run)
+        return True
+
+
+STAGE = DPOStage
