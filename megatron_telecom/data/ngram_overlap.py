@@ -131,7 +131,8 @@ def batch_ngrams(texts: Sequence[str], n: int = DEFAULT_N) -> BatchNgrams:
         np.cumsum(words, out=prefix[1:])
         hashes = _mix((prefix[n:] - prefix[:-n]) * up[n - 1 : n - 1 + count])
     separators = np.cumsum([len(t) + 1 for t in normalised[:-1]], dtype=np.int64)  # \x00 between texts
-    text_of_word = np.searchsorted(separators, starts)
+    words_before = np.searchsorted(starts, separators)  # first word of each text but the first
+    text_of_word = np.repeat(np.arange(len(texts)), np.diff(words_before, prepend=0, append=len(starts)))
     first = np.flatnonzero(text_of_word[:count] == text_of_word[n - 1 :])
     return BatchNgrams(hashes[first], text_of_word[first], first, starts, ends, buffer)
 
