@@ -241,31 +241,7 @@ The gNB assigns PDSCH resources to each UE every slot in this invented model.
 # title (as some .docx conversions write them); invented text.
 ONE_LINE_COVER = """# 3GPP TS 38.995 V19.0.0 (2025-06) Technical Specification 3rd Generation Partnership Project; Technical Specification Group Radio Access Network; NR; Invented physical layer overview for curation tests (Release 19)
 
-The present document has been developed within an invented project and serves only as a test fixture.
-
-Keywords
-
-Invented, physical layer
-
-3GPP
-
-Postal address
-
-Invented support office address
-
-Internet
-
-http://www.3gpp.org
-
-Copyright Notification
-
-No part may be reproduced from this fixture, which reproduces nothing.
-
-© 2025, Invented Partners of this fixture.
-
-All rights reserved.
-
-# Contents
+""" + FRONT[FRONT.index("The present document"):FRONT.index("UMTS™")] + """# Contents
 
 Foreword 4
 
