@@ -55,7 +55,7 @@ def exam(tmp_path) -> Path:
 
 
 def test_ngrams_are_normalised_like_lm_eval_and_stay_inside_one_text():
-    assert normalize("The UE's gNB-CU, in TS 38.401!") == b"the ues gnbcu in ts 38401"
+    assert normalize("The UE's gNB-CU, in TS\u00a038.401!") == b"the ues gnbcu in ts 38401"
     a = batch_ngrams(["The UE's gNB-CU starts timer T300 now."], 3)
     b = batch_ngrams(["prefix words: the ues gnbcu STARTS timer t300 NOW"], 3)
     assert set(a.hashes.tolist()) <= set(b.hashes.tolist()) and len(a.hashes) == 5

@@ -344,9 +344,9 @@ def decontaminate(config: DecontaminateConfig, decontaminator: Decontaminator | 
                     report.written += 1
                 elif removed is not None:
                     removed.write(_flagged(record, hits))
-        report.input_bytes = sum(i.size for i in inputs)
-        report.seconds = time.monotonic() - start
-        atomic_write_json(config.report_path, report.payload(config, decontaminator, inputs))
+    report.input_bytes = sum(i.size for i in inputs)
+    report.seconds = time.monotonic() - start
+    atomic_write_json(config.report_path, report.payload(config, decontaminator, inputs))
     return report
 
 

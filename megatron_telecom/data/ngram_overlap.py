@@ -2,8 +2,8 @@
 tens of MB/s per core: texts are hashed in batches with numpy, never one Python object per n-gram.
 
 Normalisation is lm-eval's (``decontamination/janitor.py``): ASCII letters lower-cased, ASCII
-punctuation deleted (``UE's`` -> ``ues``, ``gNB-CU`` -> ``gnbcu``), words split at whitespace;
-other characters are kept as they are. An n-gram is ``n`` consecutive words of one text (never
+punctuation deleted (``UE's`` -> ``ues``, ``gNB-CU`` -> ``gnbcu``), words split at ASCII whitespace
+and no-break spaces; other characters are kept as they are. An n-gram is ``n`` consecutive words of one text (never
 across two texts of a batch). Hashing: each word's UTF-8 bytes, read 8 at a time from the
 batch's buffer -> a mixed 64-bit hash; an n-gram -> a polynomial (modulo 2^64) of its words' hashes,
 mixed again. Two different n-grams share a hash with probability ~2^-64 per pair.
@@ -22,11 +22,12 @@ import numpy as np
 
 DEFAULT_N = 13
 NORMALISATION = ("lm-eval's: ASCII letters lower-cased, ASCII punctuation deleted, words split at "
-                 "ASCII whitespace")
+                 "ASCII whitespace and no-break spaces")
 _WHITESPACE = bytes(range(0, 33)) + b"\x7f"  # control characters too: never part of a word
 _TABLE = bytes.maketrans(string.ascii_uppercase.encode() + _WHITESPACE,
                          string.ascii_lowercase.encode() + b" " * len(_WHITESPACE))
 _DELETE = string.punctuation.encode()
+_NO_BREAK_SPACE = "\u00a0".encode()  # a space to str.split, as lm-eval splits
 _SEPARATOR = b"\x00"  # between the texts of a batch (the table maps every \x00 inside a text to a space)
 _BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: invertible modulo 2^64
 _BASE_INVERSE = np.uint64(pow(0x9E3779B97F4A7C15, -1, 1 << 64))
@@ -35,7 +36,7 @@ _LOW_BYTES = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], 
 
 def normalize(text: str) -> bytes:
     """The UTF-8 bytes of ``text`` as n-grams see them (lower-cased, no punctuation, spaces)."""
-    return text.encode("utf-8", "replace").translate(_TABLE, _DELETE)
+    return text.encode("utf-8", "replace").replace(_NO_BREAK_SPACE, b" ").translate(_TABLE, _DELETE)
 
 
 class _Powers:
