@@ -67,13 +67,16 @@ def test_ngrams_are_normalised_like_lm_eval_and_stay_inside_one_text():
     assert positions.tolist() == [1] and owners.tolist() == [7]
 
 
-def test_benchmark_specs():
+def test_benchmark_specs(tmp_path):
     assert benchmark_source("teleqna", "--benchmarks", "teleqna") == ("teleqna", "teleqna", None)
     assert benchmark_source("oranbench=/d/oran", "--b", "x") == ("oranbench", "oranbench", "/d/oran")
     assert benchmark_source("exams/wg_test.jsonl", "--b", "x") == ("wg_test", "jsonl", "exams/wg_test.jsonl")
     assert benchmark_source("wg=/d/test.jsonl", "--b", "x") == ("wg", "jsonl", "/d/test.jsonl")
     with pytest.raises(ValueError, match="--benchmarks mmlu: unknown benchmark 'mmlu'"):
         benchmark_source("mmlu", "--benchmarks", "mmlu")
+    exam = _write_jsonl(tmp_path / "exam.jsonl", EXAM)
+    with pytest.raises(ValueError, match="a second benchmark named 'exam'; name it NAME=FILE"):
+        Decontaminator.from_specs([str(exam), f"exam={exam}"])
 
 
 @pytest.fixture(scope="module")

@@ -159,6 +159,8 @@ class Decontaminator:
         benchmarks, skipped = {}, {}
         for spec in specs:
             name, reader, data = benchmark_source(spec, flag, spec)
+            if name in benchmarks:
+                raise ValueError(f"{flag} {spec}: a second benchmark named {name!r}; name it NAME=FILE")
             try:
                 questions = read_benchmark(reader, data)
             except ValueError as exc:
@@ -317,10 +319,10 @@ def _flagged(record: dict, hits: Hits) -> bytes:
 def decontaminate(config: DecontaminateConfig, decontaminator: Decontaminator | None = None) -> DecontaminationReport:
     """Check every row of the inputs, write the output (and the dropped rows) and the report;
     ``decontaminator``: an index already built for ``config``'s benchmarks (read them when None)."""
+    inputs = resolve_inputs(config.input)  # a missing input fails before the benchmarks are read
     start = time.monotonic()
     decontaminator = decontaminator or Decontaminator.from_specs(config.benchmarks, config.ngram)
     report = DecontaminationReport(index_seconds=time.monotonic() - start)
-    inputs = resolve_inputs(config.input)
     start, position = time.monotonic(), _Position()
     Path(config.output).parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:  # every output appears complete, or none does
