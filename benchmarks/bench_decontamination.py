@@ -51,7 +51,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per corpus; the fastest is printed")
     args = parser.parse_args()
     start, cpu = time.perf_counter(), time.process_time()
-    decontaminator = Decontaminator.from_specs(args.benchmarks)
+    try:
+        decontaminator = Decontaminator.from_specs(args.benchmarks)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc} (give --benchmarks NAME=PATH ...)") from None
     print(f"index: {', '.join(f'{n} {s.questions:,} questions {s.ngrams:,} 13-grams' for n, s in decontaminator.stats.items())}"
           f" in {time.perf_counter() - start:.2f} s ({time.process_time() - cpu:.2f} CPU s)")
     with tempfile.TemporaryDirectory() as tmp:
