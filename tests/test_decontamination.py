@@ -161,7 +161,7 @@ def test_cpt_sft_and_dpo_rows_dropped_with_bad_rows_counted(tmp_path, exam, caps
     assert report["by_source"] == {"rfc": {"exam": 1}, "train.jsonl": {"exam": 3}}
     bench = report["benchmarks"]["exam"]
     assert (bench["questions"], bench["rows_hit"], bench["questions_hit"]) == (2, 4, 2)
-    assert report["examples"]["exam"][0]["field"] == "question" and report["examples"]["exam"][0]["row_id"] == "cpt-hit"
+    assert report["examples"]["exam"][0]["field"] == "question_and_choices" and report["examples"]["exam"][0]["row_id"] == "cpt-hit"
     assert [e["field"] for e in report["examples"]["exam"]][2:] == ["explanation", "explanation"]
     assert "4 rows share a 13-gram with a benchmark (dropped)" in capsys.readouterr().out
 

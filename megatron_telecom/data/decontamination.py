@@ -100,7 +100,7 @@ class Hits:
     ngrams: dict[str, int] = field(default_factory=dict)
     """Benchmark -> how many of its n-grams were found there."""
     examples: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Benchmark -> the first hit: question id, field (question or explanation), n-gram."""
+    """Benchmark -> the first hit: question id, field (question_and_choices or explanation), n-gram."""
 
     def record(self) -> dict[str, Any]:
         """The "contamination" value a flagged row gets."""
@@ -139,7 +139,7 @@ class Decontaminator:
             self.stats[name] = BenchmarkStats(data, len(questions), skipped=(skipped or {}).get(name, {}))
             for q in questions:
                 texts.append(" ".join((q.question, *q.options)))
-                self.owners.append(_Owner(name, q, "question"))
+                self.owners.append(_Owner(name, q, "question_and_choices"))
                 if q.explanation:
                     texts.append(q.explanation)
                     self.owners.append(_Owner(name, q, "explanation"))
