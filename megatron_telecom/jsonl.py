@@ -10,6 +10,14 @@ from pathlib import Path
 
 from megatron_telecom.atomic import atomic_file
 
+try:
+    import orjson
+
+    fast_loads = orjson.loads
+    """JSON text or UTF-8 bytes -> value: orjson where installed, else json (slower, same records)."""
+except ImportError:  # orjson is optional
+    fast_loads = json.loads
+
 
 def jsonl_records(lines: Iterable[str], where: str | Path) -> Iterator[tuple[int, dict]]:
     """(1-based line number, record) of each non-blank line; ValueError naming ``where:line``

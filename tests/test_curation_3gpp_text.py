@@ -237,6 +237,49 @@ The gNB assigns PDSCH resources to each UE every slot in this invented model.
   2025-06  0001
 """
 
+# The cover as one Markdown heading line, annex headings as plain lines run together with their
+# title (as some .docx conversions write them); invented text.
+ONE_LINE_COVER = """# 3GPP TS 38.995 V19.0.0 (2025-06) Technical Specification 3rd Generation Partnership Project; Technical Specification Group Radio Access Network; NR; Invented physical layer overview for curation tests (Release 19)
+
+""" + FRONT[FRONT.index("The present document"):FRONT.index("UMTS™")] + """# Contents
+
+Foreword 4
+
+1 Scope 5
+
+Annex A (normative):Invented channel model 8
+
+Annex N (informative):Change history 9
+
+# Foreword
+
+This invented foreword explains how versions of the test document are numbered.
+
+# 1 Scope
+
+The present document gives an invented overview of a physical layer, used to test curation.
+
+# 2 References
+
+[1] Invented TR 00.002: "Vocabulary for more test fixtures".
+
+# 4 General description
+
+## 4.1 Overview
+
+The invented physical layer maps transport blocks onto slots of fourteen symbols.
+
+Annex A (normative):Invented channel model
+
+The invented channel model has three taps with equal power.
+
+Annex N (informative):Change history
+
+| Date | Meeting | TDoc | CR | Subject | New version |
+|---|---|---|---|---|---|
+| 2025-06 | RAN#108 | RP-250999 | - | Invented first version | 19.0.0 |
+"""
+
 BOILERPLATE = ("3GPP TS 38.999", "Technical Specification Group", "developed within", "Postal address",
                "Example Road", "www.3gpp.org", "Copyright", "No part may be reproduced",
                "All rights reserved", "Trade Mark", "Contents", "Foreword", "Change history",
@@ -299,6 +342,30 @@ def test_plain_text_form_with_tab_headings() -> None:
     assert spec.text == ("# 1 Scope\nThe present document specifies an invented gNB function.\n"
                          "## 4.2 Model\nThe UE reports CSI every slot.\n")
     assert set(spec.removed) == {"copyright", "contents"}  # no blank lines, no headings: coarse
+
+
+def test_cover_as_one_heading_line_and_run_together_plain_annex_headings(tmp_path: Path) -> None:
+    """The cover on one '#' line is recognised (before, the spec was plain text: cover, copyright
+    and address stayed); a plain 'Annex N (informative):Change history' line ends the clause
+    before it (before, the change-history table stayed in annex A)."""
+    assert is_3gpp_text(ONE_LINE_COVER)
+    assert text_spec_metadata(ONE_LINE_COVER) == {
+        "spec_number": "38.995", "spec_version": "19.0.0", "spec_type": "TS", "spec_release": "19",
+        "spec_series": "38", "title": "3rd Generation Partnership Project; Technical Specification Group "
+                                      "Radio Access Network; NR; Invented physical layer overview for curation tests"}
+    spec = clean_3gpp_markdown(ONE_LINE_COVER)
+    for phrase in (*BOILERPLATE[1:], "3GPP TS 38.995", "RP-250999", "Invented first version", "Route"):
+        assert phrase not in spec.text, phrase
+    assert [ln for ln in spec.text.split("\n") if ln.startswith("#")] == [
+        "# 1 Scope", "# 2 References", "# 4 General description", "## 4.1 Overview",
+        "# Annex A (normative): Invented channel model"]
+    assert spec.text.rstrip().endswith("three taps with equal power.")
+    assert {"cover", "disclaimer", "address", "copyright", "contents", "foreword", "change_history"} <= set(spec.removed)
+    (tmp_path / "overview.md").write_text(ONE_LINE_COVER)
+    doc = next(iter(TelecomDocumentReader(str(tmp_path)).run()))
+    assert (doc.metadata["source"], doc.metadata["spec_number"], doc.metadata["spec_release"]) == ("3gpp", "38.995", "19")
+    pieces = [(p.clause, p.clause_end) for p in split_clauses(spec.text, max_chars=200)]
+    assert pieces == [("1", "4"), ("4.1", "4.1"), ("Annex A (normative)", "Annex A (normative)")]
 
 
 def test_text_and_markdown_files_read_as_3gpp(tmp_path: Path) -> None:

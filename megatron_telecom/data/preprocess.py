@@ -42,14 +42,8 @@ from megatron_telecom.data.tokenizers import (
     build_tokenizer,
     tokenizer_identity,
 )
+from megatron_telecom.jsonl import fast_loads
 from megatron_telecom.version import __version__
-
-try:
-    import orjson
-
-    _fast_loads = orjson.loads
-except ImportError:  # orjson is optional: json is slower but gives the same records
-    _fast_loads = json.loads
 
 SKIP_REASONS = ("invalid_utf8", "invalid_json", "not_an_object", "missing_key", "non_string", "empty_text")
 _EXAMPLES_PER_REASON = 5
@@ -175,7 +169,7 @@ class Encoder:
         except UnicodeDecodeError as exc:
             return None, "invalid_utf8", f"invalid UTF-8 at byte {exc.start}"
         try:
-            record = _fast_loads(line)
+            record = fast_loads(line)
         except ValueError:
             try:
                 record = json.loads(line)

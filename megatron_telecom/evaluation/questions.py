@@ -7,7 +7,7 @@ readers into it, so sampling, prompts, scoring and baselines are written once.
 Generic JSONL (one object per line): ``{"question": str, "choices": [str, ...], "answer": int,
 "category": str}`` with ``answer`` the 0-based index of the correct choice, 2 to 10 choices, and
 ``category`` optional (default ``all``); an optional ``id`` names the question (default:
-``<file name>:<line>``). A line that cannot be scored is counted by reason and skipped, never fatal.
+``<file name>:<line>``); an optional ``explanation`` (string) is kept for decontamination. A line that cannot be scored is counted by reason and skipped, never fatal.
 
 Decisions: texts are stripped of surrounding whitespace; ``--limit N`` takes from every category
 its share of N (largest remainder), each category in a fixed pseudo-random order (sha256 of the
@@ -52,6 +52,8 @@ class Question:
     options: tuple[str, ...]
     gold: int
     category: str
+    explanation: str = ""
+    """Why the gold choice is right, where the benchmark gives it (TeleQnA): checked by decontamination."""
 
 
 @dataclass
@@ -85,8 +87,12 @@ def _parse_generic(record: object, record_id: str) -> Question | str:
         return "bad_answer"
     if not isinstance(category, str) or not category.strip():
         return "bad_category"
+    explanation = record.get("explanation", "")
+    if not isinstance(explanation, str):
+        return "bad_explanation"
     qid = record.get("id", record_id)
-    return Question(str(qid), question.strip(), tuple(c.strip() for c in choices), answer, category.strip())
+    return Question(str(qid), question.strip(), tuple(c.strip() for c in choices), answer, category.strip(),
+                    explanation.strip())
 
 
 def read_jsonl_records(data: QuestionSet, path: Path, prefix: str,
@@ -123,8 +129,9 @@ def read_questions_jsonl(path: str | Path) -> QuestionSet:
 
 def question_record(question: Question) -> dict:
     """The generic JSONL object of a question (what ``read_questions_jsonl`` reads back)."""
-    return {"id": question.id, "question": question.question, "choices": list(question.options),
-            "answer": question.gold, "category": question.category}
+    record = {"id": question.id, "question": question.question, "choices": list(question.options),
+              "answer": question.gold, "category": question.category}
+    return {**record, "explanation": question.explanation} if question.explanation else record
 
 
 def _order_key(question: Question) -> str:

@@ -63,7 +63,9 @@ def _parse_record(key: str, record: object) -> Question | str:
     category = record.get("category")
     if not isinstance(category, str) or not category.strip():
         return "missing_category"
-    return Question(key, question.strip(), tuple(options), int(match.group(1)) - 1, category.strip())
+    explanation = record.get("explanation")
+    explanation = explanation.strip() if isinstance(explanation, str) else ""
+    return Question(key, question.strip(), tuple(options), int(match.group(1)) - 1, category.strip(), explanation)
 
 
 def read_teleqna(path: str | Path) -> QuestionSet:

@@ -36,7 +36,7 @@ from megatron.core import parallel_state, tensor_parallel
 from megatron_telecom.atomic import atomic_write_text
 from megatron_telecom.data.tokenizers import resolve_tokenizer_path
 from megatron_telecom.evaluation.accuracy import ChoiceScoringConfig, score_questions, summarize
-from megatron_telecom.evaluation.benchmarks import read_benchmark
+from megatron_telecom.evaluation.benchmarks import benchmark_source, read_benchmark
 from megatron_telecom.evaluation.loglikelihood import PackedRequest, score_requests, target_logprobs
 from megatron_telecom.evaluation.perplexity import (
     Document,
@@ -66,13 +66,8 @@ def parse_benchmark(spec: str) -> tuple[str, str, str | None, int]:
     if not head or not size.isdigit() or int(size) < 1:
         raise ValueError(f"--eval-benchmarks {spec}: write NAME[=DATA]:SIZE, e.g. teleqna:200 or "
                          f"oranbench=/data/oranbench:300 or my_exam.jsonl:100")
-    name, _, data = head.partition("=")
-    if name.endswith(".jsonl"):
-        return Path(name).stem, "jsonl", name, int(size)
-    if name not in ("teleqna", "oranbench"):
-        raise ValueError(f"--eval-benchmarks {spec}: unknown benchmark {name!r}; choose teleqna, oranbench "
-                         f"or a .jsonl exam in the generic format")
-    return name, name, data or None, int(size)
+    name, reader, data = benchmark_source(head, "--eval-benchmarks", spec)
+    return name, reader, data, int(size)
 
 
 class MegatronScorer:

@@ -1,5 +1,5 @@
 """The project's own datatrove pipeline steps: cleaning, clause splitting, telecom relevance,
-filters chosen by source type, and tallies.
+filters chosen by source type, benchmark decontamination, and tallies.
 
 They take and yield datatrove `Document`s, so they compose with datatrove's readers, filters
 and writers in any pipeline.
@@ -102,6 +102,54 @@ class TelecomRelevanceFilter(BaseFilter):
             return True
         count_removal(self, doc, "telecom_low_relevance")
         return False, "telecom_low_relevance"
+
+
+class BenchmarkDecontamination(BaseFilter):
+    """Drops (or, with ``action="flag"``, marks under ``contamination`` metadata) documents that share
+    an n-gram with a benchmark question (see data/decontamination.py); the index of the benchmarks'
+    n-grams is built once per task, on its first batch, so the step pickles small."""
+
+    name = "🧪 benchmark decontamination"
+
+    def __init__(
+        self,
+        *,
+        benchmarks: tuple[str, ...] = ("teleqna", "oranbench"),
+        ngram: int = 13,
+        action: str = "drop",
+        batch_size: int = 256,
+        exclusion_writer: DiskWriter | None = None,
+    ):
+        super().__init__(exclusion_writer, batch_size=batch_size)
+        if action not in ("drop", "flag"):
+            raise ValueError(f"action {action!r}: choose drop or flag")
+        self.benchmarks, self.ngram, self.action = tuple(benchmarks), ngram, action
+        self._decontaminator = None
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        return self.filter_batch([doc])[0]
+
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        from megatron_telecom.data.decontamination import FLAG_KEY, Decontaminator
+
+        if self._decontaminator is None:
+            self._decontaminator = Decontaminator.from_specs(self.benchmarks, self.ngram)
+        found = self._decontaminator.match([[doc.text] for doc in batch])
+        results: list[bool | tuple[bool, str]] = []
+        for i, doc in enumerate(batch):
+            hits = found.get(i)
+            if hits is None:
+                results.append(True)
+                continue
+            for benchmark in hits.questions:
+                self.stat_update(f"contaminated:{benchmark}")
+            if self.action == "flag":
+                doc.metadata[FLAG_KEY] = hits.record()
+                results.append(True)
+            else:
+                count_removal(self, doc, "benchmark_overlap")
+                results.append((False, "benchmark_overlap"))
+        return results
 
 
 class SourceRoutedFilter(BaseFilter):

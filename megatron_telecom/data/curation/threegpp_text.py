@@ -3,7 +3,9 @@ them by their cover line, drop the editorial front and back matter, repair the h
 
 Observed forms: Markdown `#` headings whose clause number runs into the title (`## 4.2MAC
 architecture`, TSpec-LLM), pandoc Markdown (setext `===`/`---` headings, `{#id .TT}` attributes,
-annex headings with 8 `#`), and plain text with `number<TAB>title` heading lines. All become ATX
+annex headings with 8 `#`), plain text with `number<TAB>title` heading lines, the cover as one
+heading line (`# 3GPP TS 38.201 V19.0.0 (2025-06) Technical Specification ... (Release 19)`), and
+annex headings as plain lines run together with their title (`Annex N (informative):Change history`). All become ATX
 headings `#`*depth + `number title`, the depth taken from the clause number, so the clause
 splitter (clauses.py) sees one form. The front matter is removed up to the first clause after the
 Foreword; each removed character is attributed to a reason (cover, disclaimer, address, copyright,
@@ -31,6 +33,9 @@ _CHANGE_HISTORY = re.compile(r"change\s+history", re.I)
 _FRONT_TITLES = re.compile(r"^(?:contents|table of contents|foreword)$", re.I)
 _RULE = re.compile(r"^[\s+|:=-]*[-=]{3}[\s+|:=-]*$")  # table borders: pandoc puts covers in tables
 _FRONT_MATTER = re.compile(r"\A\ufeff?---\n.*?\n---\n", re.S)
+# An annex heading written as a plain line in Markdown (its Word style was not mapped to a heading),
+# title run together: 'Annex N (informative):Change history'.
+_PLAIN_ANNEX = re.compile(r"^\**Annex\s+[A-Z]{1,2}\s*\((?:normative|informative)\)\s*:[^|]{0,150}$", re.I)
 
 _DISCLAIMER = re.compile(
     r"present document has been developed within|has not been subject to any approval process"
@@ -75,8 +80,8 @@ def is_3gpp_text(text: str) -> bool:
     YAML front matter and a title line, as some Markdown collections add)."""
     head = _FRONT_MATTER.sub("", text[:4000], count=1)
     lines = [line for line in head.split("\n") if line.strip() and not _RULE.match(line)][:2]
-    if len(lines) == 2 and lines[0].startswith("# "):
-        lines = lines[1:]
+    if len(lines) == 2 and lines[0].startswith("# ") and not COVER_LINE.match(lines[0]):
+        lines = lines[1:]  # a title line a collection added; '# 3GPP TS ...' is the cover itself
     return bool(lines) and bool(COVER_LINE.match(lines[0]))
 
 
@@ -101,6 +106,9 @@ def text_spec_metadata(text: str) -> dict[str, str]:
     meta = {"spec_number": match.group("spec"), "spec_version": match.group("version"),
             "spec_type": match.group("kind")}
     meta.update(release_and_series(meta, head[match.end():]))
+    rest_of_line = head[match.end():].split("\n", 1)[0]
+    if _RELEASE.search(rest_of_line):  # the whole cover on one line: '# 3GPP TS ... (Release 19)'
+        return {**meta, **_one_line_title(rest_of_line)}
     cells = [ln.strip(" >*#\\|").split("|")[0] for ln in head[match.end():].split("\n")[1:]
              if not _RULE.match(ln)]
     lines = [" ".join(cell.replace("*", "").split()) for cell in cells]
@@ -110,6 +118,15 @@ def text_spec_metadata(text: str) -> dict[str, str]:
         title = [ln for ln in lines[:release_at] if ln not in ("Technical Specification", "Technical Report")]
         meta["title"] = " ".join(title)
     return meta
+
+
+def _one_line_title(cover_rest: str) -> dict[str, str]:
+    """The title of a cover on one line: what follows the date and 'Technical Specification', up to
+    '(Release N)'."""
+    text = cover_rest[: _RELEASE.search(cover_rest).start()]
+    text = re.sub(r"^\s*\(\d{4}-\d{2}\)\s*", "", text.replace("*", ""))
+    text = re.sub(r"^(?:Technical (?:Specification|Report))\s+", "", text)
+    return {"title": " ".join(text.split())} if text.strip() else {}
 
 
 def release_and_series(meta: dict[str, str], cover_text: str) -> dict[str, str]:
@@ -193,6 +210,8 @@ def _heading_lines(lines: list[str]) -> dict[int, tuple[str, int]]:
         if not line.strip():
             continue
         atx = _ATX.match(line)
+        if COVER_LINE.match(line):
+            continue  # '# 3GPP TS 38.201 V19.0.0 ...' is the cover, not a clause
         if atx and line.lstrip().startswith("#"):
             found[i] = (atx.group(2), 1)
         elif (i + 1 < len(lines) and _SETEXT.match(lines[i + 1]) and len(lines[i + 1].strip()) >= 3
@@ -201,6 +220,8 @@ def _heading_lines(lines: list[str]) -> dict[int, tuple[str, int]]:
             found[i] = (line.strip(), 2)
         elif not markdown and _PLAIN_HEADING.match(line):
             found[i] = (line, 1)
+        elif _PLAIN_ANNEX.match(line.strip()) and (i == 0 or not lines[i - 1].strip()):
+            found[i] = (line.strip(), 1)
     return found
 
 
