@@ -5,6 +5,7 @@ with a small tmpfs as --save, two ranks each run:
 - run A (to iteration 5) saves iteration 1 (it fits) and fails saving iteration 2 (the disk is full);
 - the tmpfs is grown to hold 4.5 checkpoints; run B resumes from iteration 1 with
   ``--most-recent-k 2 --save-interval 1`` to iteration 5: without retention its 5 checkpoints would not fit.
+The two job tests are marked torchrun (left out of --fast); the rule and flag tests are plain unit tests.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from megatron_telecom.models.checkpoint_format import TRACKER_FILENAME, read_tra
 from megatron_telecom.training.requeue import read_history
 from megatron_telecom.training.retention import checkpoints_to_delete, remove_old_checkpoints
 
-pytestmark = pytest.mark.torchrun
 RUN_TIMEOUT_S = 300
 NOT_MOUNTED = 97  # the script's exit code when the tmpfs cannot be mounted
 
@@ -82,6 +82,7 @@ def _log(out: Path, name: str) -> str:
     return (out / f"{name}.out").read_text() + (out / f"{name}.err").read_text()
 
 
+@pytest.mark.torchrun
 def test_full_disk_save_keeps_the_previous_checkpoint_and_ends_in_one_line(space_runs):
     out = space_runs
     err = (out / "a.err").read_text()
@@ -104,6 +105,7 @@ def test_full_disk_save_keeps_the_previous_checkpoint_and_ends_in_one_line(space
     assert read_history(after)[-1]["reason"].startswith("failed: disk full")
 
 
+@pytest.mark.torchrun
 def test_retention_keeps_the_last_k_and_the_resumed_from_one_and_resume_works(space_runs):
     out = space_runs
     assert (out / "b.rc").read_text().strip() == "0", _log(out, "b")[-6000:]
