@@ -49,8 +49,8 @@ class PerplexityConfig:
     """Tokens a window moves by (None: --seq-length, disjoint windows)."""
     tokens_per_batch: int = 8192
     """Tokens per forward (windows are batched up to this)."""
-    output: str
-    """Results JSON (created, or updated for the same model)."""
+    output: str | None = None
+    """Results JSON (created, or updated for the same model; None: the table is only printed)."""
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -63,8 +63,8 @@ class ChoiceOutputConfig:
 
     log_samples: str | None = None
     """JSONL of per-question log-likelihoods (None: not written)."""
-    output: str
-    """Results JSON (created, or updated for the same model)."""
+    output: str | None = None
+    """Results JSON (created, or updated for the same model; None: the table is only printed)."""
 
 
 @dataclass(kw_only=True)
@@ -157,7 +157,8 @@ def run_perplexity(config: PerplexityConfig) -> None:
         docs = read_documents(name, model.tokenizer, config.json_key)
         section[name] = perplexity(model, docs, config.seq_length, config.stride, config.tokens_per_batch,
                                    desc=name)
-    update_results(config.output, config.source.model, "perplexity", section)
+    if config.output:
+        update_results(config.output, config.source.model, "perplexity", section)
     print(perplexity_table(section))
 
 
@@ -183,7 +184,8 @@ def _run_choice(benchmark: str, data: str | None, source: ModelSourceConfig, sco
                   malformed_examples=questions.malformed_examples)
     if out.log_samples:
         atomic_write_text(out.log_samples, "".join(json.dumps(r) + "\n" for r in records))
-    update_results(out.output, source.model, section, {scoring.name: result})
+    if out.output:
+        update_results(out.output, source.model, section, {scoring.name: result})
     print(accuracy_table(result))
 
 

@@ -7,12 +7,18 @@ Metrics are the union over the files; a run without a metric shows ``-``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from megatron_telecom.atomic import atomic_write_text, temporary_path
+from megatron_telecom.atomic import atomic_file, atomic_write_text
 from megatron_telecom.evaluation.results import benchmark_sections, format_table, read_results
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PERPLEXITY_METRICS = ("perplexity", "bits_per_byte")
 ACCURACY_METRICS = ("acc", "acc_norm", "random", "majority")
+BASELINES = ("random", "majority")
+"""Drawn as markers over each accuracy panel's bars, from the first run's sample."""
 
 
 def flatten(results: dict) -> dict[str, float]:
@@ -49,8 +55,8 @@ def comparison_table(runs: dict[str, dict[str, float]]) -> str:
     return format_table(header, rows)
 
 
-def plot(runs: dict[str, dict[str, float]], path: Path) -> None:
-    """PNG: accuracy per category (one panel per benchmark and run config) and perplexity per input."""
+def comparison_figure(runs: dict[str, dict[str, float]]) -> Figure:
+    """The Figure: accuracy per category (one panel per benchmark and run config) and perplexity per input."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,7 +65,8 @@ def plot(runs: dict[str, dict[str, float]], path: Path) -> None:
     names = {n for metrics in runs.values() for n in metrics}
     panels = sorted({n.rsplit("/", 2)[0] for n in names if not n.startswith("perplexity/") and n.endswith("/acc")})
     panels += ["perplexity"] if any(n.startswith("perplexity/") for n in names) else []
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6 * max(len(panels), 1), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6 * max(len(panels), 1), 4.8), squeeze=False,
+                             layout="constrained")
     for ax, panel in zip(axes[0], panels):
         suffix = "/perplexity" if panel == "perplexity" else "/acc"
         keys = sorted(n for n in names if n.startswith(panel + "/") and n.endswith(suffix))
@@ -69,18 +76,29 @@ def plot(runs: dict[str, dict[str, float]], path: Path) -> None:
             ax.bar([g + i * width for g in range(len(keys))], [metrics.get(k, 0) for k in keys], width, label=label)
         if suffix == "/acc":  # the random-guess and majority-answer baselines of the first run's sample
             first = next(iter(runs.values()))
-            for baseline, style in (("random", "k_"), ("majority", "r_")):
+            for baseline, style in zip(BASELINES, ("k_", "r_")):
                 ax.plot([g + 0.4 - width / 2 for g in range(len(keys))],
                         [first.get(k[: -len(suffix)] + "/" + baseline, float("nan")) for k in keys], style,
                         markersize=30, label=baseline)
         ax.set_xticks([g + 0.4 - width / 2 for g in range(len(keys))], groups, rotation=30, ha="right", fontsize=8)
         ax.set_title(panel.replace("/", " ") + (" accuracy" if suffix == "/acc" else ""))
-        ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    tmp = temporary_path(path)
-    fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    # one legend for every panel, above them: inside an axes it covered the bars
+    entries = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+    entries = dict(sorted(entries.items(), key=lambda e: e[0] in BASELINES))  # the runs first
+    fig.legend(entries.values(), entries.keys(), loc="outside upper center", ncol=len(entries), fontsize=8)
+    return fig
+
+
+def plot(runs: dict[str, dict[str, float]], path: Path) -> None:
+    """Write ``comparison_figure`` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = comparison_figure(runs)
+    try:
+        with atomic_file(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def _short_names(paths: list[str]) -> list[str]:

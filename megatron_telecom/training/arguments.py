@@ -47,6 +47,8 @@ def validate_config(cfg: PretrainConfig) -> None:
         raise ValueError("set --tokenizer-type (and --tokenizer-model)")
     if c.save_interval is not None and c.save_interval <= 0:
         raise ValueError("--save-interval must be > 0")
+    if c.most_recent_k is not None and c.most_recent_k < 1:
+        raise ValueError(f"--most-recent-k {c.most_recent_k}: keep at least 1 checkpoint (leave it out to keep all)")
     if t.eval_interval < 0 or t.eval_iters < 0 or cfg.logging.log_interval <= 0:
         raise ValueError("--eval-interval/--eval-iters must be >= 0 and --log-interval > 0")
     _validate_layout_and_outputs(cfg)

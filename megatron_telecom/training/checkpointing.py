@@ -6,12 +6,19 @@ common.pt + metadata.json) and ``<save>/latest_checkpointed_iteration.txt``. A c
 tracker replaced (``atomic.py``). A crash or SIGKILL at any point therefore leaves the
 previous checkpoint as "latest", loadable. Model and optimizer state are sharded tensors, so a
 checkpoint saved at one TP/PP loads at another.
+
+A save that fails because the disk is full removes its partial folder, leaves the tracker on the
+previous checkpoint and ends the run with one ``error:`` line naming the path and the free space
+(``CheckpointSaveError``). With ``--most-recent-k K`` older checkpoints are deleted once the new one
+is complete and tracked (``training/retention.py``).
 """
 
 from __future__ import annotations
 
+import errno
 import random
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +35,11 @@ from megatron.core.dist_checkpointing.strategies.fully_parallel import (
 from megatron.core.distributed import DistributedDataParallel
 from megatron.core.optimizer.distrib_optimizer import HAVE_APEX_OR_TE
 from megatron.core.transformer.module import Float16Module
+from torch.distributed.checkpoint.api import CheckpointException
 
 from megatron_telecom.atomic import publish_folder
 from megatron_telecom.models.checkpoint_format import (
+    TRACKER_FILENAME,
     CheckpointArgs,
     StoredCheckpoint,
     checkpoint_dir,
@@ -41,12 +50,19 @@ from megatron_telecom.models.checkpoint_format import (
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.models.sharded_state import check_shapes
 from megatron_telecom.training.config import CheckpointConfig
+from megatron_telecom.training.retention import remove_old_checkpoints
 from megatron_telecom.training.signals import exit_signals_blocked
 from megatron_telecom.training.state import TrainState
 from megatron_telecom.training.utils import print_rank_0
 
 # The distributed optimizer's state is saved in the layout any DP/TP/PP can reload.
 DIST_OPT_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
+FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+FULL_DISK_MESSAGES = ("No space left on device", "Disk quota exceeded")
+
+
+class CheckpointSaveError(ValueError):
+    """A save failed for lack of disk space; a ValueError, so the run ends with its one ``error:`` line."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,8 +129,10 @@ def _sharded_state(model: list, optimizer: Any, *, with_optim: bool, with_rng: b
 
 def save_checkpoint(root: str | Path, state: TrainState, *, model: list, optimizer: Any,
                     scheduler: Any, args: dict[str, Any], save_optim: bool = True,
-                    save_rng: bool = True, model_config: ModelPreset | None = None) -> Path:
-    """Write ``root/iter_NNNNNNN`` on all ranks, then (rank 0) rename it and update the tracker.
+                    save_rng: bool = True, model_config: ModelPreset | None = None,
+                    most_recent_k: int | None = None) -> Path:
+    """Write ``root/iter_NNNNNNN`` on all ranks, then (rank 0) rename it, update the tracker and
+    delete checkpoints older than the ``most_recent_k`` newest (None: keep all).
 
     ``state`` goes where Megatron-LM keeps it (see ``_common_train_state``); ``model_config`` is
     recorded so that loading adopts the model (see ``checkpoint_format.StoredCheckpoint``).
@@ -138,15 +156,102 @@ def save_checkpoint(root: str | Path, state: TrainState, *, model: list, optimiz
     strategy = FullyParallelSaveStrategyWrapper(
         get_default_save_sharded_strategy("torch_dist"),
         parallel_state.get_data_parallel_group(with_context_parallel=True))
-    with exit_signals_blocked():  # helper processes the save starts must outlive SLURM's signals
-        dist_checkpointing.save(sharded, str(tmp), strategy)
-    dist.barrier()
-    if rank == 0:
-        publish_folder(tmp, final)  # replaces a complete but untracked save of this iteration
-        write_tracker(root, iteration)
+    failure: BaseException | None = None
+    try:
+        with exit_signals_blocked():  # helper processes the save starts must outlive SLURM's signals
+            dist_checkpointing.save(sharded, str(tmp), strategy)
+    except (Exception, CheckpointException) as err:  # the latter is a BaseException
+        failure = err
+    if failure is None:
+        dist.barrier()
+        if rank == 0:
+            try:
+                publish_folder(tmp, final)  # replaces a complete but untracked save of this iteration
+                write_tracker(root, iteration)
+            except OSError as err:
+                failure = err
+    _stop_on_failure(root, iteration, failure)
+    if rank == 0 and most_recent_k:
+        deleted = remove_old_checkpoints(root, iteration, most_recent_k)
+        if deleted:
+            print_rank_0(f"--most-recent-k {most_recent_k}: deleted the checkpoints of iterations "
+                         f"{', '.join(map(str, deleted))}")
     dist.barrier()
     print_rank_0(f"saved checkpoint at iteration {iteration:8d} to {final}")
     return final
+
+
+def disk_full(err: BaseException, path: str | Path) -> bool:
+    """Whether ``err`` came from a full disk: ENOSPC/EDQUOT in its chain or text (torch_dist's writer
+    processes report their failure as text), or under 1% (at most 1 GiB) of ``path``'s filesystem free."""
+    pending = [err]
+    while pending:  # the chain, and each rank's failure a CheckpointException carries
+        seen = pending.pop()
+        if isinstance(seen, OSError) and seen.errno in FULL_DISK_ERRNOS:
+            return True
+        pending += [e for e in (seen.__cause__, seen.__context__) if e is not None]
+        if isinstance(seen, CheckpointException):
+            pending += [failure for failure, _ in seen.failures.values()]
+    if any(message in str(err) for message in FULL_DISK_MESSAGES):
+        return True
+    usage = shutil.disk_usage(path)
+    return usage.free < min(usage.total // 100, 2**30)
+
+
+def _stop_on_failure(root: str | Path, iteration: int, failure: BaseException | None) -> None:
+    """Every rank: return when the save succeeded; else end the run the same way on every rank.
+
+    A torch_dist failure reaches every rank, but only rank 0 (the coordinator) sees each rank's error,
+    and a publish failure happens on rank 0 alone: rank 0 judges, before anything is removed. On a
+    full disk rank 0 removes the partial folder and raises the one-line error; the other ranks wait
+    for that, then exit with the same code without a line of their own.
+    """
+    rank = dist.get_rank()
+    verdict = [None if failure is None else disk_full(failure, root)] if rank == 0 else [None]
+    dist.broadcast_object_list(verdict, src=0)
+    if verdict[0] is None and failure is None:  # saved and published
+        return
+    if not verdict[0]:  # not a full disk (or this rank alone failed): the error as it came
+        if failure is not None:
+            raise failure
+        raise RuntimeError(f"saving {checkpoint_dir(root, iteration)} failed on rank 0 (see its error)")
+    error = _remove_partial_save(root, iteration) if rank == 0 else None
+    dist.barrier()
+    if error is not None:
+        raise error
+    sys.exit(2)  # the exit code of rank 0's ValueError
+
+
+def _remove_partial_save(root: str | Path, iteration: int) -> CheckpointSaveError:
+    """Remove ``iteration``'s partial (or complete but untracked) folder; the error that says so."""
+    final = checkpoint_dir(root, iteration)
+    at_failure = shutil.disk_usage(root)
+    tracked = read_tracker(root)
+    shutil.rmtree(final.with_name(final.name + ".tmp"), ignore_errors=True)
+    if tracked != iteration:  # renamed into place before the tracker write failed: untracked
+        shutil.rmtree(final, ignore_errors=True)
+    previous = (f"still names iteration {tracked} ({_size(_folder_bytes(checkpoint_dir(root, tracked)))})"
+                if isinstance(tracked, int) else "names no checkpoint yet")
+    return CheckpointSaveError(
+        f"disk full: saving {final} failed with {_size(at_failure.free)} free of {_size(at_failure.total)} "
+        f"on {root} ({_size(shutil.disk_usage(root).free)} after removing the partial folder); "
+        f"{TRACKER_FILENAME} {previous}: free space, --save elsewhere, or keep fewer checkpoints "
+        "with --most-recent-k")
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (0 when it is missing)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _size(nbytes: int) -> str:
+    """Bytes as B, KiB, MiB, GiB or TiB with 1 decimal."""
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
 
 
 def _common_train_state(state: TrainState, args: dict[str, Any], *, save_optim: bool,

@@ -191,6 +191,8 @@ class CheckpointConfig:
     """Do not save RNG state."""
     ckpt_format: Literal["torch_dist"] = "torch_dist"
     """Checkpoint format (torch_dist only)."""
+    most_recent_k: int | None = None
+    """Keep only the K newest checkpoints in --save, plus the one this run resumed from (None: keep all; Megatron-LM's CheckpointConfig name)."""
 
 
 @dataclass(kw_only=True)

@@ -288,7 +288,8 @@ def save(run: Run) -> None:
     checkpointing.save_checkpoint(
         c.save, s, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
         args={**run.cfg.to_flat_dict(), "padded_vocab_size": run.padded_vocab_size},
-        save_optim=not c.no_save_optim, save_rng=not c.no_save_rng, model_config=run.preset)
+        save_optim=not c.no_save_optim, save_rng=not c.no_save_rng, model_config=run.preset,
+        most_recent_k=c.most_recent_k)
     run.last_saved = s.iteration
 
 
