@@ -6,7 +6,7 @@
 Flags are Megatron-LM's (``--help`` lists them); they override the YAML file's keys.
 Exit codes: 0 finished or stopped cleanly on SIGTERM/SIGUSR1/time limit (checkpoint saved;
 under SLURM a signal stop requeues the job, see training/requeue.py), 1 NaN/Inf loss,
-2 bad configuration.
+2 bad configuration, or a checkpoint save that found the disk full.
 """
 
 from __future__ import annotations
