@@ -69,6 +69,7 @@ def test_sft_step_compares_packed_training_with_the_cpu(report):
     f = report["steps"]["f_sft"]
     assert f["status"] == "ok", f
     assert f["backend"] == "SDPA, block mask"  # no Transformer Engine: THD is not built
+    assert f["precision"] == "fp32"  # bf16 only where the device attends THD through TE
     assert len(f["device"]["losses"]) == f["iterations"] == 3
     assert f["device"]["losses"] == f["cpu"]["losses"]  # CPU mode: one run serves as both
     assert f["device_vs_cpu_max_rel_diff"] == 0.0 <= f["tolerance"] == 1e-3

@@ -259,7 +259,7 @@ class Kit:
             "iterations": CORRECTNESS_ITERS, "device_vs_cpu_max_rel_diff": rel,
             "device_vs_cpu_tolerance": CPU_TOLERANCE, "cpu_losses": list(cpu.values()),
             "device_losses": list(device.values()), "bf16_losses": list(bf16.values()),
-            **resumed, "rows": [table_row("CPT", "fp32 vs CPU (a)", self.backend(), device_run,
+            **resumed, "rows": [table_row("CPT", "fp32 vs CPU fp32 (a)", self.backend(), device_run,
                                           check=versus(rel, CPU_TOLERANCE))],
         }
         bf16_trains = all(map(_finite, bf16.values())) and bf16[max(bf16)] < bf16[1]
