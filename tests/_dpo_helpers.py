@@ -9,14 +9,18 @@ import numpy as np
 from megatron_telecom.data.sft import Conversations, write_packed
 
 
-def synthetic_pairs(*, count: int = 8, vocab_size: int = 511, seed: int = 0) -> Conversations:
-    """Random pairs: one prompt (mask 0), then two different completions (mask 1), chosen first."""
+def synthetic_pairs(*, count: int = 8, vocab_size: int = 511, seed: int = 0,
+                    prompt_lengths: tuple[int, int] = (4, 12),
+                    completion_lengths: tuple[int, int] = (3, 10)) -> Conversations:
+    """Random pairs: one prompt (mask 0), then two different completions (mask 1), chosen first.
+
+    Lengths are drawn from [low, high) (the GPU kit's speed runs ask for long pairs)."""
     rng = np.random.default_rng(seed)
     found = Conversations()
     for _ in range(count):
-        prompt = rng.integers(0, vocab_size, size=int(rng.integers(4, 12)))
+        prompt = rng.integers(0, vocab_size, size=int(rng.integers(*prompt_lengths)))
         for _half in range(2):
-            completion = rng.integers(0, vocab_size, size=int(rng.integers(3, 10)))
+            completion = rng.integers(0, vocab_size, size=int(rng.integers(*completion_lengths)))
             found.tokens.append(np.concatenate([prompt, completion]).astype(np.uint16))
             found.masks.append(np.r_[np.zeros(len(prompt)), np.ones(len(completion))].astype(np.uint8))
     return found

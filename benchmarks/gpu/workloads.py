@@ -1,11 +1,14 @@
 """The GPU kit's child processes: each workload runs alone, so a crash or OOM stays in its step.
 
-    python benchmarks/gpu/workloads.py prepare-data PREFIX
-    python benchmarks/gpu/workloads.py train [--deterministic] -- PRETRAIN_FLAGS...
+    python benchmarks/gpu/workloads.py prepare-data FOLDER
+    python benchmarks/gpu/workloads.py train [--deterministic] [--out J] [--stop-at-checkpoint SAVE]
+                                             -- PRETRAIN_FLAGS...
     python benchmarks/gpu/workloads.py bare --out J [--max-micro-batch N] -- PRETRAIN_FLAGS...
     python benchmarks/gpu/workloads.py trainer --out J -- PRETRAIN_FLAGS...
 
-``bare`` builds the run with the trainer's ``setup`` and, on synthetic tokens, probes the
+``prepare-data`` writes every stage's synthetic data (``data_paths``). ``train`` is the
+trainer's command line (``megatron_telecom.pretrain``) in this process, so that ``--out`` can
+record its peak device memory and seconds. ``bare`` builds the run with the trainer's ``setup`` and, on synthetic tokens, probes the
 largest micro-batch (powers of two) whose full step (forward, backward, optimizer) fits, then
 times megatron-core's forward_backward + optimizer loop at it. ``trainer`` times our trainer
 against that bare loop on the same model, optimizer and data (benchmarks/bench_trainer.py's
@@ -16,9 +19,12 @@ peak memory on CUDA.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,23 +34,98 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 GiB = 1024**3
 
 
-def prepare_data(prefix: Path) -> None:
-    """A synthetic token dataset (NullTokenizer ids < 511) long enough for any seq length."""
+CHECK_SEQ_LENGTH = 64  # the tiny preset's checks against the CPU (SFT sequences, DPO pairs)
+SPEED_SEQ_LENGTH = 4096  # the ~1B speed runs
+EXAM_QUESTIONS = 6
+
+
+def data_paths(folder: Path) -> dict[str, Path]:
+    """Where ``prepare-data`` writes each dataset (prefixes, and two JSONL files)."""
+    return {"tokens": folder / "tokens", "sft": folder / "sft" / "packed",
+            "sft_speed": folder / "sft_speed" / "packed", "dpo": folder / "dpo" / "pairs",
+            "dpo_speed": folder / "dpo_speed" / "pairs", "exam": folder / "exam.jsonl",
+            "held_out": folder / "held_out.jsonl"}
+
+
+def prepare_data(folder: Path) -> None:
+    """Every stage's data: a token dataset (NullTokenizer ids < 511) long enough for any seq
+    length; packed SFT conversations and DPO pairs, as the tests write them, for the checks
+    (tiny) and the speed runs (long); an exam and a held-out file for in-loop evaluation."""
     from _dist_helpers import write_token_dataset
+    from _dpo_helpers import synthetic_pairs, write_dpo_dataset
+    from _sft_helpers import synthetic_conversations, write_sft_dataset
 
-    write_token_dataset(prefix, num_docs=600, vocab_size=511, min_len=200, max_len=2000)
+    paths = data_paths(folder)
+    write_token_dataset(paths["tokens"], num_docs=600, vocab_size=511, min_len=200, max_len=2000)
+    write_sft_dataset(paths["sft"], synthetic_conversations(count=16),
+                      seq_length=CHECK_SEQ_LENGTH)
+    write_sft_dataset(paths["sft_speed"], synthetic_conversations(count=64, min_len=256,
+                                                                  max_len=2048),
+                      seq_length=SPEED_SEQ_LENGTH)
+    write_dpo_dataset(paths["dpo"], synthetic_pairs(count=8))
+    write_dpo_dataset(paths["dpo_speed"], synthetic_pairs(  # a pair holds at most 4,094 tokens
+        count=32, prompt_lengths=(256, 1024), completion_lengths=(128, 1024)))
+    write_evaluation_inputs(paths["exam"], paths["held_out"])
 
 
-def train(argv: list[str], *, deterministic: bool) -> int:
-    """``megatron_telecom.pretrain``; ``deterministic``: torch's deterministic kernels, which
-    bitwise resume needs on GPUs (with CUBLAS_WORKSPACE_CONFIG set by the caller)."""
+def write_evaluation_inputs(exam: Path, held_out: Path) -> None:
+    """A generic-JSONL exam from the project's DPO sample (question, the chosen answer and the
+    rejected one, order alternating) and a held-out file of two sample documents (cut short to
+    keep the CPU reference cheap)."""
+    data = REPO / "examples" / "data"
+    pairs = [json.loads(line) for line in
+             (data / "telecom_dpo_sample.jsonl").read_text(encoding="utf-8").splitlines()]
+    questions = []
+    for row in [r for r in pairs if isinstance(r.get("prompt"), list)][:EXAM_QUESTIONS]:
+        choices = [row["chosen"][-1]["content"], row["rejected"][-1]["content"]]
+        gold = len(questions) % 2
+        questions.append({"question": row["prompt"][-1]["content"],
+                          "choices": choices if gold == 0 else choices[::-1], "answer": gold,
+                          "category": "telecom"})
+    exam.write_text("".join(json.dumps(q) + "\n" for q in questions), encoding="utf-8")
+    documents = (data / "telecom_sample.jsonl").read_text(encoding="utf-8").splitlines()[:2]
+    held_out.write_text("".join(json.dumps({"text": json.loads(d)["text"][:600]}) + "\n"
+                                for d in documents), encoding="utf-8")
+
+
+def train(argv: list[str], *, deterministic: bool, out: Path | None,
+          stop_at_checkpoint: Path | None = None) -> int:
+    """``megatron_telecom.pretrain`` with ``argv``; ``out``: its exit code, seconds and peak
+    device memory as JSON. ``deterministic``: torch's deterministic kernels, which bitwise
+    resume needs on GPUs (with CUBLAS_WORKSPACE_CONFIG set by the caller).
+    ``stop_at_checkpoint``: see ``_stop_at_first_checkpoint``."""
     import torch
 
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    if stop_at_checkpoint is not None:
+        _stop_at_first_checkpoint(stop_at_checkpoint)
     from megatron_telecom.pretrain import main
 
-    return main(argv)
+    start = time.perf_counter()
+    code = main(argv)
+    if out is not None:
+        from megatron_telecom.atomic import atomic_write_json
+
+        atomic_write_json(out, {"exit_code": code, "seconds": time.perf_counter() - start,
+                                "peak_memory_gib": _peak_memory_gib()})
+    return code
+
+
+def _stop_at_first_checkpoint(save: Path) -> None:
+    """SIGSTOP this process as soon as ``save`` holds a checkpoint, for the kit to SIGKILL.
+
+    A thread of the trainer's own process watches, so it runs whenever the trainer does: on a
+    loaded machine a watcher in another process may not be scheduled before the run ends.
+    """
+    tracker = save / "latest_checkpointed_iteration.txt"
+
+    def watch() -> None:
+        while not tracker.exists():
+            time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    threading.Thread(target=watch, name="stop-at-checkpoint", daemon=True).start()
 
 
 def _synchronize() -> None:
@@ -190,20 +271,23 @@ def trainer(argv: list[str], *, iters: int, blocks: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workload", choices=("prepare-data", "train", "bare", "trainer"))
-    parser.add_argument("prefix", nargs="?", help="prepare-data: dataset prefix to write")
-    parser.add_argument("--out", type=Path, help="JSON record to write (bare, trainer)")
+    parser.add_argument("folder", nargs="?", help="prepare-data: folder to write the data into")
+    parser.add_argument("--out", type=Path, help="JSON record to write (train, bare, trainer)")
     parser.add_argument("--max-micro-batch", type=int, default=16)
     parser.add_argument("--iters", type=int, default=5, help="timed iterations (per block)")
     parser.add_argument("--blocks", type=int, default=2, help="trainer: alternating blocks")
     parser.add_argument("--deterministic", action="store_true", help="train: deterministic kernels")
+    parser.add_argument("--stop-at-checkpoint", type=Path, metavar="SAVE",
+                        help="train: SIGSTOP itself once SAVE holds a checkpoint")
     argv = sys.argv[1:]
     flags = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if args.workload == "prepare-data":
-        prepare_data(Path(args.prefix))
+        prepare_data(Path(args.folder))
         return 0
     if args.workload == "train":
-        return train(flags, deterministic=args.deterministic)
+        return train(flags, deterministic=args.deterministic, out=args.out,
+                     stop_at_checkpoint=args.stop_at_checkpoint)
     from megatron_telecom.atomic import atomic_write_json
     from megatron_telecom.runtime.distributed import destroy_distributed
 
