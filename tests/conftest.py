@@ -47,11 +47,37 @@ def curation_spec_markdown() -> str:
 # ---- slurm_cluster: a private one-node SLURM cluster (tests/test_*_slurm.py) ------------------
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses the SLURM cluster is a `slurm` test (the fast tier leaves it out)."""
+# Session fixtures that one xdist worker must own: a second copy would start a second cluster or
+# redo a minutes-long conversion. Every test using one runs in that fixture's group.
+XDIST_OWNED_FIXTURES = ("slurm_two_nodes", "slurm_cluster", "stage2_smollm2", "convert_checkpoints")
+HEAVY_MARKS = ("slurm", "slow", "torchrun", "real_model")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that uses the SLURM cluster is a `slurm` test (the fast tier leaves it out).
+
+    For `pytest -n 2 --dist loadgroup` (tests/run.sh): each test runs in the group of the
+    session fixture it needs from XDIST_OWNED_FIXTURES, else in its module's group (module
+    fixtures run once); on a worker the groups with the most heavy tests come first, so the
+    longest ones do not start last.
+    """
     for item in items:
-        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "slurm_cluster" in fixtures:
             item.add_marker(pytest.mark.slurm)
+        group = next((name for name in XDIST_OWNED_FIXTURES if name in fixtures), item.nodeid.split("::")[0])
+        item.add_marker(pytest.mark.xdist_group(group))
+    if hasattr(config, "workerinput"):  # an xdist worker: its order is the scheduler's queue
+        weight: dict[str, int] = {}
+        for item in items:
+            group = _xdist_group(item)
+            weight[group] = weight.get(group, 0) + any(item.get_closest_marker(m) for m in HEAVY_MARKS)
+        items.sort(key=lambda item: -weight[_xdist_group(item)])
+
+
+def _xdist_group(item: pytest.Item) -> str:
+    return item.get_closest_marker("xdist_group").args[0]
 
 
 @pytest.fixture(scope="session")
@@ -151,7 +177,8 @@ def convert_checkpoints(convert_hf_models: dict[str, Path],
     return {name: Path(save) for name, save in jobs.items()}
 
 
-# ---- stage2_ fixtures (tests/test_training_sft_trl.py, tests/test_training_dpo_trl.py) ---------
+# ---- stage2_ fixtures (tests/test_training_sft_trl.py, tests/test_training_dpo_trl.py; the
+# conversion also serves tests/test_convert_smollm2.py) ----------------------------------------
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,6 @@ import torch.nn.functional as F
 from _convert_helpers import copy_tokenizer, run_probe, write_text_dataset, write_tiny_hf_model
 from _dist_helpers import REPO, run_subprocess, subprocess_env
 
-from megatron_telecom.bundled import resolve_hf_path
-
 pytestmark = [pytest.mark.real_model, pytest.mark.torchrun]
 
 TOOL = [sys.executable, str(REPO / "tools" / "convert_checkpoint.py")]
@@ -30,12 +28,12 @@ def convert_tool(*args: object):  # noqa: ANN201
 
 
 @pytest.fixture(scope="module")
-def smol(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def smol(stage2_smollm2: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """SmolLM2's HF folder and its hf-to-mcore conversion (conftest's, by the same CLI) + sample data."""
     base = tmp_path_factory.mktemp("convert_smollm2")
-    hf = resolve_hf_path("bundled:smollm2-135m")
-    convert_tool("hf-to-mcore", "--hf-path", "bundled:smollm2-135m", "--save", base / "mcore")
+    hf = stage2_smollm2["hf"]
     data = write_text_dataset(base / "data" / "sample", hf, SAMPLE)
-    return {"hf": hf, "mcore": base / "mcore", "data": data, "cache": base / "cache"}
+    return {"hf": hf, "mcore": stage2_smollm2["mcore"], "data": data, "cache": base / "cache"}
 
 
 def pretrain_flags(load: Path, data: Path, cache: Path, tokenizer: Path, **extra: object) -> list[str]:
