@@ -47,6 +47,9 @@ def curation_spec_markdown() -> str:
 # ---- slurm_cluster: a private one-node SLURM cluster (tests/test_*_slurm.py) ------------------
 
 
+# Fixtures that give their tests a mark: the SLURM cluster (`slurm`), and test_gpu_kit.py's kit run,
+# which starts several trainer processes (`torchrun`: ~2 min, more than the fast tier can hold).
+MARK_OF_FIXTURE = {"slurm_cluster": pytest.mark.slurm, "kit_run": pytest.mark.torchrun}
 # Session fixtures that one xdist worker must own: a second copy would start a second cluster or
 # redo a minutes-long conversion. Every test using one runs in that fixture's group.
 XDIST_OWNED_FIXTURES = ("slurm_two_nodes", "slurm_cluster", "stage2_smollm2", "convert_checkpoints")
@@ -55,7 +58,7 @@ HEAVY_MARKS = ("slurm", "slow", "torchrun", "real_model")
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test that uses the SLURM cluster is a `slurm` test (the fast tier leaves it out).
+    """Marks from MARK_OF_FIXTURE (the fast tier leaves `slurm` and `torchrun` tests out).
 
     For `pytest -n 2 --dist loadgroup` (tests/run.sh): each test runs in the group of the
     session fixture it needs from XDIST_OWNED_FIXTURES, else in its module's group (module
@@ -64,8 +67,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
-        if "slurm_cluster" in fixtures:
-            item.add_marker(pytest.mark.slurm)
+        for mark in (mark for name, mark in MARK_OF_FIXTURE.items() if name in fixtures):
+            item.add_marker(mark)
         group = next((name for name in XDIST_OWNED_FIXTURES if name in fixtures), item.nodeid.split("::")[0])
         item.add_marker(pytest.mark.xdist_group(group))
     if hasattr(config, "workerinput"):  # an xdist worker: its order is the scheduler's queue

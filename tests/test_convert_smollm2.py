@@ -92,15 +92,23 @@ def test_first_iteration_loss_is_the_base_models(smol, tmp_path):
     assert got < 6.0  # a real model on real text, not log(49152) = 10.8 of a broken conversion
 
 
-@pytest.mark.parametrize(("tp", "pp"), [(2, 1), (1, 2)])
-def test_trained_checkpoint_exports_loads_generates_and_verifies(tp, pp, smol, tmp_path):
-    # a tiny Llama with SmolLM2's real tokenizer: training, export and generation in seconds
-    hf = write_tiny_hf_model(tmp_path / "tiny-hf", "llama-gqa", vocab_size=49152)
+@pytest.fixture(scope="module")
+def tiny_base(smol, tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny Llama with SmolLM2's real tokenizer (training, export and generation in seconds):
+    (its HF folder, its hf-to-mcore conversion), shared by the layouts below."""
+    root = tmp_path_factory.mktemp("convert_smollm2_tiny")
+    hf = write_tiny_hf_model(root / "tiny-hf", "llama-gqa", vocab_size=49152)
     copy_tokenizer(smol["hf"], hf)
-    convert_tool("hf-to-mcore", "--hf-path", hf, "--save", tmp_path / "base")
+    convert_tool("hf-to-mcore", "--hf-path", hf, "--save", root / "base")
+    return hf, root / "base"
+
+
+@pytest.mark.parametrize(("tp", "pp"), [(2, 1), (1, 2)])
+def test_trained_checkpoint_exports_loads_generates_and_verifies(tp, pp, smol, tiny_base, tmp_path):
+    hf, base = tiny_base
     trained = tmp_path / "trained"
     run_probe(tp * pp, tmp_path / "probe.pt", None, pretrain_flags(
-        tmp_path / "base", smol["data"], smol["cache"], tmp_path / "base" / "tokenizer",
+        base, smol["data"], smol["cache"], base / "tokenizer",
         save=trained, tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp))
     convert_tool("mcore-to-hf", "--load", trained, "--save", tmp_path / "export")
     from transformers import AutoModelForCausalLM, AutoTokenizer
