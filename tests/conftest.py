@@ -5,6 +5,7 @@ Fixtures stay thin: the SLURM cluster lives in _slurm_helpers, the .docx builder
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,36 +52,52 @@ def curation_spec_markdown() -> str:
 # which starts several trainer processes (`torchrun`: ~2 min, more than the fast tier can hold).
 MARK_OF_FIXTURE = {"slurm_cluster": pytest.mark.slurm, "kit_run": pytest.mark.torchrun}
 # Session fixtures that one xdist worker must own: a second copy would start a second cluster or
-# redo a minutes-long conversion. Every test using one runs in that fixture's group.
+# redo a minutes-long conversion. A module that names one runs on that fixture's worker.
 XDIST_OWNED_FIXTURES = ("slurm_two_nodes", "slurm_cluster", "stage2_smollm2", "convert_checkpoints")
 HEAVY_MARKS = ("slurm", "slow", "torchrun", "real_model")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+@functools.cache
+def xdist_scope(nodeid: str) -> str:
+    """The unit that one xdist worker runs whole (module fixtures then run once): the first of
+    XDIST_OWNED_FIXTURES that the test's module names, else the module."""
+    module = nodeid.split("::")[0]
+    path = Path(__file__).resolve().parents[1] / module
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    return next((name for name in XDIST_OWNED_FIXTURES if name in text), module)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`pytest -n 2` (tests/run.sh; its default `--dist load`): tests go to the workers in
+    xdist_scope units. (pytest 9 ignores xdist 3.8's `--dist loadgroup` suffixes, hence our own.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return ScopeScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Marks from MARK_OF_FIXTURE (the fast tier leaves `slurm` and `torchrun` tests out).
 
-    For `pytest -n 2 --dist loadgroup` (tests/run.sh): each test runs in the group of the
-    session fixture it needs from XDIST_OWNED_FIXTURES, else in its module's group (module
-    fixtures run once); on a worker the groups with the most heavy tests come first, so the
-    longest ones do not start last.
+    On an xdist worker, whose order is the scheduler's queue, the units with the most heavy tests
+    come first, so that the longest ones do not start last.
     """
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         for mark in (mark for name, mark in MARK_OF_FIXTURE.items() if name in fixtures):
             item.add_marker(mark)
-        group = next((name for name in XDIST_OWNED_FIXTURES if name in fixtures), item.nodeid.split("::")[0])
-        item.add_marker(pytest.mark.xdist_group(group))
-    if hasattr(config, "workerinput"):  # an xdist worker: its order is the scheduler's queue
+    if hasattr(config, "workerinput"):
         weight: dict[str, int] = {}
         for item in items:
-            group = _xdist_group(item)
-            weight[group] = weight.get(group, 0) + any(item.get_closest_marker(m) for m in HEAVY_MARKS)
-        items.sort(key=lambda item: -weight[_xdist_group(item)])
-
-
-def _xdist_group(item: pytest.Item) -> str:
-    return item.get_closest_marker("xdist_group").args[0]
+            scope = xdist_scope(item.nodeid)
+            weight[scope] = weight.get(scope, 0) + any(item.get_closest_marker(m) for m in HEAVY_MARKS)
+        items.sort(key=lambda item: -weight[xdist_scope(item.nodeid)])
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,6 @@ if [[ $fast == 1 ]]; then
   set -- -m "not torchrun and not slurm and not real_model and not slow" "$@"
 fi
 # Two workers (pytest-xdist): one test often leaves a core idle (one-process launches, SLURM
-# scheduling, process start-up). conftest groups the tests so that each module, and each
-# expensive session fixture (SLURM clusters, the SmolLM2 conversion), lives on one worker.
-python -m pytest -q -ra -n 2 --dist loadgroup --no-loadscope-reorder "$@"
+# scheduling, process start-up). conftest's scheduler keeps each module, and each expensive
+# session fixture (SLURM clusters, the SmolLM2 conversion), on one worker, heavy units first.
+python -m pytest -q -ra -n 2 --no-loadscope-reorder "$@"
