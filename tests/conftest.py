@@ -85,8 +85,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Marks from MARK_OF_FIXTURE (the fast tier leaves `slurm` and `torchrun` tests out).
 
-    On an xdist worker, whose order is the scheduler's queue, the units with the most heavy tests
-    come first, so that the longest ones do not start last.
+    On an xdist worker, whose order is the scheduler's queue, the units with the most HEAVY_MARKS
+    (a SLURM job that trains counts three) come first, so that the longest ones do not start last.
     """
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
@@ -96,7 +96,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         weight: dict[str, int] = {}
         for item in items:
             scope = xdist_scope(item.nodeid)
-            weight[scope] = weight.get(scope, 0) + any(item.get_closest_marker(m) for m in HEAVY_MARKS)
+            weight[scope] = weight.get(scope, 0) + sum(bool(item.get_closest_marker(m)) for m in HEAVY_MARKS)
         items.sort(key=lambda item: -weight[xdist_scope(item.nodeid)])
 
 
