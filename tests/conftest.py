@@ -45,8 +45,7 @@ def curation_spec_markdown() -> str:
     return SPEC_MARKDOWN
 
 
-# ---- slurm_cluster: a private one-node SLURM cluster (tests/test_*_slurm.py) ------------------
-
+# ---- marks from fixtures, and the units of an xdist run (tests/run.sh: -n 2) -------------------
 
 # Fixtures that give their tests a mark: the SLURM cluster (`slurm`), and test_gpu_kit.py's kit run,
 # which starts several trainer processes (`torchrun`: ~2 min, more than the fast tier can hold).
@@ -98,6 +97,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             scope = xdist_scope(item.nodeid)
             weight[scope] = weight.get(scope, 0) + sum(bool(item.get_closest_marker(m)) for m in HEAVY_MARKS)
         items.sort(key=lambda item: -weight[xdist_scope(item.nodeid)])
+
+
+# ---- slurm_cluster: a private one-node SLURM cluster (tests/test_*_slurm.py) ------------------
 
 
 @pytest.fixture(scope="session")
