@@ -41,7 +41,7 @@ setup(
     ],
     extras_require={
         "data": ["datatrove==0.10.1", "python-docx", "pypdf", "ftfy"],
-        "dev": ["pytest", "pytest-timeout", "ruff", "pyzipper", "trl>=1.16,<1.17"],  # trl: SFT masks checked against TRL's
+        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "ruff", "pyzipper", "trl>=1.16,<1.17"],  # trl: SFT masks checked against TRL's
         # GPU images only: installing TE on a CPU machine breaks `import megatron.core`.
         "te": ["transformer-engine[pytorch]"],
         "wandb": ["wandb"],

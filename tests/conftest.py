@@ -5,6 +5,7 @@ Fixtures stay thin: the SLURM cluster lives in _slurm_helpers, the .docx builder
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,14 +45,61 @@ def curation_spec_markdown() -> str:
     return SPEC_MARKDOWN
 
 
-# ---- slurm_cluster: a private one-node SLURM cluster (tests/test_*_slurm.py) ------------------
+# ---- marks from fixtures, and the units of an xdist run (tests/run.sh: -n 2) -------------------
+
+# Fixtures that give their tests a mark: the SLURM cluster (`slurm`), and test_gpu_kit.py's kit run,
+# which starts several trainer processes (`torchrun`: ~2 min, more than the fast tier can hold).
+MARK_OF_FIXTURE = {"slurm_cluster": pytest.mark.slurm, "kit_run": pytest.mark.torchrun}
+# Session fixtures that one xdist worker must own: a second copy would start a second cluster or
+# redo a minutes-long conversion. A module that names one runs on that fixture's worker.
+XDIST_OWNED_FIXTURES = ("slurm_two_nodes", "slurm_cluster", "stage2_smollm2", "convert_checkpoints")
+HEAVY_MARKS = ("slurm", "slow", "torchrun", "real_model")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses the SLURM cluster is a `slurm` test (the fast tier leaves it out)."""
+@functools.cache
+def xdist_scope(nodeid: str) -> str:
+    """The unit that one xdist worker runs whole (module fixtures then run once): the first of
+    XDIST_OWNED_FIXTURES that the test's module names, else the module."""
+    module = nodeid.split("::")[0]
+    path = Path(__file__).resolve().parents[1] / module
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    return next((name for name in XDIST_OWNED_FIXTURES if name in text), module)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`pytest -n 2` (tests/run.sh; its default `--dist load`): tests go to the workers in
+    xdist_scope units. (pytest 9 ignores xdist 3.8's `--dist loadgroup` suffixes, hence our own.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return ScopeScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks from MARK_OF_FIXTURE (the fast tier leaves `slurm` and `torchrun` tests out).
+
+    On an xdist worker, whose order is the scheduler's queue, the units with the most HEAVY_MARKS
+    (a SLURM job that trains counts three) come first, so that the longest ones do not start last.
+    """
     for item in items:
-        if "slurm_cluster" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.slurm)
+        fixtures = getattr(item, "fixturenames", ())
+        for mark in (mark for name, mark in MARK_OF_FIXTURE.items() if name in fixtures):
+            item.add_marker(mark)
+    if hasattr(config, "workerinput"):
+        weight: dict[str, int] = {}
+        for item in items:
+            scope = xdist_scope(item.nodeid)
+            weight[scope] = weight.get(scope, 0) + sum(bool(item.get_closest_marker(m)) for m in HEAVY_MARKS)
+        items.sort(key=lambda item: -weight[xdist_scope(item.nodeid)])
+
+
+# ---- slurm_cluster: a private one-node SLURM cluster (tests/test_*_slurm.py) ------------------
 
 
 @pytest.fixture(scope="session")
@@ -151,7 +199,8 @@ def convert_checkpoints(convert_hf_models: dict[str, Path],
     return {name: Path(save) for name, save in jobs.items()}
 
 
-# ---- stage2_ fixtures (tests/test_training_sft_trl.py, tests/test_training_dpo_trl.py) ---------
+# ---- stage2_ fixtures (tests/test_training_sft_trl.py, tests/test_training_dpo_trl.py; the
+# conversion also serves tests/test_convert_smollm2.py) ----------------------------------------
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what it needs, then lint + pytest.
 # --fast: the edit-test loop: everything but the torchrun, SLURM, real-model and slow tests
-# (no SLURM install). Other arguments go to pytest.
+# (no SLURM install). Other arguments go to pytest (-n 0: one process, no xdist).
 set -euo pipefail
 fast=0
 if [[ ${1:-} == --fast ]]; then fast=1; shift; fi
@@ -20,4 +20,7 @@ ruff check .
 if [[ $fast == 1 ]]; then
   set -- -m "not torchrun and not slurm and not real_model and not slow" "$@"
 fi
-python -m pytest -q -ra "$@"
+# Two workers (pytest-xdist): one test often leaves a core idle (one-process launches, SLURM
+# scheduling, process start-up). conftest's scheduler keeps each module, and each expensive
+# session fixture (SLURM clusters, the SmolLM2 conversion), on one worker, heavy units first.
+python -m pytest -q -ra -n 2 --no-loadscope-reorder "$@"

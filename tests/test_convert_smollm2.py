@@ -15,8 +15,6 @@ import torch.nn.functional as F
 from _convert_helpers import copy_tokenizer, run_probe, write_text_dataset, write_tiny_hf_model
 from _dist_helpers import REPO, run_subprocess, subprocess_env
 
-from megatron_telecom.bundled import resolve_hf_path
-
 pytestmark = [pytest.mark.real_model, pytest.mark.torchrun]
 
 TOOL = [sys.executable, str(REPO / "tools" / "convert_checkpoint.py")]
@@ -30,12 +28,12 @@ def convert_tool(*args: object):  # noqa: ANN201
 
 
 @pytest.fixture(scope="module")
-def smol(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def smol(stage2_smollm2: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """SmolLM2's HF folder and its hf-to-mcore conversion (conftest's, by the same CLI) + sample data."""
     base = tmp_path_factory.mktemp("convert_smollm2")
-    hf = resolve_hf_path("bundled:smollm2-135m")
-    convert_tool("hf-to-mcore", "--hf-path", "bundled:smollm2-135m", "--save", base / "mcore")
+    hf = stage2_smollm2["hf"]
     data = write_text_dataset(base / "data" / "sample", hf, SAMPLE)
-    return {"hf": hf, "mcore": base / "mcore", "data": data, "cache": base / "cache"}
+    return {"hf": hf, "mcore": stage2_smollm2["mcore"], "data": data, "cache": base / "cache"}
 
 
 def pretrain_flags(load: Path, data: Path, cache: Path, tokenizer: Path, **extra: object) -> list[str]:
@@ -94,15 +92,23 @@ def test_first_iteration_loss_is_the_base_models(smol, tmp_path):
     assert got < 6.0  # a real model on real text, not log(49152) = 10.8 of a broken conversion
 
 
-@pytest.mark.parametrize(("tp", "pp"), [(2, 1), (1, 2)])
-def test_trained_checkpoint_exports_loads_generates_and_verifies(tp, pp, smol, tmp_path):
-    # a tiny Llama with SmolLM2's real tokenizer: training, export and generation in seconds
-    hf = write_tiny_hf_model(tmp_path / "tiny-hf", "llama-gqa", vocab_size=49152)
+@pytest.fixture(scope="module")
+def tiny_base(smol, tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny Llama with SmolLM2's real tokenizer (training, export and generation in seconds):
+    (its HF folder, its hf-to-mcore conversion), shared by the layouts below."""
+    root = tmp_path_factory.mktemp("convert_smollm2_tiny")
+    hf = write_tiny_hf_model(root / "tiny-hf", "llama-gqa", vocab_size=49152)
     copy_tokenizer(smol["hf"], hf)
-    convert_tool("hf-to-mcore", "--hf-path", hf, "--save", tmp_path / "base")
+    convert_tool("hf-to-mcore", "--hf-path", hf, "--save", root / "base")
+    return hf, root / "base"
+
+
+@pytest.mark.parametrize(("tp", "pp"), [(2, 1), (1, 2)])
+def test_trained_checkpoint_exports_loads_generates_and_verifies(tp, pp, smol, tiny_base, tmp_path):
+    hf, base = tiny_base
     trained = tmp_path / "trained"
     run_probe(tp * pp, tmp_path / "probe.pt", None, pretrain_flags(
-        tmp_path / "base", smol["data"], smol["cache"], tmp_path / "base" / "tokenizer",
+        base, smol["data"], smol["cache"], base / "tokenizer",
         save=trained, tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp))
     convert_tool("mcore-to-hf", "--load", trained, "--save", tmp_path / "export")
     from transformers import AutoModelForCausalLM, AutoTokenizer

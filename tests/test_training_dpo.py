@@ -79,6 +79,8 @@ def test_missing_or_stale_fingerprint_is_refused_in_one_line(tmp_path):
 
 def test_reference_logprobs_at_tp2_equal_tp1(pairs, tmp_path):
     one = _reference(1, _args(pairs, tmp_path))
+    for path in dpo.reference_paths(pairs):  # else TP=2 keeps TP=1's current log-probs unread
+        path.unlink()
     two = _reference(2, _args(pairs, tmp_path, tensor_model_parallel_size=2))
     np.testing.assert_allclose(two, one, rtol=0, atol=1e-5)
 

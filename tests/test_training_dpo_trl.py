@@ -26,11 +26,16 @@ from megatron_telecom.data.tokenizers import TokenizerConfig
 pytestmark = [pytest.mark.real_model, pytest.mark.torchrun, pytest.mark.slow]
 
 SAMPLE = REPO / "examples" / "data" / "telecom_dpo_sample.jsonl"
-LR, BETA, SEQ = 5e-6, 0.1, 256  # the first pairs hold at most 176 tokens
+LR, BETA, SEQ, ROWS = 5e-6, 0.1, 256, 2  # the first pairs hold at most 176 tokens
 REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
 
 
-def _ours(smol: dict, rows: list[dict], root: Path, steps: int, sft_weight: float) -> list[dict]:
+@pytest.fixture(scope="module")
+def reference(stage2_smollm2, tmp_path_factory) -> tuple[list[dict], list[str]]:
+    """The first ROWS pairs, preprocessed, with their reference log-probs (computed once: both cases
+    start from the same model on the same pairs); (pairs, training flags without step-specific ones)."""
+    smol, root = stage2_smollm2, tmp_path_factory.mktemp("dpo_trl")
+    rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()][:ROWS]
     source = root / "rows.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tokenizer = TokenizerConfig(tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(smol["hf"]))
@@ -38,15 +43,18 @@ def _ours(smol: dict, rows: list[dict], root: Path, steps: int, sft_weight: floa
                                        tokenizer=tokenizer))
     flags = {"stage": "dpo", "dpo-data-path": root / "dpo", "load": smol["mcore"], "finetune": None,
              "tokenizer-type": "HuggingFaceTokenizer", "tokenizer-model": smol["hf"], "dpo-beta": BETA,
-             "dpo-sft-loss-weight": sft_weight, "seq-length": SEQ, "micro-batch-size": 1,
-             "global-batch-size": len(rows),
-             "train-iters": steps, "lr": LR, "lr-decay-style": "constant", "weight-decay": 0.0,
-             "clip-grad": 0.0, "eval-interval": 0, "log-interval": 1,
-             "log-metrics-file": root / "metrics.jsonl"}
+             "seq-length": SEQ, "micro-batch-size": 1, "global-batch-size": len(rows),
+             "lr": LR, "lr-decay-style": "constant", "weight-decay": 0.0,
+             "clip-grad": 0.0, "eval-interval": 0, "log-interval": 1}
     argv = [part for key, value in flags.items()
             for part in ([f"--{key}"] + ([] if value is None else [str(value)]))]
-    run_torchrun(1, [*argv, "--compute-reference-logprobs"], timeout=900)
-    run_torchrun(1, argv, timeout=900)
+    run_torchrun(1, [*argv, "--train-iters", "1", "--compute-reference-logprobs"], timeout=900)
+    return rows, argv
+
+
+def _ours(argv: list[str], root: Path, steps: int, sft_weight: float) -> list[dict]:
+    run_torchrun(1, [*argv, "--dpo-sft-loss-weight", str(sft_weight), "--train-iters", str(steps),
+                     "--log-metrics-file", str(root / "metrics.jsonl")], timeout=900)
     records = {r["iteration"]: r for r in read_jsonl(root / "metrics.jsonl")}
     return [records[i] for i in range(1, steps + 1)]
 
@@ -84,12 +92,11 @@ def _trl(smol: dict, rows: list[dict], root: Path, steps: int, sft_weight: float
 
 
 @pytest.mark.timeout(1800)  # TRL's steps and ours take minutes on 2 shared cores
-@pytest.mark.parametrize("rows, steps, sft_weight", [(2, 5, 0.0), (2, 2, 0.5)], ids=["sigmoid", "rpo"])
-def test_dpo_loss_and_rewards_track_trl(stage2_smollm2, tmp_path, rows, steps, sft_weight):
-    smol = stage2_smollm2
-    pairs = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()][:rows]
-    ours = _ours(smol, pairs, tmp_path, steps, sft_weight)
-    trl = _trl(smol, pairs, tmp_path, steps, sft_weight)
+@pytest.mark.parametrize("steps, sft_weight", [(5, 0.0), (2, 0.5)], ids=["sigmoid", "rpo"])
+def test_dpo_loss_and_rewards_track_trl(stage2_smollm2, reference, tmp_path, steps, sft_weight):
+    pairs, argv = reference
+    ours = _ours(argv, tmp_path, steps, sft_weight)
+    trl = _trl(stage2_smollm2, pairs, tmp_path, steps, sft_weight)
     print(f"ours {ours}\nTRL  {trl}")
     assert len(trl) == steps
     assert ours[0]["rewards/margins"] == 0.0  # the fixed point
