@@ -61,12 +61,17 @@ def test_verify_smollm2_conversion(smol):
 
 
 def test_verify_in_bf16_reports_bf16_rounding_not_a_broken_model(smol):
-    """bf16 on both sides: logits move by bf16 rounding, the loss barely, the ranking rarely."""
+    """bf16 on both sides: logits move by bf16 rounding, the loss barely, the ranking rarely.
+
+    The largest single logit difference depends on the CPU's bf16 kernels (2.06 on an AMD AVX2
+    machine, over the batch's positions x 49,152 logits, above the bound of 2 this test first had);
+    the loss and the top-1 agreement are what tell rounding from a broken model.
+    """
     proc = convert_tool("verify", "--hf-path", "bundled:smollm2-135m", "--load", smol["mcore"],
-                        "--dtype", "bfloat16", "--tolerance", "2")
+                        "--dtype", "bfloat16", "--tolerance", "4")
     line = proc.stdout.strip().splitlines()[-1]
     figures = dict(re.findall(r"(max \|diff\|| HF| megatron|agreement) ([0-9.e+-]+)", line))
-    assert 1e-3 < float(figures["max |diff|"]) <= 2  # bf16 really ran, and stayed close
+    assert 1e-3 < float(figures["max |diff|"]) <= 4  # bf16 really ran, and stayed close
     assert abs(float(figures[" HF"]) - float(figures[" megatron"])) <= 0.01 * float(figures[" HF"])
     assert float(figures["agreement"]) >= 90
 
