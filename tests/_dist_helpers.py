@@ -8,8 +8,10 @@ failure. Other test files may import this module read-only. It holds the suite's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,11 +28,28 @@ DEFAULT_TIMEOUT_S = 300
 T = TypeVar("T")
 
 
+_PORTS = random.Random()  # seeded from the OS: xdist workers and parallel sessions draw apart
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port nobody listens on right now, drawn below the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` is an ephemeral one: between this check and the
+    child's bind, an outgoing connection (gloo opens many) could take it ("address already in
+    use", seen under xdist). Ports under the ephemeral range are only ever taken on purpose.
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = _PORTS.randrange(max(1024, low - 12000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port found under {low}")
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
