@@ -5,9 +5,12 @@ Fixtures stay thin: the SLURM cluster lives in _slurm_helpers, the .docx builder
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import fcntl
 import json
-from collections.abc import Iterator
+import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,25 +53,42 @@ def curation_spec_markdown() -> str:
 # Fixtures that give their tests a mark: the SLURM cluster (`slurm`), and test_gpu_kit.py's kit run,
 # which starts several trainer processes (`torchrun`: ~2 min, more than the fast tier can hold).
 MARK_OF_FIXTURE = {"slurm_cluster": pytest.mark.slurm, "kit_run": pytest.mark.torchrun}
-# Session fixtures that one xdist worker must own: a second copy would start a second cluster or
-# redo a minutes-long conversion. A module that names one runs on that fixture's worker.
-XDIST_OWNED_FIXTURES = ("slurm_two_nodes", "slurm_cluster", "stage2_smollm2", "convert_checkpoints")
 HEAVY_MARKS = ("slurm", "slow", "torchrun", "real_model")
 
 
-@functools.cache
 def xdist_scope(nodeid: str) -> str:
-    """The unit that one xdist worker runs whole (module fixtures then run once): the first of
-    XDIST_OWNED_FIXTURES that the test's module names, else the module."""
-    module = nodeid.split("::")[0]
-    path = Path(__file__).resolve().parents[1] / module
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    return next((name for name in XDIST_OWNED_FIXTURES if name in text), module)
+    """The unit that one xdist worker runs whole: the test's module (module fixtures run once).
+
+    Session fixtures that take minutes (the SmolLM2 conversion) are built once per session and
+    shared by the workers (`built_once`); each worker starts its own SLURM cluster (seconds).
+    """
+    return nodeid.split("::")[0]
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name``, filled by ``build(folder)`` once per test session.
+
+    Under xdist the workers share the session's temporary root: the first to take the folder's
+    lock builds it, the others wait and reuse it; a build that failed is redone by the next.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:  # gw0, gw1...: their basetemps sit in the session's
+        root = root.parent
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(folder)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """`pytest -n 2` (tests/run.sh; its default `--dist load`): tests go to the workers in
+    """`pytest -n N` (tests/run.sh; its default `--dist load`): tests go to the workers in
     xdist_scope units. (pytest 9 ignores xdist 3.8's `--dist loadgroup` suffixes, hence our own.)"""
     if config.getvalue("dist") != "load":
         return None
@@ -175,28 +195,32 @@ def convert_hf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
     """Tiny random HF models, one per Llama-family variant (see _convert_helpers.TINY_VARIANTS)."""
     from _convert_helpers import TINY_VARIANTS, write_tiny_hf_model
 
-    base = tmp_path_factory.mktemp("convert_hf")
-    return {name: write_tiny_hf_model(base / name, name) for name in TINY_VARIANTS}
+    def build(base: Path) -> None:
+        for name in TINY_VARIANTS:
+            write_tiny_hf_model(base / name, name)
+
+    base = built_once(tmp_path_factory, "convert_hf", build)
+    return {name: base / name for name in TINY_VARIANTS}
 
 
 @pytest.fixture(scope="session")
 def convert_checkpoints(convert_hf_models: dict[str, Path],
                         tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each tiny HF model converted by hf-to-mcore (one subprocess: the CPU shim is global)."""
-    import json
     import sys
 
     from _dist_helpers import REPO, run_subprocess, subprocess_env
 
-    base = tmp_path_factory.mktemp("convert_mcore")
-    jobs = {name: str(base / name) for name in convert_hf_models}
-    script = ("import json, sys\nfrom megatron_telecom.convert.hf_to_mcore import convert_hf_to_mcore\n"
-              "for hf, save in json.loads(sys.argv[1]):\n    convert_hf_to_mcore(hf, save)\n")
-    pairs = [(str(convert_hf_models[name]), save) for name, save in jobs.items()]
-    proc = run_subprocess([sys.executable, "-c", script, json.dumps(pairs)], env=subprocess_env(),
-                          timeout=600, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return {name: Path(save) for name, save in jobs.items()}
+    def build(base: Path) -> None:
+        script = ("import json, sys\nfrom megatron_telecom.convert.hf_to_mcore import convert_hf_to_mcore\n"
+                  "for hf, save in json.loads(sys.argv[1]):\n    convert_hf_to_mcore(hf, save)\n")
+        pairs = [(str(hf), str(base / name)) for name, hf in convert_hf_models.items()]
+        proc = run_subprocess([sys.executable, "-c", script, json.dumps(pairs)], env=subprocess_env(),
+                              timeout=600, cwd=REPO)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+
+    base = built_once(tmp_path_factory, "convert_mcore", build)
+    return {name: base / name for name in convert_hf_models}
 
 
 # ---- stage2_ fixtures (tests/test_training_sft_trl.py, tests/test_training_dpo_trl.py; the
@@ -212,9 +236,11 @@ def stage2_smollm2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     from megatron_telecom.bundled import resolve_hf_path
 
-    base = tmp_path_factory.mktemp("stage2_smollm2")
-    proc = run_subprocess([sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), "hf-to-mcore",
-                           "--hf-path", "bundled:smollm2-135m", "--save", str(base / "mcore")],
-                          env=subprocess_env(), timeout=600, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    def build(base: Path) -> None:
+        proc = run_subprocess([sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), "hf-to-mcore",
+                               "--hf-path", "bundled:smollm2-135m", "--save", str(base / "mcore")],
+                              env=subprocess_env(), timeout=600, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    base = built_once(tmp_path_factory, "stage2_smollm2", build)
     return {"hf": resolve_hf_path("bundled:smollm2-135m"), "mcore": base / "mcore"}

@@ -20,7 +20,10 @@ ruff check .
 if [[ $fast == 1 ]]; then
   set -- -m "not torchrun and not slurm and not real_model and not slow" "$@"
 fi
-# Two workers (pytest-xdist): one test often leaves a core idle (one-process launches, SLURM
-# scheduling, process start-up). conftest's scheduler keeps each module, and each expensive
-# session fixture (SLURM clusters, the SmolLM2 conversion), on one worker, heavy units first.
-python -m pytest -q -ra -n 2 --no-loadscope-reorder "$@"
+# Three workers (pytest-xdist) on the 2-core machine: many tests wait (SLURM scheduling and
+# requeues, rendezvous, process start-up) while another computes, so a third worker fills the
+# idle core-time. One thread per process (and per child), so three workers never oversubscribe
+# the cores with OpenMP threads that spin. conftest's scheduler hands out whole modules, heaviest
+# first; the minutes-long SmolLM2 conversion is built once per session and shared (built_once).
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+python -m pytest -q -ra -n "${PYTEST_WORKERS:-3}" --no-loadscope-reorder "$@"

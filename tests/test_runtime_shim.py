@@ -186,6 +186,9 @@ def _child_main(out_path: str) -> None:
     record["recompute"] = _recompute_runs()
     record["census"] = cpu_shim.cuda_site_census()
     record["unknown"] = cpu_shim.unknown_cuda_sites()
+    from megatron.core import jit
+
+    record["jit"] = {"fuser": jit.jit_fuser.__name__, "inductor_imported": "torch._inductor.compile_fx" in sys.modules}
     _fake_megatron_site()
     record["unknown_after_fake"] = cpu_shim.unknown_cuda_sites()
     destroy_distributed()
@@ -233,6 +236,12 @@ def test_canary_no_unknown_cuda_sites_in_a_training_step(record):
         "megatron-core hit CUDA sites the shim was not validated against; check each, then add "
         "it to megatron_telecom/runtime/_cuda_sites.py:\n" + "\n".join(record["unknown"])
     )
+
+
+def test_megatron_jit_fuser_is_off_without_cuda(record):
+    """runtime/jit.py: megatron-core imported and trained without torch.compile's decorators, so
+    Inductor never loads (with TorchDynamo, ~2 CPU-s of every process start; the kernels are unused)."""
+    assert record["jit"] == {"fuser": "noop_decorator", "inductor_imported": False}
 
 
 def test_recompute_gives_the_same_loss_and_gradients(record):
