@@ -417,9 +417,11 @@ def test_cover_as_one_heading_line_and_run_together_plain_annex_headings(tmp_pat
 
 
 def test_title_heading_cover_multi_part_numbers_and_cover_less_conversions(tmp_path: Path) -> None:
-    """Three layouts of real conversions: before, the title-heading cover was not recognised (its
+    """Layouts of real conversions: before, the title-heading cover was not recognised (its
     spec number came from the file name only, without title), 'TR 38.716-01-01' got no spec number
-    at all, and a conversion without cover or '1 Scope' was read as plain text."""
+    at all, a conversion without cover or '1 Scope' was read as plain text, and a title running
+    into '(Release 19)' in one table cell of the cover, or a cover line without a space before
+    the version ('38.471V18.0.0'), lost the title and type."""
     assert is_3gpp_text(TITLE_COVER)
     assert text_spec_metadata(TITLE_COVER) == {
         "spec_number": "38.994", "spec_version": "20.1.0", "spec_type": "TS", "spec_release": "20",
@@ -430,6 +432,12 @@ def test_title_heading_cover_multi_part_numbers_and_cover_less_conversions(tmp_p
     for phrase in ("38.994", "Version:", "developed within", "Contents", "Foreword"):
         assert phrase not in spec.text, phrase
     assert {"cover", "disclaimer", "contents", "foreword"} <= set(spec.removed)
+
+    table_cover = ("| 3GPP TS 38.992 V19.4.0 (2026-03) |  |\n| --- | --- |\n| Technical Specification |  |\n"
+                   "| 3rd Generation Partnership Project;NR;Invented radio transmission(Release 19) |  |\n")
+    assert text_spec_metadata(table_cover)["title"] == "3rd Generation Partnership Project;NR;Invented radio transmission"
+    glued = text_spec_metadata("| 3GPP TS 38.991V18.0.0(2024-03) |  |\n| Invented F1 layer |  |\n| (Release 18) |  |\n")
+    assert (glued["spec_number"], glued["spec_version"], glued["title"]) == ("38.991", "18.0.0", "Invented F1 layer")
 
     meta = text_spec_metadata(MULTI_PART)
     assert (meta["spec_number"], meta["spec_type"], meta["spec_release"]) == ("38.993-01-02", "TR", "19")

@@ -19,7 +19,7 @@ from megatron_telecom.data.curation.archives import ArchiveLimits, check_archive
 from megatron_telecom.data.curation.threegpp_text import release_and_series
 
 _SPEC_ON_COVER = re.compile(
-    r"3GPP\s+(?P<kind>TS|TR)\s+(?P<spec>\d{2}\.\d{3}(?:-\d+)*)\s+V(?P<version>\d+\.\d+\.\d+)"
+    r"3GPP\s+(?P<kind>TS|TR)\s+(?P<spec>\d{2}\.\d{3}(?:-\d+)*)\s*V(?P<version>\d+\.\d+\.\d+)"
 )
 # 3GPP file names: 23501-i50.docx = TS 23.501 V18.5.0 (letters a..z stand for 10..35);
 # 38101-1-ia0 = TS 38.101-1, 38716-01-01-g00 = TR 38.716-01-01.

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 # Multi-part numbers run to several parts: 'TR 38.716-01-01'.
 COVER_LINE = re.compile(
-    r"^[\s>*#|]*3GPP\s+(?P<kind>TS|TR)\s+(?P<spec>\d{2}\.\d{3}(?:-\d+)*)\s+V(?P<version>\d+\.\d+\.\d+)",
+    r"^[\s>*#|]*3GPP\s+(?P<kind>TS|TR)\s+(?P<spec>\d{2}\.\d{3}(?:-\d+)*)\s*V(?P<version>\d+\.\d+\.\d+)",
     re.M,
 )
 # A cover given as a title heading, the version on a line of its own below it:
@@ -149,8 +149,10 @@ def text_spec_metadata(text: str) -> dict[str, str]:
     lines = [" ".join(cell.replace("*", "").split()) for cell in cells]
     lines = [ln for ln in lines if ln and not re.fullmatch(r"\(\d{4}-\d{2}\)", ln)]
     release_at = next((i for i, ln in enumerate(lines) if _RELEASE.search(ln)), None)
-    if release_at:
-        title = [ln for ln in lines[:release_at] if ln not in ("Technical Specification", "Technical Report")]
+    if release_at is not None:  # the title may run into '(Release N)' in the same table cell
+        ahead = lines[release_at][: _RELEASE.search(lines[release_at]).start()].strip()
+        title = [ln for ln in [*lines[:release_at], ahead]
+                 if ln and ln not in ("Technical Specification", "Technical Report")]
         meta["title"] = " ".join(title)
     return meta
 
