@@ -27,6 +27,7 @@ from megatron_telecom.data.curation.pipeline import run_curation
 from megatron_telecom.data.curation.readers import TelecomDocumentReader
 from megatron_telecom.data.curation.steps import NearDedupExempt, SourceRoutedFilter
 from megatron_telecom.data.curation.text import OfflineWordTokenizer
+from megatron_telecom.data.curation.threegpp import spec_metadata
 from megatron_telecom.data.curation.threegpp_text import (
     clean_3gpp_markdown,
     is_3gpp_text,
@@ -280,6 +281,53 @@ Annex N (informative):Change history
 | 2025-06 | RAN#108 | RP-250999 | - | Invented first version | 19.0.0 |
 """
 
+# A cover written as a title heading with the version on a line of its own (seen in a
+# docx-to-Markdown toolkit's output), tab-separated heading numbers.
+TITLE_COVER = """# 3GPP TS 38.994 \u2014 Invented Security Procedures for Curation Tests
+
+**Version:** V20.1.0 (2026-01) | **Release:** 20
+
+---
+
+""" + FRONT[FRONT.index("The present document"):FRONT.index("Keywords")] + """Contents
+
+
+## Foreword
+This invented foreword explains how versions of the test document are numbered.
+
+## 1\tScope
+The present document specifies invented security procedures, used to test curation.
+
+## 2\tReferences
+[1]\tInvented TR 00.003: "Vocabulary for yet more test fixtures".
+
+### 2.1\tInvented key hierarchy
+The invented AMF derives a key from the invented anchor key.
+"""
+
+# A conversion that dropped the cover, the Contents and clauses 1 to 3 (and the headings of
+# depth 1): it starts at the Foreword heading.
+NO_COVER = """## Foreword
+This invented foreword explains how versions of the test document are numbered.
+
+### 4.1\tOverview
+The invented NAS layer carries invented registration messages between the UE and the AMF.
+
+### 4.2\tCoordination
+The invented session management waits for the invented mobility management.
+"""
+
+# A multi-part Technical Report number ('TR 38.993-01-02').
+MULTI_PART = FRONT.replace("3GPP TS 38.999 V19.2.0 (2026-03)", "3GPP TR 38.993-01-02 V16.0.0 (2020-06)") + """
+# Foreword
+
+This invented foreword explains how versions of the test document are numbered.
+
+# 1 Scope
+
+The present document is an invented report on a band combination, used to test curation.
+"""
+
 BOILERPLATE = ("3GPP TS 38.999", "Technical Specification Group", "developed within", "Postal address",
                "Example Road", "www.3gpp.org", "Copyright", "No part may be reproduced",
                "All rights reserved", "Trade Mark", "Contents", "Foreword", "Change history",
@@ -366,6 +414,50 @@ def test_cover_as_one_heading_line_and_run_together_plain_annex_headings(tmp_pat
     assert (doc.metadata["source"], doc.metadata["spec_number"], doc.metadata["spec_release"]) == ("3gpp", "38.995", "19")
     pieces = [(p.clause, p.clause_end) for p in split_clauses(spec.text, max_chars=200)]
     assert pieces == [("1", "4"), ("4.1", "4.1"), ("Annex A (normative)", "Annex A (normative)")]
+
+
+def test_title_heading_cover_multi_part_numbers_and_cover_less_conversions(tmp_path: Path) -> None:
+    """Layouts of real conversions: before, the title-heading cover was not recognised (its
+    spec number came from the file name only, without title), 'TR 38.716-01-01' got no spec number
+    at all, a conversion without cover or '1 Scope' was read as plain text, and a title running
+    into '(Release 19)' in one table cell of the cover, or a cover line without a space before
+    the version ('38.471V18.0.0'), lost the title and type."""
+    assert is_3gpp_text(TITLE_COVER)
+    assert text_spec_metadata(TITLE_COVER) == {
+        "spec_number": "38.994", "spec_version": "20.1.0", "spec_type": "TS", "spec_release": "20",
+        "spec_series": "38", "title": "Invented Security Procedures for Curation Tests"}
+    spec = clean_3gpp_markdown(TITLE_COVER)
+    assert [ln for ln in spec.text.split("\n") if ln.startswith("#")] == [
+        "# 1 Scope", "# 2 References", "## 2.1 Invented key hierarchy"]
+    for phrase in ("38.994", "Version:", "developed within", "Contents", "Foreword"):
+        assert phrase not in spec.text, phrase
+    assert {"cover", "disclaimer", "contents", "foreword"} <= set(spec.removed)
+
+    table_cover = ("| 3GPP TS 38.992 V19.4.0 (2026-03) |  |\n| --- | --- |\n| Technical Specification |  |\n"
+                   "| 3rd Generation Partnership Project;NR;Invented radio transmission(Release 19) |  |\n")
+    assert text_spec_metadata(table_cover)["title"] == "3rd Generation Partnership Project;NR;Invented radio transmission"
+    glued = text_spec_metadata("| 3GPP TS 38.991V18.0.0(2024-03) |  |\n| Invented F1 layer |  |\n| (Release 18) |  |\n")
+    assert (glued["spec_number"], glued["spec_version"], glued["title"]) == ("38.991", "18.0.0", "Invented F1 layer")
+
+    meta = text_spec_metadata(MULTI_PART)
+    assert (meta["spec_number"], meta["spec_type"], meta["spec_release"]) == ("38.993-01-02", "TR", "19")
+    assert spec_metadata("", "38993-01-02-g00")["spec_number"] == "38.993-01-02"
+    assert spec_metadata("", "38991-1-ia0.docx")["spec_number"] == "38.991-1"
+    assert spec_metadata("", "38990-001")["spec_version"] == "0.0.1"  # a version of digits only
+
+    cleaned = clean_3gpp_markdown(NO_COVER)
+    assert cleaned.text.startswith("## 4.1 Overview\nThe invented NAS layer")
+    assert set(cleaned.removed) == {"foreword"}  # not the whole text counted as 'cover'
+    assert cleaned.removed["foreword"] == len(NO_COVER.split("### 4.1")[0])
+    (tmp_path / "24999-j11.md").write_text(NO_COVER)
+    (tmp_path / "24998-notes.md").write_text(NO_COVER)  # not a 3GPP file name: plain text
+    (tmp_path / "38994-k10_toolkit.md").write_text(TITLE_COVER)
+    (tmp_path / "38993-01-02-g00.md").write_text(MULTI_PART)
+    docs = {d.metadata["doc_id"]: d.metadata for d in TelecomDocumentReader(str(tmp_path)).run()}
+    assert (docs["24999-j11"]["source"], docs["24999-j11"]["spec_number"]) == ("3gpp", "24.999")
+    assert docs["24998-notes"]["source"] == "text"
+    assert docs["38994-k10_toolkit"]["title"] == "Invented Security Procedures for Curation Tests"
+    assert docs["38993-01-02-g00"]["spec_number"] == "38.993-01-02"
 
 
 def test_text_and_markdown_files_read_as_3gpp(tmp_path: Path) -> None:

@@ -19,10 +19,11 @@ from megatron_telecom.data.curation.archives import ArchiveLimits, check_archive
 from megatron_telecom.data.curation.threegpp_text import release_and_series
 
 _SPEC_ON_COVER = re.compile(
-    r"3GPP\s+(?P<kind>TS|TR)\s+(?P<spec>\d{2}\.\d{3}(?:-\d+)?)\s+V(?P<version>\d+\.\d+\.\d+)"
+    r"3GPP\s+(?P<kind>TS|TR)\s+(?P<spec>\d{2}\.\d{3}(?:-\d+)*)\s*V(?P<version>\d+\.\d+\.\d+)"
 )
-# 3GPP file names: 23501-i50.docx = TS 23.501 V18.5.0 (letters a..z stand for 10..35).
-_SPEC_IN_NAME = re.compile(r"(?P<series>\d{2})(?P<number>\d{3})(?:-\d+)?-(?P<version>[0-9a-z]{3})")
+# 3GPP file names: 23501-i50.docx = TS 23.501 V18.5.0 (letters a..z stand for 10..35);
+# 38101-1-ia0 = TS 38.101-1, 38716-01-01-g00 = TR 38.716-01-01.
+_SPEC_IN_NAME = re.compile(r"(?P<series>\d{2})(?P<number>\d{3})(?P<part>(?:-\d+)*)-(?P<version>[0-9a-z]{3})(?![0-9a-z])")
 _SKIPPED_HEADINGS = re.compile(r"^(?:foreword|contents|table of contents)$|change\s+history", re.I)
 _BULLET_STYLE = re.compile(r"^(?:B\d|List Bullet|List Number)", re.I)
 
@@ -81,7 +82,7 @@ def spec_metadata(cover_text: str, file_name: str) -> dict[str, str]:
         }
     elif match := _SPEC_IN_NAME.search(file_name.rsplit("/", 1)[-1]):
         meta = {
-            "spec_number": f"{match.group('series')}.{match.group('number')}",
+            "spec_number": f"{match.group('series')}.{match.group('number')}{match.group('part')}",
             "spec_version": version_from_code(match.group("version")),
         }
     return {**meta, **release_and_series(meta, cover_text)}

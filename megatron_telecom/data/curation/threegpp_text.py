@@ -5,7 +5,9 @@ Observed forms: Markdown `#` headings whose clause number runs into the title (`
 architecture`, TSpec-LLM), pandoc Markdown (setext `===`/`---` headings, `{#id .TT}` attributes,
 annex headings with 8 `#`), plain text with `number<TAB>title` heading lines, the cover as one
 heading line (`# 3GPP TS 38.201 V19.0.0 (2025-06) Technical Specification ... (Release 19)`), and
-annex headings as plain lines run together with their title (`Annex N (informative):Change history`). All become ATX
+annex headings as plain lines run together with their title (`Annex N (informative):Change history`),
+a title heading as the cover (`# 3GPP TS 33.501 — Title`, `V20.0.0` on a line below), multi-part
+numbers (`TR 38.716-01-01`), and conversions that start at the Foreword heading. All become ATX
 headings `#`*depth + `number title`, the depth taken from the clause number, so the clause
 splitter (clauses.py) sees one form. The front matter is removed up to the first clause after the
 Foreword; each removed character is attributed to a reason (cover, disclaimer, address, copyright,
@@ -17,10 +19,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+# Multi-part numbers run to several parts: 'TR 38.716-01-01'.
 COVER_LINE = re.compile(
-    r"^[\s>*#|]*3GPP\s+(?P<kind>TS|TR)\s+(?P<spec>\d{2}\.\d{3}(?:-\d+)?)\s+V(?P<version>\d+\.\d+\.\d+)",
+    r"^[\s>*#|]*3GPP\s+(?P<kind>TS|TR)\s+(?P<spec>\d{2}\.\d{3}(?:-\d+)*)\s*V(?P<version>\d+\.\d+\.\d+)",
     re.M,
 )
+# A cover given as a title heading, the version on a line of its own below it:
+# '# 3GPP TS 33.501 — Security architecture ...' then '**Version:** V20.0.0 (2026-01) | **Release:** 20'.
+COVER_TITLE_LINE = re.compile(
+    r"^[\s>*#|]*3GPP\s+(?P<kind>TS|TR)\s+(?P<spec>\d{2}\.\d{3}(?:-\d+)*)\s*[\u2014\u2013:]\s*(?P<title>\S[^\n]*?)\s*$",
+    re.M,
+)
+_TITLE_COVER_VERSION = re.compile(r"\bV(?P<version>\d+\.\d+\.\d+)\b")
+_TITLE_COVER_RELEASE = re.compile(r"\bRelease\W{0,4}(\d+)", re.I)
+_TITLE_COVER_SPAN = 400  # characters after the title line searched for its version and release
 _RELEASE = re.compile(r"\(\s*Release\s+(\d+)\s*\)", re.I)
 _ATX = re.compile(r"^\s{0,3}(#{1,9})[ \t]*(.*?)[ \t]*#*[ \t]*$")
 _SETEXT = re.compile(r"^(=+|-+)\s*$")  # pandoc: underline at column 0, tables' rules indented
@@ -82,19 +94,42 @@ def is_3gpp_text(text: str) -> bool:
     lines = [line for line in head.split("\n") if line.strip() and not _RULE.match(line)][:2]
     if len(lines) == 2 and lines[0].startswith("# ") and not COVER_LINE.match(lines[0]):
         lines = lines[1:]  # a title line a collection added; '# 3GPP TS ...' is the cover itself
-    return bool(lines) and bool(COVER_LINE.match(lines[0]))
+    return bool(lines) and (bool(COVER_LINE.match(lines[0])) or _title_cover(head) is not None)
+
+
+def _title_cover(head: str) -> dict[str, str] | None:
+    """Metadata of a title-heading cover ('# 3GPP TS 33.501 — Title', version and release on the
+    next lines), or None where the head does not start with one."""
+    match = COVER_TITLE_LINE.match(head.lstrip())
+    if not match:
+        return None
+    below = head.lstrip()[match.end(): match.end() + _TITLE_COVER_SPAN]
+    version = _TITLE_COVER_VERSION.search(below)
+    if not version:
+        return None
+    meta = {"spec_number": match.group("spec"), "spec_version": version.group("version"),
+            "spec_type": match.group("kind")}
+    release = _TITLE_COVER_RELEASE.search(below)
+    meta["spec_release"] = release.group(1) if release else meta["spec_version"].split(".")[0]
+    meta["spec_series"] = meta["spec_number"].split(".")[0]
+    return {**meta, "title": " ".join(match.group("title").replace("*", "").split())}
 
 
 _SCOPE_HEADING = re.compile(r"^[#\s]*1\s*Scope\s*(?:\{[^}]*\})?\s*$", re.M)
+# A Markdown 'Foreword' heading followed (later) by a numbered clause heading.
+_FOREWORD_THEN_CLAUSE = re.compile(r"^#{1,6}[ \t]*Foreword[ \t]*$.*?^#{1,9}[ \t]*\d+(?:\.\d+)*[A-Za-z]?\s", re.M | re.S)
 _SPEC_FILE_NAME = re.compile(r"^\d{5}(?:-\d+)*-[0-9a-z]{3}(?:_|$)")
 
 
 def is_3gpp_file(text: str, stem: str) -> bool:
     """A 3GPP spec by its cover line, or by a 3GPP file name ('38201-i00') and a '1 Scope' clause
-    (some conversions render the cover as an image)."""
+    (some conversions render the cover as an image) or a Foreword heading before numbered clauses
+    (some drop the cover and the first clauses)."""
     if is_3gpp_text(text):
         return True
-    return bool(_SPEC_FILE_NAME.match(stem)) and bool(_SCOPE_HEADING.search(text[:200000]))
+    head = text[:200000]
+    return bool(_SPEC_FILE_NAME.match(stem)) and bool(
+        _SCOPE_HEADING.search(head) or _FOREWORD_THEN_CLAUSE.search(head))
 
 
 def text_spec_metadata(text: str) -> dict[str, str]:
@@ -102,7 +137,7 @@ def text_spec_metadata(text: str) -> dict[str, str]:
     head = text[:4000]
     match = COVER_LINE.search(head)
     if not match:
-        return {}
+        return _title_cover(_FRONT_MATTER.sub("", head, count=1)) or {}
     meta = {"spec_number": match.group("spec"), "spec_version": match.group("version"),
             "spec_type": match.group("kind")}
     meta.update(release_and_series(meta, head[match.end():]))
@@ -114,8 +149,10 @@ def text_spec_metadata(text: str) -> dict[str, str]:
     lines = [" ".join(cell.replace("*", "").split()) for cell in cells]
     lines = [ln for ln in lines if ln and not re.fullmatch(r"\(\d{4}-\d{2}\)", ln)]
     release_at = next((i for i, ln in enumerate(lines) if _RELEASE.search(ln)), None)
-    if release_at:
-        title = [ln for ln in lines[:release_at] if ln not in ("Technical Specification", "Technical Report")]
+    if release_at is not None:  # the title may run into '(Release N)' in the same table cell
+        ahead = lines[release_at][: _RELEASE.search(lines[release_at]).start()].strip()
+        title = [ln for ln in [*lines[:release_at], ahead]
+                 if ln and ln not in ("Technical Specification", "Technical Report")]
         meta["title"] = " ".join(title)
     return meta
 
@@ -210,7 +247,7 @@ def _heading_lines(lines: list[str]) -> dict[int, tuple[str, int]]:
         if not line.strip():
             continue
         atx = _ATX.match(line)
-        if COVER_LINE.match(line):
+        if COVER_LINE.match(line) or COVER_TITLE_LINE.match(line):
             continue  # '# 3GPP TS 38.201 V19.0.0 ...' is the cover, not a clause
         if atx and line.lstrip().startswith("#"):
             found[i] = (atx.group(2), 1)
@@ -235,9 +272,9 @@ def _classify_front(paragraph: str) -> str:
     return "cover"
 
 
-def _count_front(lines: list[str], removed: dict[str, int], contents_at: int | None) -> None:
-    """Attribute the characters of the front matter (cover up to the Contents) to reasons."""
-    end = len(lines) if contents_at is None else contents_at
+def _count_front(lines: list[str], removed: dict[str, int], end: int) -> None:
+    """Attribute the characters of the front matter (cover up to the Contents, or up to the
+    body where there is no Contents) to reasons."""
     paragraph: list[str] = []
     for line in [*lines[:end], ""]:
         if line.strip() and not _RULE.match(line):
@@ -297,12 +334,16 @@ def clean_3gpp_markdown(text: str) -> CleanedSpec:
     removed: dict[str, int] = {}
     lines = parsed.lines
     if start:
-        _count_front(lines, removed, contents if contents is not None and contents < start else None)
-        if contents is not None and contents < start:
-            cut = foreword if foreword is not None and contents < foreword < start else start
+        has_contents = contents is not None and contents < start
+        has_foreword = foreword is not None and foreword < start
+        _count_front(lines, removed, contents if has_contents else foreword if has_foreword else start)
+        if has_contents:
+            cut = foreword if has_foreword and contents < foreword else start
             removed["contents"] = sum(len(ln) + 1 for ln in lines[contents:cut])
-            if cut != start:
-                removed["foreword"] = sum(len(ln) + 1 for ln in lines[cut:start])
+        else:
+            cut = foreword if has_foreword else start
+        if cut != start:
+            removed["foreword"] = sum(len(ln) + 1 for ln in lines[cut:start])
     out: list[str] = []
     skip_depth: int | None = None
     skip_reason = ""
