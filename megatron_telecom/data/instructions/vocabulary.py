@@ -211,10 +211,53 @@ def _line_entry(line: str, kind: str) -> _Candidate | None:
     if spaced and not spaced.group("term").endswith((".", ",", ";", ":")) and spaced.group("term") not in _BULLETS \
             and (kind != "definition" or len(spaced.group("term").split()) <= MAX_TERM_WORDS):
         return _Candidate(spaced.group("term").strip("*\" "), [spaced.group("text")], "spaced", _indent(line))
-    if kind in ("abbreviation", "mixed") and len(line.split()) >= 2:
-        term, text = line.strip().split(None, 1)
-        return _Candidate(term.strip("*"), [text], "first_word", _indent(line))
+    if kind in ("abbreviation", "mixed"):
+        split = split_abbreviation(line.strip().strip("*"))
+        if split is not None:
+            return _Candidate(split[0], [split[1]], "first_word", _indent(line))
+        if line.strip():  # no split fits: counted as no_expansion / not_an_abbreviation
+            return _Candidate(line.strip(), [], "unsplit", _indent(line))
     return None
+
+
+def _initials(text: str) -> set[int]:
+    """Positions in ``text`` that start a word (after a space, a hyphen or a slash)."""
+    return {i for i, c in enumerate(text) if c.isalnum() and (i == 0 or text[i - 1] in " -/(")}
+
+
+def _alignment(abbreviation: str, expansion: str) -> tuple[bool, int, int]:
+    """How the abbreviation's letters and digits follow the expansion, in order (case ignored):
+    (all found, how many at a word start, minus how many are missing)."""
+    starts, lower = _initials(expansion), expansion.lower()
+    position, found, at_start = 0, 0, 0
+    wanted = [c.lower() for c in abbreviation if c.isalnum()]
+    for c in wanted:
+        initial = next((i for i in sorted(starts) if i >= position and lower[i] == c), None)
+        anywhere = lower.find(c, position)
+        if initial is None and anywhere < 0:
+            continue
+        at = anywhere if initial is None else initial
+        found, at_start, position = found + 1, at_start + (at in starts), at + 1
+    return found == len(wanted), at_start, found - len(wanted)
+
+
+def split_abbreviation(line: str) -> tuple[str, str] | None:
+    """(abbreviation, expansion) of an abbreviation line whose separator is one space or was lost
+    in conversion ('ADRFAnalytics Data Repository Function', '5G-AN PDB5G Access Network Packet
+    Delay Budget'): of the splits in the first 30 characters, the one whose expansion starts with a
+    capital or digit and whose initials spell the abbreviation best; None when no split fits."""
+    best, best_score = None, None
+    for k in range(1, min(len(line), 30)):
+        term, text = line[:k].strip(), line[k:].strip()
+        if not term or not text or not text[0].isalnum() or (line[k - 1] == " " and line[k] == " "):
+            continue
+        if not _looks_like_abbreviation(term.replace(" ", "")) or len(term.split()) > 3:
+            continue
+        complete, at_start, missing = _alignment(term, text)
+        score = (text[0].isupper() or text[0].isdigit(), complete, at_start, missing, line[k - 1] == " " or line[k] == " ", k)
+        if at_start and (best_score is None or score > best_score):
+            best, best_score = (term, text), score
+    return best
 
 
 def _section_candidates(section: Section, kind: str) -> Iterator[_Candidate | Rejected]:
@@ -268,6 +311,8 @@ def _checked(candidate: _Candidate, kind: str, clause: str) -> Entry | Rejected:
     term, text = collapse(candidate.term), collapse(" ".join(candidate.text))
     if kind == "mixed":
         kind = "definition" if candidate.form in ("colon", "alone") else "abbreviation"
+    if candidate.form == "unsplit":
+        return Rejected("no_expansion" if len(term.split()) == 1 else "not_an_abbreviation", clause, term[:120])
     if not text or text.lower().rstrip(".") == "void":
         return Rejected("empty_answer", clause, term)
     if kind == "abbreviation":
