@@ -18,7 +18,6 @@ Rejected candidates and bad input lines are counted by reason in the sidecar, wi
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from megatron_telecom.arguments import flat_values
-from megatron_telecom.atomic import atomic_file, atomic_write_json
+from megatron_telecom.atomic import atomic_write_json
 from megatron_telecom.data.chat_template import Refused
 from megatron_telecom.data.instructions.negatives import NegativePools
 from megatron_telecom.data.instructions.templates import (
@@ -46,6 +45,7 @@ from megatron_telecom.data.instructions.vocabulary import (
 from megatron_telecom.data.jsonl_input import InputFile, read_batches, resolve_inputs
 from megatron_telecom.data.preprocess import Progress, SkippedRecords
 from megatron_telecom.data.sft import parse_record, validated_messages
+from megatron_telecom.jsonl import write_jsonl
 from megatron_telecom.version import __version__
 
 TASKS = ("abbreviation", "definition", "spec_identification")
@@ -149,7 +149,7 @@ def entry_row(entry: Entry, record: dict, seed: int) -> dict:
     return row
 
 
-def _records(inputs: list[InputFile], stats: BuildStats) -> Iterator[dict]:
+def curated_records(inputs: list[InputFile], stats: BuildStats) -> Iterator[dict]:
     """The curated records of the inputs, in order; bad lines are counted by reason."""
     for batch in read_batches(inputs, 1 << 22, Progress(total_bytes=0, log_interval=0)):
         name = inputs[batch.file_index].path.name
@@ -177,7 +177,7 @@ def corpus_rows(config: BuildSFTConfig, inputs: list[InputFile], stats: BuildSta
     """Rows of every entry of the curated inputs, duplicates and rejections counted."""
     seen: set[tuple] = set()
     rows: list[BuiltRow] = []
-    for record in _records(inputs, stats):
+    for record in curated_records(inputs, stats):
         where = f"{record.get('id', record.get('doc_id'))}"
         for entry in record_entries(record):
             if isinstance(entry, Rejected):
@@ -275,14 +275,7 @@ def preference_pairs(rows: list[BuiltRow], stats: BuildStats) -> list[dict]:
     return pairs
 
 
-def _write_jsonl(path: str, rows: list[dict]) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path, "wb") as f:
-        for row in rows:
-            f.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
-
-
-def _inputs_payload(inputs: list[InputFile]) -> list[dict]:
+def inputs_payload(inputs: list[InputFile]) -> list[dict]:
     return [{"path": str(i.path.resolve()), "bytes": i.size, "sha256": i.sha256} for i in inputs]
 
 
@@ -298,7 +291,7 @@ def sidecar(config: BuildSFTConfig, stats: BuildStats, inputs: list[InputFile], 
         "tool": "megatron-telecom tools/build_sft_data.py", "version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "flags": {k: v for k, v in flat_values(config).items() if k != "input"},
-        "inputs": _inputs_payload(inputs), "extra_sft": _inputs_payload(extra),
+        "inputs": inputs_payload(inputs), "extra_sft": inputs_payload(extra),
         "records": {"read": stats.records, "by_source": dict(sorted(stats.records_by_source.items()))},
         "rows": {"written": rows, "by_task": dict(sorted(stats.rows_by_task.items())),
                  "by_source": dict(sorted(stats.rows_by_source.items())),
@@ -325,9 +318,9 @@ def build_sft_data(config: BuildSFTConfig) -> BuildStats:
     rows += extra
     for built in rows:
         stats.count_row(built.row)
-    _write_jsonl(config.output, [r.row for r in rows])
+    write_jsonl(config.output, [r.row for r in rows])
     if config.dpo_output:
-        _write_jsonl(config.dpo_output, pairs)
+        write_jsonl(config.dpo_output, pairs)
     stats.input_bytes = sum(i.size for i in inputs)
     stats.seconds, stats.cpu_seconds = time.monotonic() - start, time.process_time() - cpu_start
     atomic_write_json(config.report_path, sidecar(config, stats, inputs, extra_files, len(rows), len(pairs)))
