@@ -23,6 +23,8 @@ For the purposes of the present document, the following terms apply.
 Quiet period: the invented time during which no test frame is sent.
 Busy period: the invented time during which test frames are sent.
 
+Test bearer: as defined in TR 99.905 [1].
+
 ## 3.2 Abbreviations
 
 For the purposes of the present document, the following abbreviations apply.
@@ -40,7 +42,8 @@ The TAN sends test frames during the busy period.
 """
 
 SPEC = {"id": "99101-j00#0000", "text": SPEC_CLAUSES, "source": "3gpp", "doc_id": "99101-j00",
-        "title": "Invented Test Anchor Protocol; Stage 2", "spec_number": "99.101", "spec_type": "TS",
+        "title": "3rd Generation Partnership Project; Technical Specification Group Invented Tests; "
+                 "Invented Test Anchor Protocol; Stage 2", "spec_number": "99.101", "spec_type": "TS",
         "spec_series": "99", "spec_version": "19.0.0", "clause": "1", "clause_path": "1 Scope",
         "clause_index": 0, "clause_count": 2}
 

@@ -80,7 +80,7 @@ EXPECTED = [
      "fixtures."),
 ]
 EXPECTED_REJECTED = {"duplicate": 1, "invalid_json": 1, "no_expansion": 1, "no_text": 1,
-                     "not_an_abbreviation": 1, "run_together_entries": 1}
+                     "not_an_abbreviation": 1, "reference_only": 1, "run_together_entries": 1}
 
 
 def _write(path: Path, records: list, extra_lines: tuple[str, ...] = ()) -> Path:
@@ -202,7 +202,7 @@ def test_extra_sft_rows_are_merged_with_provenance_and_bad_ones_counted(tmp_path
     info = json.loads((tmp_path / "sft.build.json").read_text())
     assert info["rows"]["by_task"]["wg_classification"] == 2
     assert info["rejected"]["by_reason"] == {"extra_invalid_json": 1, "extra_no_assistant_tokens": 1,
-                                             "no_expansion": 1, "not_an_abbreviation": 1}
+                                             "no_expansion": 1, "not_an_abbreviation": 1, "reference_only": 1}
     assert info["extra_sft"][0]["sha256"]
 
 

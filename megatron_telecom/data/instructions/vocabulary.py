@@ -51,6 +51,10 @@ _TABLE_RULE = re.compile(r"^\|?[ :\-|+=]+\|?$")
 _BULLETS = ("o", "-", "*", "\u2022")
 _CAPITALISED_WORD = re.compile(r"^[A-Z][a-z]{2,}$")
 _WS = re.compile(r"\s+")
+# a definition that only points elsewhere ('as defined in TS 38.300 [2].', 'See clause 5.')
+_REFERENCE_ONLY = re.compile(r"^(?:as )?(?:defined|specified|described) in\b.{0,60}$|^see\b.{0,60}$", re.I)
+# the common beginning of 3GPP titles, left out of the title a row asks about
+_TITLE_PREFIX = re.compile(r"^3rd Generation Partnership Project;\s*(?:Technical Specification Group [^;]*;\s*)?", re.I)
 
 
 def collapse(text: str) -> str:
@@ -150,8 +154,11 @@ def vocabulary_kind(section: Section, source: str) -> str | None:
     title = section.title.strip("*: ")
     if title.lower().startswith("void"):
         return None
-    clause3 = source == "3gpp" and section.clause.split(".")[0] == "3" and "." in section.clause
-    if not (_VOCAB_START.match(title) or _VOCAB_END.search(title) or clause3):
+    if source == "3gpp":  # clause 3 and its sub-clauses, or a top-level vocabulary clause (TR 21.905)
+        top = section.clause.split(".")[0]
+        if not (top == "3" and "." in section.clause or "." not in section.clause and _VOCAB_START.match(title)):
+            return None
+    elif not (_VOCAB_START.match(title) or _VOCAB_END.search(title)):
         return None
     abbreviations, definitions = bool(_ABBREVIATION_TITLE.search(title)), bool(_DEFINITION_TITLE.search(title))
     if abbreviations and definitions:
@@ -327,6 +334,8 @@ def _checked(candidate: _Candidate, kind: str, clause: str) -> Entry | Rejected:
         return Entry("abbreviation", term, text, clause)
     if len(term.split()) > MAX_TERM_WORDS:
         return Rejected("term_too_long", clause, term[:120])
+    if _REFERENCE_ONLY.match(text):
+        return Rejected("reference_only", clause, f"{term}: {text}"[:120])
     words = len(text.split())
     if words < MIN_DEFINITION_WORDS:
         return Rejected("definition_too_short", clause, f"{term}: {text}"[:120])
@@ -362,7 +371,7 @@ def identification_entries(record: dict) -> Iterator[Entry | Rejected]:
     name = document_name(record)
     if name is None:
         return
-    title = collapse(str(record.get("title") or ""))
+    title = _TITLE_PREFIX.sub("", collapse(str(record.get("title") or "")))
     if title and record.get("clause_index", 0) in (0, None):
         if len(title.split()) < 2:
             yield Rejected("title_too_short", "title", title)
@@ -396,5 +405,5 @@ def found_verbatim(answer: str, record: dict) -> bool:
     """Whether ``answer`` is a span of the record's text (whitespace collapsed), or one of the
     metadata values the curation read from its cover / first page (title, document name)."""
     needle = collapse(answer)
-    return needle in collapse(record.get("text", "")) or needle in (
-        collapse(str(record.get("title") or "")), document_name(record))
+    return bool(needle) and (needle in collapse(record.get("text", "")) or needle in collapse(str(record.get("title") or ""))
+                             or needle == document_name(record))
