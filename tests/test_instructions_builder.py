@@ -15,6 +15,7 @@ from megatron_telecom.data.instructions.vocabulary import (
     Entry,
     collapse,
     found_verbatim,
+    is_run_together,
     record_entries,
     split_abbreviation,
 )
@@ -155,9 +156,15 @@ def test_a_clause_3_without_abbreviations_gives_no_rows_and_no_error(tmp_path):
 
 
 def test_run_together_abbreviation_lines_split_where_the_initials_spell_the_abbreviation():
-    assert split_abbreviation("TANTest Anchor Node") == ("TAN", "Test Anchor Node")
-    assert split_abbreviation("9G-XY PQR9G Xylo Yard Pico Quota Rate") == ("9G-XY PQR", "9G Xylo Yard Pico Quota Rate")
-    assert split_abbreviation("QPF Quiet Period Function") == ("QPF", "Quiet Period Function")
+    glued = ["TANTest Anchor Node", "9G-XY PQR9G Xylo Yard Pico Quota Rate", "Q2ZQuasi to Zenith", "9GC9G Core Zone"]
+    assert is_run_together(glued) and not is_run_together(["QPF Quiet Period Function", "Q2Z Quasi to Zenith"])
+    assert [split_abbreviation(line, run_together=True) for line in glued] == [
+        ("TAN", "Test Anchor Node"), ("9G-XY PQR", "9G Xylo Yard Pico Quota Rate"), ("Q2Z", "Quasi to Zenith"),
+        ("9GC", "9G Core Zone")]
+    # one space: the first word, unless the expansion starts with another abbreviation-like word
+    assert split_abbreviation("Q2Z Quasi to Zenith") == ("Q2Z", "Quasi to Zenith")
+    assert split_abbreviation("QPFXA Quiet Period Function") == ("QPFXA", "Quiet Period Function")
+    assert split_abbreviation("9G XYQ 9G Xylo Yard Quota") == ("9G XYQ", "9G Xylo Yard Quota")
     assert split_abbreviation("Lorem ipsum dolor") is None
 
 

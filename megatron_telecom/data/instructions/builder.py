@@ -136,7 +136,7 @@ def _message_row(prompt: str, answer: str) -> list[dict]:
 
 def entry_row(entry: Entry, record: dict, seed: int) -> dict:
     """The SFT row of an entry: prompt from its seeded template, the answer as found."""
-    doc = document_name(record) or str(record.get("doc_id"))
+    doc = document_name(record)
     index = choose_template(seed, entry.task, entry.variant, doc, entry.term)
     prompt = render_prompt(index, entry.task, entry.variant, doc=doc, term=entry.term,
                            source=str(record.get("source")))
@@ -179,6 +179,10 @@ def corpus_rows(config: BuildSFTConfig, inputs: list[InputFile], stats: BuildSta
     rows: list[BuiltRow] = []
     for record in curated_records(inputs, stats):
         where = f"{record.get('id', record.get('doc_id'))}"
+        if document_name(record) is None:  # a prompt must name its document (3GPP number or RFC)
+            if record.get("source") in ("3gpp", "rfc"):
+                stats.reject("no_document_name", where, "no spec_number / RFC number in the metadata")
+            continue
         for entry in record_entries(record):
             if isinstance(entry, Rejected):
                 stats.reject(entry.reason, f"{where} clause {entry.clause}", entry.detail)

@@ -49,6 +49,7 @@ _COLON = re.compile(r"^(?P<indent>[ \t]*)(?:[o\-*\u2022]\s+)?\**\"?(?P<term>[^:\
 _ALONE = re.compile(r"^(?P<indent>[ \t]*)(?:[o\-*\u2022]\s+)?\**\"?(?P<term>[^:\".\n]{1,80}?)\"?\**$")
 _TABLE_RULE = re.compile(r"^\|?[ :\-|+=]+\|?$")
 _BULLETS = ("o", "-", "*", "\u2022")
+_GLUED = re.compile(r".[A-Z][a-z]{2,}")
 _CAPITALISED_WORD = re.compile(r"^[A-Z][a-z]{2,}$")
 _WS = re.compile(r"\s+")
 # a definition that only points elsewhere ('as defined in TS 38.300 [2].', 'See clause 5.')
@@ -202,7 +203,7 @@ class _Candidate:
     indent: int = 0
 
 
-def _line_entry(line: str, kind: str) -> _Candidate | None:
+def _line_entry(line: str, kind: str, run_together: bool = False) -> _Candidate | None:
     """The entry a single line starts, by form (see the module docstring)."""
     cells = _table_cells(line)
     if cells is not None:
@@ -219,7 +220,7 @@ def _line_entry(line: str, kind: str) -> _Candidate | None:
             and (kind != "definition" or len(spaced.group("term").split()) <= MAX_TERM_WORDS):
         return _Candidate(spaced.group("term").strip("*\" "), [spaced.group("text")], "spaced", _indent(line))
     if kind in ("abbreviation", "mixed"):
-        split = split_abbreviation(line.strip().strip("*"))
+        split = split_abbreviation(line.strip().strip("*"), run_together)
         if split is not None:
             return _Candidate(split[0], [split[1]], "first_word", _indent(line))
         if line.strip():  # no split fits: counted as no_expansion / not_an_abbreviation
@@ -248,11 +249,27 @@ def _alignment(abbreviation: str, expansion: str) -> tuple[bool, int, int]:
     return found == len(wanted), at_start, found - len(wanted)
 
 
-def split_abbreviation(line: str) -> tuple[str, str] | None:
-    """(abbreviation, expansion) of an abbreviation line whose separator is one space or was lost
-    in conversion ('ADRFAnalytics Data Repository Function', '5G-AN PDB5G Access Network Packet
-    Delay Budget'): of the splits in the first 30 characters, the one whose expansion starts with a
-    capital or digit and whose initials spell the abbreviation best; None when no split fits."""
+def is_run_together(lines: list[str]) -> bool:
+    """Whether a section's abbreviation lines lost their separator in conversion: at least 30% of
+    them have a capitalised word glued to the first token ('ADRFAnalytics', 'UEUser Equipment')."""
+    firsts = [line.split()[0] for line in lines if line.strip() and not line.lstrip().startswith("|")]
+    glued = sum(bool(_GLUED.search(token)) for token in firsts)
+    return bool(firsts) and glued >= 0.3 * len(firsts)
+
+
+def split_abbreviation(line: str, run_together: bool = False) -> tuple[str, str] | None:
+    """(abbreviation, expansion) of an abbreviation line separated by one space, or whose separator
+    was lost in conversion (``run_together``: 'ADRFAnalytics Data Repository Function', '5G-AN
+    PDB5G Access Network Packet Delay Budget').
+
+    Separated by a space: the first word, unless the expansion would start with another
+    abbreviation-like word ('5G DDNMF 5G Direct ...'), which is searched like a run-together line.
+    Search: of the splits in the first 30 characters, the one whose expansion starts with a capital
+    or digit and whose initials spell the abbreviation best; None when no split fits."""
+    words = line.split(None, 1)
+    if not run_together and len(words) == 2 and _looks_like_abbreviation(words[0]) \
+            and any(c.islower() for c in words[1].split()[0]):
+        return words[0], words[1]
     best, best_score = None, None
     for k in range(1, min(len(line), 30)):
         term, text = line[:k].strip(), line[k:].strip()
@@ -270,6 +287,7 @@ def split_abbreviation(line: str) -> tuple[str, str] | None:
 def _section_candidates(section: Section, kind: str) -> Iterator[_Candidate | Rejected]:
     """Entry candidates of a vocabulary section, in order; boilerplate paragraphs are skipped."""
     paragraphs = _paragraphs(section.lines)
+    run_together = is_run_together(section.lines)
     i = 0
     while i < len(paragraphs):
         paragraph = paragraphs[i]
@@ -284,14 +302,14 @@ def _section_candidates(section: Section, kind: str) -> Iterator[_Candidate | Re
             if rest and _indent(rest[0]) > _indent(first):  # definition indented below (RFC 2328)
                 yield _Candidate(alone.group("term").strip(), rest, "alone")
                 continue
-            if not rest and i < len(paragraphs) and _line_entry(paragraphs[i][0], kind) is None:
+            if not rest and i < len(paragraphs) and _line_entry(paragraphs[i][0], kind, run_together) is None:
                 yield _Candidate(alone.group("term").strip(), paragraphs[i], "alone")  # RFC 2131
                 i += 1
                 continue
         current: _Candidate | None = None
         started_any = False
         for line in paragraph:
-            started = _line_entry(line, kind)
+            started = _line_entry(line, kind, run_together)
             continuation = current is not None and (
                 _indent(line) > current.indent and current.form in ("spaced", "colon")
                 or current.form == "colon" and started is None)
