@@ -169,8 +169,8 @@ def curated_records(inputs: list[InputFile], stats: BuildStats) -> Iterator[dict
 
 def _dedup_key(entry: Entry, record: dict) -> tuple:
     if entry.task == "spec_identification":  # the same document twice (two versions, two files)
-        return entry.task, entry.variant, document_name(record), collapse(entry.answer).lower()
-    return entry.task, entry.term.lower(), collapse(entry.answer).lower()
+        return entry.task, entry.variant, document_name(record), collapse(entry.answer).lower().rstrip(".")
+    return entry.task, entry.term.lower(), collapse(entry.answer).lower().rstrip(".")
 
 
 def corpus_rows(config: BuildSFTConfig, inputs: list[InputFile], stats: BuildStats) -> list[BuiltRow]:
