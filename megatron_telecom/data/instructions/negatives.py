@@ -37,28 +37,44 @@ def _key(text: str) -> str:
     return collapse(text).lower()
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A row as the negative search compares it: term and answer, and their normalised forms."""
+
+    term: str
+    answer: str
+    term_key: str
+    answer_key: str
+    first_word: str
+
+    @classmethod
+    def of(cls, term: str, answer: str) -> Candidate:
+        answer_key = _key(answer)
+        return cls(term, answer, _key(term), answer_key, answer_key.split(" ", 1)[0])
+
+
 def allowed(term: str, answer: str, other_term: str, other_answer: str) -> bool:
     """Whether ``other_answer`` may be the rejected answer of (term, answer)."""
-    if _key(other_term) == _key(term):
-        return False
-    return _key(answer) not in _key(other_answer)
+    return _allowed(Candidate.of(term, answer), Candidate.of(other_term, other_answer))
 
 
-def _likeness(term: str, answer: str, other_term: str, other_answer: str) -> tuple[int, int, int]:
-    t, ot = term.lower(), other_term.lower()
-    a, oa = answer.lower().split(), other_answer.lower().split()
-    return (len(os.path.commonprefix([t, ot])), int(bool(a and oa and a[0] == oa[0])),
-            len(os.path.commonprefix([answer.lower(), other_answer.lower()])))
+def _allowed(row: Candidate, other: Candidate) -> bool:
+    return other.term_key != row.term_key and row.answer_key not in other.answer_key
 
 
-def best_negative(term: str, answer: str, rows: Sequence[tuple[str, str]], candidates: Sequence[int]) -> int | None:
-    """Index (into ``rows``, (term, answer) pairs) of the most alike allowed candidate, or None."""
+def _likeness(row: Candidate, other: Candidate) -> tuple[int, int, int]:
+    return (len(os.path.commonprefix([row.term_key, other.term_key])), int(row.first_word == other.first_word),
+            len(os.path.commonprefix([row.answer_key, other.answer_key])))
+
+
+def best_negative(row: Candidate, rows: Sequence[Candidate], candidates: Sequence[int]) -> int | None:
+    """Index (into ``rows``) of the most alike allowed candidate for ``row``, or None."""
     best, best_score = None, None
     for i in candidates:
-        other_term, other_answer = rows[i]
-        if not allowed(term, answer, other_term, other_answer):
+        other = rows[i]
+        if not _allowed(row, other):
             continue
-        score = _likeness(term, answer, other_term, other_answer)
+        score = _likeness(row, other)
         if best_score is None or score > best_score:
             best, best_score = i, score
     return best
@@ -68,25 +84,25 @@ class NegativePools:
     """Rows grouped by (pool key, document) and by (pool key, family, first character of the term)."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[str, str]] = []
+        self.rows: list[Candidate] = []
         self.by_document: dict[tuple[str, str], list[int]] = {}
         self.by_family: dict[tuple[str, str, str], list[int]] = {}
 
     def add(self, key: str, document: str, family: str, term: str, answer: str) -> int:
         """Register a row; returns its index."""
         index = len(self.rows)
-        self.rows.append((term, answer))
+        self.rows.append(Candidate.of(term, answer))
         self.by_document.setdefault((key, document), []).append(index)
         self.by_family.setdefault((key, family, term[:1].lower()), []).append(index)
         return index
 
     def choose(self, index: int, key: str, document: str, family: str) -> Choice | None:
         """The hard negative of row ``index``: same document first, then the same family."""
-        term, answer = self.rows[index]
+        row = self.rows[index]
         for pool, candidates in (("same_document", self.by_document.get((key, document), [])),
-                                 ("same_family", self.by_family.get((key, family, term[:1].lower()), [])
+                                 ("same_family", self.by_family.get((key, family, row.term[:1].lower()), [])
                                   [:FAMILY_CANDIDATES])):
-            found = best_negative(term, answer, self.rows, [i for i in candidates if i != index])
+            found = best_negative(row, self.rows, [i for i in candidates if i != index])
             if found is not None:
                 return Choice(found, pool)
         return None

@@ -49,6 +49,8 @@ _COLON = re.compile(r"^(?P<indent>[ \t]*)(?:[o\-*\u2022]\s+)?\**\"?(?P<term>[^:\
 _ALONE = re.compile(r"^(?P<indent>[ \t]*)(?:[o\-*\u2022]\s+)?\**\"?(?P<term>[^:\".\n]{1,80}?)\"?\**$")
 _TABLE_RULE = re.compile(r"^\|?[ :\-|+=]+\|?$")
 _BULLETS = ("o", "-", "*", "\u2022")
+_MAY_HOLD = re.compile(r"^#{1,6} +(?:1 +Scope|3[ .]|\S+ +(?:Definitions|Terms|Terminology|Abbreviations|Acronyms|Glossary"
+                       r"|Vocabulary))", re.M | re.I)
 _GLUED = re.compile(r".[A-Z][a-z]{2,}")
 _CAPITALISED_WORD = re.compile(r"^[A-Z][a-z]{2,}$")
 _WS = re.compile(r"\s+")
@@ -236,16 +238,17 @@ def _initials(text: str) -> set[int]:
 def _alignment(abbreviation: str, expansion: str) -> tuple[bool, int, int]:
     """How the abbreviation's letters and digits follow the expansion, in order (case ignored):
     (all found, how many at a word start, minus how many are missing)."""
-    starts, lower = _initials(expansion), expansion.lower()
+    starts, lower = sorted(_initials(expansion)), expansion.lower()
+    start_set = set(starts)
     position, found, at_start = 0, 0, 0
     wanted = [c.lower() for c in abbreviation if c.isalnum()]
     for c in wanted:
-        initial = next((i for i in sorted(starts) if i >= position and lower[i] == c), None)
+        initial = next((i for i in starts if i >= position and lower[i] == c), None)
         anywhere = lower.find(c, position)
         if initial is None and anywhere < 0:
             continue
         at = anywhere if initial is None else initial
-        found, at_start, position = found + 1, at_start + (at in starts), at + 1
+        found, at_start, position = found + 1, at_start + (at in start_set), at + 1
     return found == len(wanted), at_start, found - len(wanted)
 
 
@@ -364,12 +367,24 @@ def _checked(candidate: _Candidate, kind: str, clause: str) -> Entry | Rejected:
     return Entry("definition", term, text, clause)
 
 
-def vocabulary_entries(record: dict) -> Iterator[Entry | Rejected]:
+def record_sections(record: dict) -> list[Section]:
+    """Sections of a 3GPP clause document or RFC; none for a 3GPP piece that holds neither clause
+    1 nor 3 nor a vocabulary heading (one regex search, so a large corpus is not parsed whole)."""
+    source = record.get("source")
+    if source == "rfc":
+        return rfc_sections(record.get("text", ""))
+    if source != "3gpp":
+        return []
+    text = record.get("text", "")
+    if not (str(record.get("clause_path", "")).startswith("3") or _MAY_HOLD.search(text)):
+        return []
+    return markdown_record_sections(record)
+
+
+def vocabulary_entries(record: dict, sections: list[Section] | None = None) -> Iterator[Entry | Rejected]:
     """Abbreviation and definition entries of one curated record (3GPP or RFC), in order."""
     source = record.get("source")
-    sections = markdown_record_sections(record) if source == "3gpp" else \
-        rfc_sections(record.get("text", "")) if source == "rfc" else []
-    for section in sections:
+    for section in record_sections(record) if sections is None else sections:
         kind = vocabulary_kind(section, source)
         if kind is None:
             continue
@@ -385,7 +400,7 @@ def _first_paragraph(section: Section) -> str:
     return ""
 
 
-def identification_entries(record: dict) -> Iterator[Entry | Rejected]:
+def identification_entries(record: dict, sections: list[Section] | None = None) -> Iterator[Entry | Rejected]:
     """Title <-> document and scope (3GPP clause 1) / abstract (RFC) <-> document entries; the
     title comes once per document (the builder keeps the first record of each)."""
     name = document_name(record)
@@ -399,8 +414,7 @@ def identification_entries(record: dict) -> Iterator[Entry | Rejected]:
             yield Entry("spec_identification", title, name, "title", "title_to_spec")
             yield Entry("spec_identification", name, title, "title", "spec_to_title")
     source = record.get("source")
-    sections = markdown_record_sections(record) if source == "3gpp" else rfc_sections(record.get("text", ""))
-    for section in sections:
+    for section in record_sections(record) if sections is None else sections:
         wanted = section.title.lower() == ("scope" if source == "3gpp" else "abstract")
         if not wanted or (source == "3gpp" and section.clause != "1"):
             continue
@@ -417,8 +431,9 @@ def identification_entries(record: dict) -> Iterator[Entry | Rejected]:
 
 def record_entries(record: dict) -> Iterator[Entry | Rejected]:
     """Every entry of a record: its vocabulary, then its identification entries."""
-    yield from vocabulary_entries(record)
-    yield from identification_entries(record)
+    sections = record_sections(record)
+    yield from vocabulary_entries(record, sections)
+    yield from identification_entries(record, sections)
 
 
 def found_verbatim(answer: str, record: dict) -> bool:
