@@ -52,7 +52,7 @@ SPEC2_PIECE = {"id": "99102-j00#0001", "source": "3gpp", "doc_id": "99102-j00",
                "title": "Invented Quiet Frame Protocol", "spec_number": "99.102", "spec_type": "TS",
                "spec_series": "99", "clause": "3.2", "clause_index": 1, "clause_count": 3,
                "clause_path": "3 Definitions, symbols and abbreviations > 3.2 Abbreviations",
-               "text": "QFP Quiet Frame Protocol\nTAN Test Anchor Node\n\n# 4 General\n\nThe QFP is quiet.\n"}
+               "text": "QFP Quiet Frame Protocol\nZZ Zone Zero TZ Test Zone\nTAN Test Anchor Node\n\n# 4 General\n\nThe QFP is quiet.\n"}
 
 NO_ABBREVIATIONS = {"id": "99103-j00#0000", "source": "3gpp", "doc_id": "99103-j00", "title": "",
                     "spec_number": "99.103", "spec_type": "TR", "spec_series": "99", "clause": "3",

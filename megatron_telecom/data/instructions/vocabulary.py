@@ -334,6 +334,18 @@ def _looks_like_abbreviation(term: str) -> bool:
             and not _CAPITALISED_WORD.match(term) and term[0].isalnum())
 
 
+def _holds_entry(expansion: str) -> bool:
+    """Whether an expansion holds a second entry ('Frequency Range IFF Indirect Far Field'): a word
+    of capitals after its first word whose letters are the initials of the words that follow it."""
+    words = expansion.split()
+    for j, word in enumerate(words[1:], 1):
+        if len(word) >= 2 and word.isalpha() and word.isupper():
+            following = words[j + 1:j + 1 + len(word)]
+            if len(following) == len(word) and all(w[:1].lower() == c for w, c in zip(following, word.lower())):
+                return True
+    return False
+
+
 def _checked(candidate: _Candidate, kind: str, clause: str) -> Entry | Rejected:
     """The candidate as an Entry of its task, or why it is rejected."""
     term, text = collapse(candidate.term), collapse(" ".join(candidate.text))
@@ -346,7 +358,7 @@ def _checked(candidate: _Candidate, kind: str, clause: str) -> Entry | Rejected:
     if kind == "abbreviation":
         if not _looks_like_abbreviation(term):
             return Rejected("not_an_abbreviation", clause, f"{term} {text}"[:120])
-        if re.search(r"\S(\t| {2,})\S", " ".join(line.strip() for line in candidate.text)):
+        if re.search(r"\S(\t| {2,})\S", " ".join(line.strip() for line in candidate.text)) or _holds_entry(text):
             return Rejected("run_together_entries", clause, f"{term} {text}"[:120])
         if len(text.split()) > MAX_EXPANSION_WORDS:
             return Rejected("expansion_too_long", clause, f"{term} {text}"[:120])
