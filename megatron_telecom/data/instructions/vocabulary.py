@@ -42,7 +42,7 @@ _RFC_HEADING = re.compile(r"^(?:(?:Appendix\s+)?[A-Z]\.(?:\d+\.?)*|\d+(?:\.\d+)*
 _BOILERPLATE = re.compile(
     r"^\W*(for the purposes|the following|the key words|this (section|document|memo|specification)|"
     r"in this (document|memo|specification)|a term defined|an abbreviation defined|terms (used|defined)|"
-    r"abbreviations (used|defined)|void\b|editor'?s note|note\b|example\b|figure\b|table\b)", re.I)
+    r"abbreviations (used|defined)|void\b|editor'?s note|note\s*\d*[a-z]?\b|example\b|figure\b|table\b)", re.I)
 _SPACED = re.compile(r"^(?P<indent>[ \t]*)(?P<term>\S(?:.*?\S)??)(?:[ \t]+[-\u2013][ \t]+|\t+| {2,})(?P<text>\S.*)$")
 _COLON = re.compile(r"^(?P<indent>[ \t]*)(?:[o\-*\u2022]\s+)?\**\"?(?P<term>[^:\"*|\n]{1,100}?)\"?\**\s*:(?:\*\*)?\s+"
                     r"(?P<text>\S.*)$")
@@ -367,7 +367,7 @@ def _checked(candidate: _Candidate, kind: str, clause: str) -> Entry | Rejected:
         return Entry("abbreviation", term, text, clause)
     if len(term.split()) > MAX_TERM_WORDS:
         return Rejected("term_too_long", clause, term[:120])
-    if any(c in term for c in "[]\\"):  # a reference or an escape: a line break in the wrong place
+    if any(c in term for c in "[]\\#") or term.lower().startswith("note"):  # a reference, an escape, code, a note
         return Rejected("malformed_term", clause, term[:120])
     if _REFERENCE_ONLY.match(text):
         return Rejected("reference_only", clause, f"{term}: {text}"[:120])
