@@ -367,7 +367,7 @@ def _checked(candidate: _Candidate, kind: str, clause: str) -> Entry | Rejected:
         return Entry("abbreviation", term, text, clause)
     if len(term.split()) > MAX_TERM_WORDS:
         return Rejected("term_too_long", clause, term[:120])
-    if any(c in term for c in "[]\\#") or term.lower().startswith("note"):  # a reference, an escape, code, a note
+    if any(c in term for c in "[]\\") or term.startswith("#") or term.lower().startswith("note"):  # ref, escape, code
         return Rejected("malformed_term", clause, term[:120])
     if _REFERENCE_ONLY.match(text):
         return Rejected("reference_only", clause, f"{term}: {text}"[:120])
