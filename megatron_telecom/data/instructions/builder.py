@@ -44,7 +44,7 @@ from megatron_telecom.data.instructions.vocabulary import (
 )
 from megatron_telecom.data.jsonl_input import InputFile, read_batches, resolve_inputs
 from megatron_telecom.data.preprocess import Progress, SkippedRecords
-from megatron_telecom.data.sft import parse_record, validated_messages
+from megatron_telecom.data.sft import parse_record, refusal_lines, validated_messages
 from megatron_telecom.jsonl import write_jsonl
 from megatron_telecom.version import __version__
 
@@ -342,12 +342,8 @@ def summary(config: BuildSFTConfig, stats: BuildStats) -> str:
     if config.dpo_output:
         lines.append(f"  {sum(stats.pairs_by_task.values()):,} preference pairs to {config.dpo_output} "
                      f"({stats.pairs_missing.total:,} rows without a hard negative)")
-    if stats.bad.total:
-        lines.append(f"Rejected {stats.bad.total:,} candidates or lines:")
-        lines += [f"  {reason}: {count:,} (e.g. {stats.bad.examples[reason][0]})"
-                  for reason, count in sorted(stats.bad.counts.items())]
     lines.append(f"  sidecar: {config.report_path}")
-    return "\n".join(lines)
+    return "\n".join(lines + refusal_lines(stats.bad))
 
 
 def run_build_sft_data(config: BuildSFTConfig) -> int:

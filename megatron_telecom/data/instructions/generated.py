@@ -41,6 +41,7 @@ from megatron_telecom.data.instructions.vocabulary import (
 )
 from megatron_telecom.data.jsonl_input import resolve_inputs
 from megatron_telecom.data.preprocess import SkippedRecords
+from megatron_telecom.data.sft import refusal_lines
 from megatron_telecom.jsonl import write_jsonl
 from megatron_telecom.version import __version__
 
@@ -304,7 +305,6 @@ def run_generate_qa(config: GenerateQAConfig) -> int:
     stats = generate_qa(config)
     lines = [f"Done: {stats.clauses:,} clauses, {stats.pairs_proposed:,} pairs proposed, {stats.rows:,} kept "
              f"in {stats.seconds:.1f} s -> {config.output}"]
-    lines += [f"  {reason}: {count:,}" for reason, count in sorted(stats.rejected.counts.items())]
     lines.append(f"  sidecar: {config.report_path}")
-    print("\n".join(lines))
+    print("\n".join(lines + refusal_lines(stats.rejected)))
     return 0
