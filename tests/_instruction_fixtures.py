@@ -84,6 +84,11 @@ Abstract
 
    A frame is the unit of data that the invented protocol sends.
 
+   +------------------+
+   |  t9        tq tr |
+   |            ts tu |
+   +------------------+
+
 3.  Abbreviations
 
    ITTP    Invented Test Transfer Protocol

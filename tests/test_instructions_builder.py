@@ -81,7 +81,8 @@ EXPECTED = [
      "fixtures."),
 ]
 EXPECTED_REJECTED = {"duplicate": 1, "invalid_json": 1, "no_expansion": 1, "no_text": 1,
-                     "not_an_abbreviation": 1, "reference_only": 1, "run_together_entries": 2}
+                     "not_an_abbreviation": 1, "not_verbatim": 1, "reference_only": 1,
+                     "run_together_entries": 2}
 
 
 def _write(path: Path, records: list, extra_lines: tuple[str, ...] = ()) -> Path:

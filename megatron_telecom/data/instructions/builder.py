@@ -9,7 +9,8 @@ Tasks (`vocabulary.py` finds their entries):
 - rows of other tools (``--extra-sft [TASK=]FILE``, e.g. the working-group classification train
   split) are checked as SFT rows and merged with their provenance.
 
-Every answer is copied from the record (whitespace collapsed), never written; each row records its
+Every answer is copied from the record (whitespace collapsed), never written, and checked to be a
+span of it (a candidate that is not, e.g. cells of an ASCII figure, is ``not_verbatim``); each row records its
 task, source, document, clause and template. Rows are written in input order; a (task, term,
 answer) seen before is a ``duplicate`` and left out (``UE User Equipment`` once, not once per spec).
 The prompt comes from a fixed set of templates, chosen per row by the seed (`templates.py`).
@@ -40,6 +41,7 @@ from megatron_telecom.data.instructions.vocabulary import (
     collapse,
     document_family,
     document_name,
+    found_verbatim,
     record_entries,
 )
 from megatron_telecom.data.jsonl_input import InputFile, read_batches, resolve_inputs
@@ -183,11 +185,16 @@ def corpus_rows(config: BuildSFTConfig, inputs: list[InputFile], stats: BuildSta
             if record.get("source") in ("3gpp", "rfc"):
                 stats.reject("no_document_name", where, "no spec_number / RFC number in the metadata")
             continue
+        text = None
         for entry in record_entries(record):
             if isinstance(entry, Rejected):
                 stats.reject(entry.reason, f"{where} clause {entry.clause}", entry.detail)
                 continue
             if entry.task not in config.tasks:
+                continue
+            text = collapse(record["text"]) if text is None else text
+            if not found_verbatim(entry.answer, record, text):  # e.g. cells of an ASCII figure
+                stats.reject("not_verbatim", f"{where} clause {entry.clause}", f"{entry.term} -> {entry.answer}"[:120])
                 continue
             key = _dedup_key(entry, record)
             if key in seen and not config.keep_duplicates:

@@ -448,9 +448,11 @@ def record_entries(record: dict) -> Iterator[Entry | Rejected]:
     yield from identification_entries(record, sections)
 
 
-def found_verbatim(answer: str, record: dict) -> bool:
-    """Whether ``answer`` is a span of the record's text (whitespace collapsed), or one of the
-    metadata values the curation read from its cover / first page (title, document name)."""
+def found_verbatim(answer: str, record: dict, collapsed_text: str | None = None) -> bool:
+    """Whether ``answer`` is a span of the record's text (whitespace collapsed; ``collapsed_text``:
+    that text already collapsed), or of the metadata the curation read from its cover / first page
+    (title, document name)."""
     needle = collapse(answer)
-    return bool(needle) and (needle in collapse(record.get("text", "")) or needle in collapse(str(record.get("title") or ""))
+    text = collapse(record.get("text", "")) if collapsed_text is None else collapsed_text
+    return bool(needle) and (needle in text or needle in collapse(str(record.get("title") or ""))
                              or needle == document_name(record))
