@@ -8,7 +8,8 @@ Terminology, Abbreviations, Acronyms, Glossary or Vocabulary (or ends with one o
 for 3GPP also any sub-clause of clause 3). Inside it, an entry is one of the forms seen in real text:
 
 - ``AMF<TAB or 2+ spaces>Access and Mobility Management Function`` (continuation lines indented
-  further, RFC 3031), or in a 3GPP abbreviation clause ``AMF Access and ...`` (first word);
+  further, RFC 3031), ``ABBR - Expansion``, or in an abbreviation clause ``AMF Access and ...``
+  (one space) and ``AMFAccess and ...`` (separator lost in conversion: `split_abbreviation`);
 - a pipe-table row ``| AMF | Access ... |`` or ``| AMF Access ... |`` (TSpec-LLM);
 - ``term: definition`` (``**term**:``, bullets and quotes allowed; the paragraph is the definition);
 - a term alone on a line (``o "DHCP client"``) with its definition indented below or in the next
