@@ -196,7 +196,7 @@ def test_extra_sft_rows_are_merged_with_provenance_and_bad_ones_counted(tmp_path
                          {"role": "assistant", "content": "RAN2"}]}
     extra = tmp_path / "wg_train.jsonl"
     extra.write_text(json.dumps(good) + "\n{oops\n" + json.dumps({"messages": good["messages"][:1]}) + "\n"
-                     + json.dumps({"prompt": "Text", "completion": "CT1"}) + "\n", encoding="utf-8")
+                     + json.dumps({"prompt": "Text", "completion": "CT1", "source": "99101-j00"}) + "\n", encoding="utf-8")
     out = tmp_path / "sft.jsonl"
     corpus = _write(tmp_path / "c.jsonl", [SPEC])
     assert build_sft_data.main(["--input", str(corpus), "--output", str(out),
@@ -206,9 +206,10 @@ def test_extra_sft_rows_are_merged_with_provenance_and_bad_ones_counted(tmp_path
     assert merged == [{**good, "task": "wg_classification", "source": "extra:wg_train.jsonl",
                        "provenance": {"file": str(extra), "line": 1}},
                       {"prompt": "Text", "completion": "CT1", "task": "wg_classification",
-                       "source": "extra:wg_train.jsonl", "provenance": {"file": str(extra), "line": 4}}]
+                       "source": "99101-j00", "provenance": {"file": str(extra), "line": 4}}]
     info = json.loads((tmp_path / "sft.build.json").read_text())
     assert info["rows"]["by_task"]["wg_classification"] == 2
+    assert info["rows"]["by_source"] == {"3gpp": 11, "extra:wg_train.jsonl": 2}
     assert info["rejected"]["by_reason"] == {"extra_invalid_json": 1, "extra_no_assistant_tokens": 1,
                                              "no_expansion": 1, "not_an_abbreviation": 1, "reference_only": 1}
     assert info["extra_sft"][0]["sha256"]

@@ -124,6 +124,8 @@ class BuildStats:
 
     def count_row(self, row: dict) -> None:
         task, source = row["task"], row["source"]
+        if "provenance" in row:  # an --extra-sft row: counted under its file (its own source may be a spec)
+            source = f"extra:{Path(row['provenance']['file']).name}"
         self.rows_by_task[task] += 1
         self.rows_by_source[source] += 1
         self.rows_by_task_and_source.setdefault(task, Counter())[source] += 1
