@@ -25,7 +25,10 @@ CANNED = ("Q: What does a relay node forward?\nA: every invented frame to the ne
           "Q: What colour is the relay node painted?\nA: The relay node is painted bright purple by its vendor.\n\n"
           "Q: What does a relay node forward?\nA: every invented frame\n\n"
           "Q: Why?\nA: Because it drops a frame.\n\n"
-          "Q: When does the relay node drop a frame?\nA: it drops a frame whose hop counter has reached zero")
+          "Q: When does the relay node drop a frame?\nA: it drops a frame whose hop counter has reached zero\n\n"
+          "Q: 1. What does the relay node keep?\nA: 2. no state about the frames it forwards\n\n"
+          "Q: The relay node forwards frames.\nA: every invented frame to the next hop\n\n"
+          "Q: What does the relay node keep about the frames it forwards?\nA: the relay node keeps about frames")
 
 
 def _tool():
@@ -87,13 +90,15 @@ def test_endpoint_pairs_are_kept_only_when_grounded_new_and_within_limits(server
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["messages"][0]["content"], r["messages"][1]["content"]) for r in rows] == [
         ("What does a relay node forward?", "every invented frame to the next hop"),
-        ("When does the relay node drop a frame?", "it drops a frame whose hop counter has reached zero")]
+        ("When does the relay node drop a frame?", "it drops a frame whose hop counter has reached zero"),
+        ("What does the relay node keep?", "no state about the frames it forwards")]
     assert rows[0]["generator"]["model"] == "canned-test-model"
     assert rows[0]["generator"]["url"] == f"{server}/v1/chat/completions"
     assert rows[0]["clause"] == "1" and rows[0]["task"] == "generated_qa" and rows[0]["overlap"] == 1.0
     info = json.loads((tmp_path / "qa.generate.json").read_text())
-    assert info["rejected"]["by_reason"] == {"duplicate": 1, "not_grounded": 1, "question_too_short": 1}
-    assert info["pairs"] == {"proposed": 5, "kept": 2} and info["grounding"]["min_overlap"] == 0.8
+    assert info["rejected"]["by_reason"] == {"answer_repeats_question": 1, "duplicate": 1, "not_a_question": 1,
+                                             "not_grounded": 1, "question_too_short": 1}
+    assert info["pairs"] == {"proposed": 8, "kept": 3} and info["grounding"]["min_overlap"] == 0.8
 
 
 def test_an_unreachable_endpoint_is_one_error_line(corpus, tmp_path, capsys):

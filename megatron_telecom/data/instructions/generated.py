@@ -12,7 +12,9 @@ A pair is kept only when:
 - **grounded**: at least ``--min-overlap`` (default 0.8) of the answer's word tokens (lower-cased
   runs of letters and digits, counted with repetition) occur in the clause given to the generator;
 - **new**: its question, normalised to its word tokens, was not kept before (any clause);
-- **within length limits**: question and answer word counts inside their bounds.
+- **within length limits**: question and answer word counts inside their bounds;
+- **a question with an answer**: the question ends with '?' and the answer brings at least two
+  word tokens the question does not hold (small models restate the question as its answer).
 Every other pair is counted by reason. Each row records the generator's identity (kind, model
 name the server reports or the model source, sampling settings), the clause and the overlap.
 """
@@ -49,6 +51,7 @@ TASK = "generated_qa"
 _TOKEN = re.compile(r"[a-z0-9]+")
 _PAIR = re.compile(r"^\W*(?:\d+[.)]\s*)?(?:Q|Question)\s*\d*\s*[:.]\s*(?P<q>.+?)\s*\n+\W*(?:A|Answer)\s*\d*\s*[:.]\s*"
                    r"(?P<a>.+?)\s*(?=\n\W*(?:\d+[.)]\s*)?(?:Q|Question)\s*\d*\s*[:.]|\Z)", re.M | re.S | re.I)
+_ENUMERATION = re.compile(r"^\d+[.)]\s+")
 PROMPT = ("Read the following text from {doc}, clause {clause}.\n\n{text}\n\n"
           "Write {pairs} question-answer pairs about facts stated in this text. Copy each answer from "
           "the text as closely as you can. Write each pair as two lines:\nQ: <question>\nA: <answer>")
@@ -204,8 +207,10 @@ def overlap(answer: str, clause: str) -> float:
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:
-    """(question, answer) pairs of a generator's ``Q: ... / A: ...`` output, in order."""
-    return [(collapse(m.group("q")), collapse(m.group("a"))) for m in _PAIR.finditer(text)]
+    """(question, answer) pairs of a generator's ``Q: ... / A: ...`` output, in order (a leading
+    '1.' that small models write inside the line is dropped)."""
+    return [(_ENUMERATION.sub("", collapse(m.group("q"))), _ENUMERATION.sub("", collapse(m.group("a"))))
+            for m in _PAIR.finditer(text)]
 
 
 def judge(question: str, answer: str, clause: str, seen: set[str], config: GenerateQAConfig) -> tuple[str | None, float]:
@@ -215,6 +220,10 @@ def judge(question: str, answer: str, clause: str, seen: set[str], config: Gener
         return ("question_too_short" if q_words < config.question_words[0] else "question_too_long"), 0.0
     if not config.answer_words[0] <= a_words <= config.answer_words[1]:
         return ("answer_too_short" if a_words < config.answer_words[0] else "answer_too_long"), 0.0
+    if not question.endswith("?"):
+        return "not_a_question", 0.0
+    if len(set(tokens(answer)) - set(tokens(question))) < 2:
+        return "answer_repeats_question", 0.0
     share = overlap(answer, clause)
     if share < config.min_overlap:
         return "not_grounded", share
