@@ -26,6 +26,7 @@ from megatron_telecom.data.working_groups import (
     WORKING_GROUPS,
     normalize_spec_number,
     spec_table,
+    spec_type,
     working_group,
 )
 from megatron_telecom.evaluation.questions import build_prompt, read_questions_jsonl
@@ -103,6 +104,9 @@ def test_map_is_versioned_and_answers_from_the_table_then_the_series_rules():
     assert working_group("26.999").working_group == "SA4" and working_group("38.699") is None
     assert working_group("38.999", "TR") is None and working_group("29.999") is None  # 29: CT3 or CT4
     assert normalize_spec_number("3GPP TS 38.101-1") == "38.101-1" and normalize_spec_number("RFC 791") is None
+    # a document without a cover (type unknown) is typed by the table, else by its number
+    assert [spec_type("38.471"), spec_type("38.913"), spec_type("38.999"), spec_type("38.599"),
+            spec_type("38.913", "TS")] == ["TS", "TR", "TR", "TS", "TS"]
 
 
 def test_normative_sections_leave_front_matter_informative_annexes_notes_and_tables_out():

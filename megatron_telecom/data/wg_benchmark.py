@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from megatron_telecom.atomic import atomic_write_json
-from megatron_telecom.data.working_groups import MAP_VERSION, WORKING_GROUPS, working_group
+from megatron_telecom.data.working_groups import MAP_VERSION, WORKING_GROUPS, spec_type, working_group
 from megatron_telecom.evaluation.questions import Question, build_prompt, question_record
 from megatron_telecom.jsonl import read_jsonl, write_jsonl
 
@@ -208,12 +208,12 @@ def read_specs(files: Iterable[Path], config: WGBenchmarkConfig, skipped: Counte
         for record in map(_flat, read_jsonl(path)):
             if record.get("source") != "3gpp" or not record.get("spec_number"):
                 skipped["not_3gpp"] += 1
-            elif record.get("spec_type", "TS") not in config.spec_types:
-                skipped[f"spec_type_{record.get('spec_type')}"] += 1
+            elif (kind := spec_type(str(record["spec_number"]), record.get("spec_type"))) not in config.spec_types:
+                skipped[f"spec_type_{kind}"] += 1
             elif record.get("clause_kind", "text") not in config.clause_kinds:
                 skipped[f"clause_kind_{record.get('clause_kind')}"] += 1
             elif isinstance(record.get("text"), str):
-                specs[str(record["spec_number"])].append(record)
+                specs[str(record["spec_number"])].append(record | {"spec_type": kind})
     for documents in specs.values():
         documents.sort(key=lambda d: (d.get("clause_index", 0), str(d.get("id", ""))))
     return dict(sorted(specs.items()))

@@ -59,15 +59,31 @@ class Label:
 
 
 @cache
-def spec_table(path: Path = TABLE) -> dict[str, str]:
-    """The table: spec number -> working group (comment lines start with '#')."""
-    table: dict[str, str] = {}
+def _rows(path: Path = TABLE) -> dict[str, tuple[str, str]]:
+    """spec number -> (TS or TR, working group); comment lines start with '#'."""
+    rows: dict[str, tuple[str, str]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line and not line.startswith("#"):
-            spec, _, working_group = line.split("\t")
-            assert working_group in WORKING_GROUPS, line
-            table[spec] = working_group
-    return table
+            spec, spec_type, working_group = line.split("\t")
+            assert working_group in WORKING_GROUPS and spec_type in ("TS", "TR"), line
+            rows[spec] = (spec_type, working_group)
+    return rows
+
+
+@cache
+def spec_table() -> dict[str, str]:
+    """The table: spec number -> working group."""
+    return {spec: wg for spec, (_, wg) in _rows().items()}
+
+
+def spec_type(spec: str, given: str | None = None) -> str:
+    """TS or TR: as the document says, else as the table lists it, else by number (x.7xx-x.9xx are TRs)."""
+    if given in ("TS", "TR"):
+        return given
+    number = normalize_spec_number(spec) or ""
+    if number in _rows():
+        return _rows()[number][0]
+    return "TR" if number[3:4] in ("7", "8", "9") else "TS"
 
 
 def normalize_spec_number(spec: str) -> str | None:
@@ -87,8 +103,9 @@ def working_group(spec: str, spec_type: str = "TS") -> Label | None:
     if number in table:
         return Label(table[number], "table")
     base = number.split("-")[0]
-    if base in table:  # a new part of a multi-part spec belongs with its siblings
-        return Label(table[base], "table")
+    siblings = {wg for spec, wg in table.items() if spec == base or spec.startswith(f"{base}-")}
+    if len(siblings) == 1:  # a new part of a multi-part spec belongs with its listed parts
+        return Label(siblings.pop(), "table")
     if spec_type != "TS":
         return None
     series, digits = number[:2], number[3:]
