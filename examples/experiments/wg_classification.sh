@@ -58,7 +58,7 @@ python tools/build_wg_benchmark.py --input "$curated" --output-dir "$out/wg" --s
     --test-per-class "$test_per_class" --train-per-class "$train_per_class" --train-format completion
 
 stage 7 "zero-shot: bundled:smollm2-135m on the test split"
-OMP_NUM_THREADS=2 python tools/evaluate.py exam --model bundled:smollm2-135m --data "$out/wg/test.jsonl" \
+OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" python tools/evaluate.py exam --model bundled:smollm2-135m --data "$out/wg/test.jsonl" \
     --name wg_classification --output "$out/eval/base.json"
 
 stage 7 "preprocess the train split (prompt/completion, loss on the answer only, packed into 512 tokens)"
@@ -73,7 +73,7 @@ pretrain "$out/logs/sft.log" --config examples/configs/smollm2_sft_cpu.yaml --sf
 python tools/convert_checkpoint.py mcore-to-hf --load "$out/smollm2-wg-sft" --save "$out/smollm2-wg-sft-hf"
 
 stage 7 "after SFT: the same test split"
-OMP_NUM_THREADS=2 python tools/evaluate.py exam --model "$out/smollm2-wg-sft-hf" --data "$out/wg/test.jsonl" \
+OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" python tools/evaluate.py exam --model "$out/smollm2-wg-sft-hf" --data "$out/wg/test.jsonl" \
     --name wg_classification --output "$out/eval/sft.json"
 
 stage 7 "report: before and after, with the random and majority baselines"
