@@ -240,3 +240,21 @@ def test_letter_prompt_and_lm_eval_template_take_sixteen_choices():
     env = jinja2.Environment()
     assert env.from_string(template["doc_to_text"]).render(**doc) == context
     assert ast.literal_eval(env.from_string(template["doc_to_choice"]).render(**doc)) == list("ABCDEFGHIJKLMNOP")
+
+
+def test_train_rows_are_accepted_by_preprocess_sft_and_train_on_the_answer_only(tmp_path):
+    """Both train formats through preprocess_sft's row tokenizer with SmolLM2's real tokenizer and chat
+    template: the trained (mask 1) tokens are the working group's name and the end of the turn."""
+    from megatron_telecom.bundled import resolve_hf_path
+    from megatron_telecom.data.chat_template import ChatRenderer
+    from megatron_telecom.data.sft import tokenize_row
+
+    renderer = ChatRenderer(resolve_hf_path("bundled:smollm2-135m"))
+    corpus = _corpus(tmp_path / "corpus", SPECS)
+    for train_format, end in (("chat", "<|im_end|>\n"), ("completion", renderer.hf.eos_token)):
+        _build(corpus, tmp_path / train_format, "--train-format", train_format)
+        for row in _rows(tmp_path / train_format / "train.jsonl")[:6]:
+            result = tokenize_row(renderer, json.dumps(row).encode(), 512)
+            trained = renderer.hf.decode([t for t, m in zip(result.tokens, result.loss_mask) if m])
+            answer = row["messages"][1]["content"] if train_format == "chat" else row["completion"]
+            assert trained == f"{answer}{end}", (train_format, trained)

@@ -32,7 +32,12 @@ from pathlib import Path
 from typing import Literal
 
 from megatron_telecom.atomic import atomic_write_json
-from megatron_telecom.data.working_groups import MAP_VERSION, WORKING_GROUPS, spec_type, working_group
+from megatron_telecom.data.working_groups import (
+    MAP_VERSION,
+    WORKING_GROUPS,
+    spec_type,
+    working_group,
+)
 from megatron_telecom.evaluation.questions import Question, build_prompt, question_record
 from megatron_telecom.jsonl import read_jsonl, write_jsonl
 
@@ -213,7 +218,9 @@ def read_specs(files: Iterable[Path], config: WGBenchmarkConfig, skipped: Counte
             elif record.get("clause_kind", "text") not in config.clause_kinds:
                 skipped[f"clause_kind_{record.get('clause_kind')}"] += 1
             elif isinstance(record.get("text"), str):
-                specs[str(record["spec_number"])].append(record | {"spec_type": kind})
+                documents = specs[str(record["spec_number"])]
+                doc_id = str(record.get("id") or f"{record['spec_number']}#{len(documents):04d}")
+                documents.append(record | {"spec_type": kind, "id": doc_id})
     for documents in specs.values():
         documents.sort(key=lambda d: (d.get("clause_index", 0), str(d.get("id", ""))))
     return dict(sorted(specs.items()))
@@ -285,7 +292,7 @@ def build_wg_benchmark(documents_by_spec: dict[str, list[dict]], config: WGBench
         "classes_dropped": {wg: f"{n} specification(s) < --min-specs-per-class {config.min_specs_per_class}"
                             for wg, n in sorted(dropped.items())},
         "specs": dict(sorted(splits.items())), "counts": dict(sorted(reasons.items())),
-        "test": len(test), "train": len(train), "config": asdict(config) | {"input": None, "output_dir": None},
+        "test": len(test), "train": len(train), "config": {k: v for k, v in asdict(config).items() if k != "output_dir"},
     }
     return WGBenchmark(classes, test, train, report)
 
