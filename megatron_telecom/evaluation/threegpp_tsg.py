@@ -43,9 +43,11 @@ def _class_order(label: str) -> tuple[int, str]:
     return (GSMA_CLASSES.index(label), label) if label in GSMA_CLASSES else (len(GSMA_CLASSES), label)
 
 
-def read_3gpp_tsg(path: str | Path) -> QuestionSet:
+def read_3gpp_tsg(path: str | Path | None) -> QuestionSet:
     """Every scorable record of a ``3gpp_tsg`` file (JSON array or JSONL); bad ones counted, not fatal."""
-    path = Path(path) if path else Path()
+    if not path:
+        raise ValueError("--data: give GSMA Open Telco's test_3gpp_tsg.json (3gpp_tsg has no default file)")
+    path = Path(path)
     if not path.is_file():
         raise ValueError(f"--data {path}: no such file; give GSMA Open Telco's test_3gpp_tsg.json "
                          "(objects with question, answer, file_name)")
