@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from megatron_telecom.data.wg_benchmark import (
+    ANY_SPEC_NUMBER,
     WORKING_GROUP_MENTION,
     WGBenchmarkConfig,
     normative_sections,
@@ -58,7 +59,7 @@ def _documents(wg: str, spec: str) -> list[dict]:
         ("1", "1 Scope", f"# 1 Scope\nThe present document SCOPEWORD specifies {spec}.\n# 2 References\n"
                          f"[1] 3GPP TR 21.905 REFERENCEWORD\n# 3 Definitions\nDEFINITIONWORD: a term."),
         ("4", "4 General", f"# 4 General\n{_body(wg, spec, '4', 12)}\nAs specified in 3GPP TS {spec} clause 5, "
-                           f"see also TS {spec}.\nNOTE: NOTEWORD is informative.\n| TABLEWORD | a |\n"
+                           f"see also TS {spec}; the procedures of TS 38.300 apply.\nNOTE: NOTEWORD is informative.\n| TABLEWORD | a |\n"
                            f"## 4.1 Details\n{_body(wg, spec, '41', 12)}"),
         ("5", "5 Procedures", f"# 5 Procedures\n{_body(wg, spec, '5', 10)}\nThis was agreed by TSG RAN WG2 "
                               f"in R2-2301234.\n{_body(wg, spec, '51', 10)}"),
@@ -129,6 +130,8 @@ def test_leakage_patterns():
         assert WORKING_GROUP_MENTION.search(f"as agreed in {text} meeting"), text
     for text in ("NR SA 5G", "S1AP", "the SA mode", "RANK 2", "CT=1 state", "an S1-U tunnel"):
         assert not WORKING_GROUP_MENTION.search(text), text
+    assert ANY_SPEC_NUMBER.sub("[spec]", "TS 38.331 [2], 23.501, 30.720 MHz, 12.345, 38.101-1 and 29.5.") == \
+        "[spec] [2], [spec], 30.720 MHz, 12.345, [spec] and 29.5."
 
 
 def test_benchmark_is_spec_disjoint_balanced_leak_free_and_scorable(tmp_path, evaluation_tiny_model):
@@ -178,6 +181,19 @@ def test_same_corpus_and_seed_give_the_same_bytes(tmp_path):
     names = ("test.jsonl", "train.jsonl", "wg_benchmark.json")
     assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
     assert (tmp_path / "a" / "test.jsonl").read_bytes() != (tmp_path / "c" / "test.jsonl").read_bytes()
+
+
+def test_mask_all_spec_numbers_leaves_no_spec_number(tmp_path):
+    report = _build(_corpus(tmp_path / "corpus", SPECS), tmp_path / "wg", "--mask-all-spec-numbers")
+    def texts(out: Path) -> list[str]:
+        return [r["question"] for r in _rows(out / "test.jsonl")] + \
+            [r["messages"][0]["content"] for r in _rows(out / "train.jsonl")]
+
+    assert report["counts"]["other_spec_numbers_masked"] > 0
+    assert any("procedures of [spec] apply" in t for t in texts(tmp_path / "wg"))
+    assert not any(ANY_SPEC_NUMBER.search(t) for t in texts(tmp_path / "wg"))
+    _build(tmp_path / "corpus", tmp_path / "plain")  # without the flag, other specs' numbers stay
+    assert any("procedures of TS 38.300 apply" in t for t in texts(tmp_path / "plain"))
 
 
 def test_completion_rows_use_the_scored_prompt(tmp_path):

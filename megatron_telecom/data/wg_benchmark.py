@@ -55,7 +55,9 @@ WORKING_GROUP_MENTION = re.compile(
     r"\b(?:TSG[\s_-]*)?(?:RAN|SA|CT|GERAN)[\s_-]*(?:WG[\s_-]*)?[1-6]\b|\bRAN_AH1\b|\b[RSC][1-6P]-\d{5,}"
     r"|\b(?:RAN|SA|CT)\s+[Ww]orking\s+[Gg]roup\b")
 """A working group named in text: RAN1, SA WG2, TSG CT WG4, CT 1, RAN_AH1, a Tdoc number (R2-2301234)."""
-ANY_SPEC_NUMBER = re.compile(r"(?:\b3GPP\s+)?(?:\bT[SR]\s*)?(?<![\d.])\d{2}\.\d{3}(?:-\d+)?(?![\d])")
+ANY_SPEC_NUMBER = re.compile(r"(?:\b3GPP\s+)?(?:\bT[SR]\s*)?(?<![\d.])(?:2[1-9]|3[0-8]|4[1-9]|5[0-5])\.\d{3}(?:-\d+)?"
+                             r"(?![\d.]|\s*(?:[kMG]?Hz|dB|ms|%))")
+"""A 3GPP spec number (series 21-38, 41-55) as text cites it; not a decimal such as 30.720 MHz."""
 
 
 @dataclass(frozen=True, kw_only=True)
