@@ -19,8 +19,10 @@ from megatron_telecom.data.wg_benchmark import (
     ANY_SPEC_NUMBER,
     WORKING_GROUP_MENTION,
     WGBenchmarkConfig,
+    corpus_wg_benchmark,
     normative_sections,
     own_number_pattern,
+    train_records,
 )
 from megatron_telecom.data.working_groups import (
     GSMA_CLASSES,
@@ -181,6 +183,10 @@ def test_same_corpus_and_seed_give_the_same_bytes(tmp_path):
     names = ("test.jsonl", "train.jsonl", "wg_benchmark.json")
     assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
     assert (tmp_path / "a" / "test.jsonl").read_bytes() != (tmp_path / "c" / "test.jsonl").read_bytes()
+    # what other data builders call gives the same rows as the tool wrote
+    config = WGBenchmarkConfig(input=[str(corpus)], output_dir="", snippet_words=30, test_per_class=6,
+                               train_per_class=10)
+    assert list(train_records(corpus_wg_benchmark(config))) == _rows(tmp_path / "a" / "train.jsonl")
 
 
 def test_mask_all_spec_numbers_leaves_no_spec_number(tmp_path):

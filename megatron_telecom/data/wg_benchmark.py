@@ -290,7 +290,7 @@ def build_wg_benchmark(documents_by_spec: dict[str, list[dict]], config: WGBench
         splits.update({s: {"working_group": wg, "how": how[s], "split": side, "snippets": len(snippets[s])}
                        for side, side_specs in sides.items() for s in side_specs})
     report = {
-        "map_version": MAP_VERSION, "classes": classes, "per_class": per_class,
+        "map_version": MAP_VERSION, "specs_read": len(documents_by_spec), "classes": classes, "per_class": per_class,
         "classes_dropped": {wg: f"{n} specification(s) < --min-specs-per-class {config.min_specs_per_class}"
                             for wg, n in sorted(dropped.items())},
         "specs": dict(sorted(splits.items())), "counts": dict(sorted(reasons.items())),
@@ -324,12 +324,18 @@ def train_records(benchmark: WGBenchmark, train_format: str = "chat") -> Iterato
         yield row | {"task": TASK, "source": s.doc_id, "spec": s.spec, "clause": s.clause}
 
 
+def corpus_wg_benchmark(config: WGBenchmarkConfig) -> WGBenchmark:
+    """The benchmark of the curated files ``config.input`` (what other data builders call: e.g.
+    ``train_records(corpus_wg_benchmark(config))`` are the working-group SFT rows)."""
+    skipped: Counter = Counter()
+    benchmark = build_wg_benchmark(read_specs(input_files(config.input), config, skipped), config)
+    benchmark.report["counts"] = dict(sorted((benchmark.report["counts"] | skipped).items()))
+    return benchmark
+
+
 def run_build_wg_benchmark(config: WGBenchmarkConfig) -> None:
     """Read the corpus, build, write test.jsonl, train.jsonl and wg_benchmark.json; print the counts."""
-    skipped: Counter = Counter()
-    specs = read_specs(input_files(config.input), config, skipped)
-    benchmark = build_wg_benchmark(specs, config)
-    benchmark.report["counts"] = dict(sorted((benchmark.report["counts"] | skipped).items()))
+    benchmark = corpus_wg_benchmark(config)
     out = Path(config.output_dir)
     write_jsonl(out / "test.jsonl", test_records(benchmark))
     write_jsonl(out / "train.jsonl", train_records(benchmark, config.train_format))
@@ -337,7 +343,7 @@ def run_build_wg_benchmark(config: WGBenchmarkConfig) -> None:
     largest = max((c["test"] for c in benchmark.report["per_class"].values()), default=0)
     benchmark.report["baselines"] = {"random": 1 / len(benchmark.classes), "majority": largest / n if n else 0.0}
     atomic_write_json(out / "wg_benchmark.json", benchmark.report)
-    print(f"{len(specs)} specifications read; {len(benchmark.classes)} working groups "
+    print(f"{benchmark.report['specs_read']} specifications read; {len(benchmark.classes)} working groups "
           f"({benchmark.report['map_version']})")
     print(f"{'class':<6} {'specs test':>10} {'specs train':>11} {'test':>6} {'train':>6}")
     for wg, c in benchmark.report["per_class"].items():
