@@ -120,7 +120,7 @@ def test_normative_sections_leave_front_matter_informative_annexes_notes_and_tab
     assert "38321x4s0" in text and "38321x41s0" in text and "38321xBs0" in text
     # a document that starts inside an informative annex stays out, one inside a normative clause stays in
     assert normative_sections("## A.2 More\nsome text", "Annex A (informative): X > A.2 More") == []
-    assert normative_sections("more text", "5 Procedures > 5.1 RA") == [("5", "more text")]
+    assert normative_sections("more text", "5 Procedures > 5.1 RA") == [("5.1", "more text")]
 
 
 def test_leakage_patterns():

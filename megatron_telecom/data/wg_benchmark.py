@@ -148,9 +148,9 @@ def _top_normative(title: str, state: bool) -> bool:
 def normative_sections(text: str, clause_path: str) -> list[tuple[str, str]]:
     """(clause, body text) of the normative sections of one clause document, headings and
     non-prose lines dropped; ``clause_path`` gives the context the document starts in."""
-    top = clause_path.split(" > ")[0] if clause_path else ""
-    state = _top_normative(top, False) if top else False
-    clause = top.split(" ", 1)[0]
+    path = clause_path.split(" > ") if clause_path else [""]
+    state = _top_normative(path[0], False) if path[0] else False
+    clause = path[-1].split(" ", 1)[0]
     sections: list[tuple[str, list[str]]] = [(clause, [])] if state else []
     for line in text.split("\n"):
         heading = _HEADING.match(line)
