@@ -17,7 +17,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["megatron_telecom", "megatron_telecom.*"]),
     include_package_data=True,
-    package_data={"megatron_telecom": ["data/curation/*.txt", "evaluation/lm_eval_tasks/*.yaml"]},
+    package_data={"megatron_telecom": ["data/curation/*.txt", "data/*.tsv", "evaluation/lm_eval_tasks/*.yaml"]},
     install_requires=[
         # torch is deliberately not pinned here: install the build you want first
         # (CPU: torch==2.13.0; GPU: your cluster's CUDA build). megatron-core requires it.

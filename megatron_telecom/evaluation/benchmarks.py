@@ -8,16 +8,20 @@ from pathlib import Path
 from megatron_telecom.evaluation.oranbench import read_oranbench
 from megatron_telecom.evaluation.questions import QuestionSet, read_questions_jsonl
 from megatron_telecom.evaluation.teleqna import DEFAULT_DATA, read_teleqna
+from megatron_telecom.evaluation.threegpp_tsg import read_3gpp_tsg
 
 BUILT_IN = ("teleqna", "oranbench")
 
 
 def read_benchmark(benchmark: str, data: str | None) -> QuestionSet:
-    """The ``QuestionSet`` of a built-in benchmark (``teleqna``, ``oranbench``) or a generic JSONL exam."""
+    """The ``QuestionSet`` of a built-in benchmark (``teleqna``, ``oranbench``), GSMA's ``3gpp_tsg``
+    (``data``: its JSON file) or a generic JSONL exam."""
     if benchmark == "teleqna":
         return read_teleqna(data or DEFAULT_DATA)
     if benchmark == "oranbench":
         return read_oranbench(data)
+    if benchmark == "3gpp_tsg":
+        return read_3gpp_tsg(data)
     return read_questions_jsonl(data)
 
 

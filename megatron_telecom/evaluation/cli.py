@@ -96,10 +96,10 @@ class ExamRunConfig:
 class QuestionsConfig:
     """Write a benchmark's scorable questions in the generic multiple-choice JSONL format."""
 
-    benchmark: Literal["teleqna", "oranbench"]
-    """Which benchmark to read."""
+    benchmark: Literal["teleqna", "oranbench", "3gpp_tsg"]
+    """Which benchmark to read (3gpp_tsg: GSMA Open Telco's Tdoc working-group task, --data its JSON)."""
     data: str | None = None
-    """The benchmark's file or folder (None: its default under ../shared/data)."""
+    """The benchmark's file or folder (None: its default under ../shared/data; 3gpp_tsg has none)."""
     output: str
     """JSONL to write."""
 

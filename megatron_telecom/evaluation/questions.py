@@ -5,7 +5,7 @@ ORAN-Bench-13K (``oranbench.py``) and a team's own exam in the generic JSONL for
 readers into it, so sampling, prompts, scoring and baselines are written once.
 
 Generic JSONL (one object per line): ``{"question": str, "choices": [str, ...], "answer": int,
-"category": str}`` with ``answer`` the 0-based index of the correct choice, 2 to 10 choices, and
+"category": str}`` with ``answer`` the 0-based index of the correct choice, 2 to 26 choices (A-Z), and
 ``category`` optional (default ``all``); an optional ``id`` names the question (default:
 ``<file name>:<line>``); an optional ``explanation`` (string) is kept for decontamination. A line that cannot be scored is counted by reason and skipped, never fatal.
 
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LETTERS = "ABCDEFGHIJ"
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_CHOICES = len(LETTERS)
 DEFAULT_CATEGORY = "all"
 
