@@ -142,9 +142,10 @@ CAPPED_SHAPE = dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=
 CAPPED_RUN = """import sys
 from megatron_telecom.convert.hf_to_mcore import convert_hf_to_mcore
 from megatron_telecom.convert.mcore_to_hf import export_mcore_to_hf
-hf, mcore, back = sys.argv[1:]
-convert_hf_to_mcore(hf, mcore)
-export_mcore_to_hf(mcore, back)
+hf, mcore, back, streaming = sys.argv[1:]
+convert_hf_to_mcore(hf, mcore, streaming=streaming == "1")
+if back != "-":
+    export_mcore_to_hf(mcore, back)
 """
 
 
@@ -155,8 +156,7 @@ def memory_cgroup_parent() -> tuple[Path, str]:
     every limit above still applies."""
     if sys.platform != "linux" or os.geteuid() != 0:
         pytest.skip("a memory cgroup needs Linux and root")
-    lines = Path("/proc/self/cgroup").read_text().splitlines()
-    for line in lines:
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
         if controllers == "" and Path("/sys/fs/cgroup/cgroup.controllers").is_file():
             folder = Path("/sys/fs/cgroup") / path.lstrip("/")
@@ -170,10 +170,39 @@ def memory_cgroup_parent() -> tuple[Path, str]:
                 "in subtree_control, or no v1 memory hierarchy)")
 
 
+def run_memory_capped(argv: list[str], limit: int) -> tuple[int, str, str]:
+    """(exit code, stderr, the group's peak) of ``argv`` run in a new memory cgroup of hard limit
+    ``limit`` bytes, without swap; the group is removed after."""
+    parent, limit_file = memory_cgroup_parent()
+    group = parent / f"megatron-telecom-test-{os.getpid()}"
+    try:
+        group.mkdir()
+    except OSError as err:
+        pytest.skip(f"cannot create a cgroup under {parent}: {err}")
+    try:
+        for name, value in ((limit_file, str(limit)), ("memory.memsw.limit_in_bytes", str(limit)),
+                            ("memory.swap.max", "0")):
+            if (group / name).is_file():
+                (group / name).write_text(value)
+        # the shell joins the group, then becomes the command: only the command is capped
+        proc = run_subprocess(["sh", "-c", 'echo $$ > "$0" && exec "$@"',
+                               str(group / "cgroup.procs"), *argv],
+                              env=subprocess_env(), timeout=600, cwd=REPO)
+        peak_file = group / ("memory.peak" if limit_file == "memory.max"
+                             else "memory.max_usage_in_bytes")
+        peak = peak_file.read_text().strip() if peak_file.is_file() else "?"
+    finally:
+        group.rmdir()
+    return proc.returncode, proc.stderr, f"{int(peak) / 1e9:.2f} GB" if peak.isdigit() else peak
+
+
 def test_conversion_capped_at_half_the_model_bytes_completes(tmp_path):
+    """Both directions in one process under a kernel limit of half the model's fp32 bytes (the
+    group's page cache counts too, and is reclaimed); the in-memory converter is killed under
+    the same limit, so the limit is real."""
     import transformers
 
-    config = transformers.LlamaConfig(**CAPPED_SHAPE)
+    config = transformers.LlamaConfig(**CAPPED_SHAPE, architectures=["LlamaForCausalLM"])
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in transformers.LlamaForCausalLM(config).state_dict().items()}
     source = tmp_path / "hf"
@@ -184,34 +213,15 @@ def test_conversion_capped_at_half_the_model_bytes_completes(tmp_path):
               source / "model.safetensors", metadata={"format": "pt"})
     model_bytes = sum(4 * s.numel() for s in shapes.values())
     limit = model_bytes // 2
-    parent, limit_file = memory_cgroup_parent()
-    group = parent / f"megatron-telecom-test-{os.getpid()}"
-    try:
-        group.mkdir()
-    except OSError as err:
-        pytest.skip(f"cannot create a cgroup under {parent}: {err}")
-    try:
-        (group / limit_file).write_text(str(limit))
-        if (group / "memory.memsw.limit_in_bytes").is_file():  # v1 with swap accounting: no swap
-            (group / "memory.memsw.limit_in_bytes").write_text(str(limit))
-        if (group / "memory.swap.max").is_file():
-            (group / "memory.swap.max").write_text("0")
-        # the shell joins the group, then becomes the conversion: only the conversion is capped
-        join_then_run = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group / "cgroup.procs")]
-        proc = run_subprocess(
-            [*join_then_run, sys.executable, "-c", CAPPED_RUN, str(source),
-             str(tmp_path / "mcore"), str(tmp_path / "back")],
-            env=subprocess_env(), timeout=600, cwd=REPO)
-        peak_file = group / ("memory.peak" if limit_file == "memory.max" else
-                             "memory.max_usage_in_bytes")
-        peak = int(peak_file.read_text()) if peak_file.is_file() else None
-    finally:
-        group.rmdir()
-    print(f"model {model_bytes / 1e9:.2f} GB fp32, cgroup limit {limit / 1e9:.2f} GB "
-          f"({limit_file}); the group's peak (page cache included) "
-          f"{'unknown' if peak is None else f'{peak / 1e9:.2f} GB'}")
-    assert proc.returncode == 0, (f"killed or failed under a {limit / 1e9:.2f} GB cap "
-                                  f"(returncode {proc.returncode}): {proc.stderr[-3000:]}")
+    convert = [sys.executable, "-c", CAPPED_RUN, str(source)]
+    code, stderr, peak = run_memory_capped(
+        [*convert, str(tmp_path / "mcore"), str(tmp_path / "back"), "1"], limit)
+    print(f"model {model_bytes / 1e9:.2f} GB fp32, limit {limit / 1e9:.2f} GB: streaming both "
+          f"directions exit {code}, the group's peak {peak} (page cache included)")
+    assert code == 0, f"failed under a {limit / 1e9:.2f} GB limit (exit {code}): {stderr[-3000:]}"
+    code, _, peak = run_memory_capped([*convert, str(tmp_path / "in-memory"), "-", "0"], limit)
+    print(f"in-memory hf-to-mcore under the same limit: exit {code}, the group's peak {peak}")
+    assert code != 0  # killed by the kernel: the limit holds
     with safe_open(str(source / "model.safetensors"), framework="pt") as before, \
             safe_open(str(tmp_path / "back" / "model.safetensors"), framework="pt") as after:
         assert sorted(after.keys()) == sorted(before.keys())
