@@ -5,8 +5,8 @@ safetensors writer needs it, one layer's Q/K/V or [gate; up] at a time, and writ
 vocabulary padding stripped, Q/K/V and gate/up split back. Memory holds about one layer besides
 the libraries. ``streaming=False`` is the previous path (the whole unsplit model loaded by
 megatron first; ~1.2x the fp32 bytes), kept as the reference the streaming output is tested
-bit for bit against; ``verify`` still loads the whole model that way. Beside the weights: ``config.json`` from the recorded model config,
-``generation_config.json``, the tokenizer files and a model card (``README.md``) with
+bit for bit against; ``verify`` still loads the whole model that way. Beside the weights:
+``config.json`` from the recorded model config, ``generation_config.json``, the tokenizer files and a model card (``README.md``) with
 provenance. The tokenizer comes from the checkpoint's ``tokenizer/`` folder, else from the
 converted checkpoint it was trained from (``--load``), else from its ``--tokenizer-model``.
 """
