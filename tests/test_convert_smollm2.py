@@ -116,6 +116,14 @@ def test_trained_checkpoint_exports_loads_generates_and_verifies(tp, pp, smol, t
         base, smol["data"], smol["cache"], base / "tokenizer",
         save=trained, tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp))
     convert_tool("mcore-to-hf", "--load", trained, "--save", tmp_path / "export")
+    # the streaming export reads the trainer's TP/PP chunks: the same bytes as the in-memory path
+    proc = run_subprocess([sys.executable, "-c", "import sys; from megatron_telecom.convert."
+                           "mcore_to_hf import export_mcore_to_hf as e; e(*sys.argv[1:], "
+                           "streaming=False)", str(trained), str(tmp_path / "in-memory")],
+                          env=subprocess_env(), timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for path in (tmp_path / "in-memory").iterdir():
+        assert (tmp_path / "export" / path.name).read_bytes() == path.read_bytes(), path.name
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "export"))

@@ -6,12 +6,20 @@ checkpoint records its model config (RoPE base and scaling included), so
 ``megatron_telecom.pretrain --load <save> --finetune`` adopts the architecture at any TP/PP.
 The vocabulary is padded for --target-tensor-parallel-size (Megatron-LM's rule; padded rows
 are zero); TP and PP are otherwise only checked here, since torch_dist stores global tensors.
+
+The conversion streams: each stored tensor is read from the memory-mapped safetensors when the
+checkpoint writer reaches it (Q/K/V and gate/up of one layer at a time), written and dropped, so
+memory holds about one layer besides the libraries (``convert/dist_ckpt.py``). ``streaming=False``
+is the previous path (the whole model filled, then megatron's own writer; ~1.1x the fp32 bytes),
+kept as the reference the streaming output is tested bit for bit against.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -31,6 +39,9 @@ from megatron_telecom.models.checkpoint_format import (
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.models.transformer_config import pad_vocab_size, parallel_layout_for
 from megatron_telecom.runtime.cpu_shim import install_cpu_shim
+
+if TYPE_CHECKING:
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor
 
 GENERATION_CONFIG_FILENAME = "generation_config.json"
 
@@ -69,8 +80,40 @@ def _check_tokenizer(source: Path, preset: ModelPreset) -> int | None:
     return size
 
 
+def _padded(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """``tensor`` with zero rows appended up to ``rows`` (the padded vocabulary)."""
+    if tensor.shape[0] == rows:
+        return tensor
+    out = torch.zeros((rows, *tensor.shape[1:]), dtype=tensor.dtype)
+    out[: tensor.shape[0]].copy_(tensor)
+    return out
+
+
+def _hf_producer(state: dict, weights: HFWeights, preset: ModelPreset
+                 ) -> Callable[[ShardedTensor], torch.Tensor]:
+    """produce(sharded tensor of ``state``) -> its data, read from the HF weights when asked:
+    Q/K/V merged for one layer, each half of [gate; up] its HF tensor, vocabulary padded."""
+    sources: dict[tuple[str, tuple[int, ...]], tuple[str, tuple[str, ...]]] = {}
+    for name, hf_names in mapping.tensor_names(preset):
+        if name.endswith(mapping.FC1_SUFFIX):  # megatron's factory: [gate, up] halves
+            for half, hf_name in zip(state[name], hf_names, strict=True):
+                sources[half.key, half.global_offset] = (name, (hf_name,))
+        else:
+            sources[state[name].key, state[name].global_offset] = (name, hf_names)
+
+    def produce(sharded: ShardedTensor) -> torch.Tensor:
+        name, hf_names = sources[sharded.key, sharded.global_offset]
+        tensor = mapping.merge(name, [weights.get(n) for n in hf_names], preset).to(sharded.dtype)
+        if name in (mapping.EMBEDDING[0], mapping.OUTPUT_LAYER[0]):
+            tensor = _padded(tensor, sharded.local_shape[0])
+        return tensor
+
+    return produce
+
+
 def _sharded_state(model: torch.nn.Module, weights: HFWeights, preset: ModelPreset) -> dict:
-    """The model's sharded state holding the HF weights, one copy of them in memory.
+    """The model's sharded state holding the HF weights, one copy of them in memory (the
+    in-memory path, ``streaming=False``).
 
     Every tensor is copied into the model one at a time (padded vocabulary rows zero), except
     fc1: megatron's [gate; up] factory would hand the writer views of the fused weight, which
@@ -100,14 +143,31 @@ def _sharded_state(model: torch.nn.Module, weights: HFWeights, preset: ModelPres
     return state
 
 
+def _model_state(weights: HFWeights, preset: ModelPreset, padded: int, *, streaming: bool
+                 ) -> tuple[dict, Any]:
+    """(the model's sharded state, the save strategy that writes it) for either path."""
+    from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+
+    if streaming:
+        from megatron_telecom.convert.dist_ckpt import StreamingSaveStrategy, meta_sharded_state
+
+        state = meta_sharded_state(preset, padded)
+        return state, StreamingSaveStrategy(_hf_producer(state, weights, preset))
+    model = build_unsplit_model(preset, padded)
+    return _sharded_state(model, weights, preset), get_default_save_sharded_strategy("torch_dist")
+
+
 def convert_hf_to_mcore(hf_path: str | Path, save: str | Path, *,
                         target_tensor_parallel_size: int = 1,
                         target_pipeline_model_parallel_size: int = 1,
-                        make_vocab_size_divisible_by: int = 128) -> Path:
-    """Convert the HF model at ``hf_path`` (folder or ``bundled:NAME``) into ``save``; returns it."""
+                        make_vocab_size_divisible_by: int = 128,
+                        streaming: bool = True) -> Path:
+    """Convert the HF model at ``hf_path`` (folder or ``bundled:NAME``) into ``save``; returns it.
+
+    ``streaming=False`` takes the previous in-memory path (same output, ~1.1x the model's bytes).
+    """
     install_cpu_shim()  # before megatron's first import
     from megatron.core import dist_checkpointing
-    from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
 
     start = time.monotonic()
     source = resolve_hf_path(hf_path)
@@ -125,7 +185,7 @@ def convert_hf_to_mcore(hf_path: str | Path, save: str | Path, *,
     provenance = {"source": str(hf_path), "source_folder": str(source.resolve()),
                   "hf_config": hf_config, "tokenizer_size": tokenizer_size}
     with staged_folder(save) as tmp, single_process_megatron():
-        model = build_unsplit_model(preset, padded)
+        model_state, strategy = _model_state(weights, preset, padded, streaming=streaming)
         release = checkpoint_dir(tmp, None)
         release.mkdir()
         args = CheckpointArgs(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
@@ -133,9 +193,9 @@ def convert_hf_to_mcore(hf_path: str | Path, save: str | Path, *,
                               make_vocab_size_divisible_by=make_vocab_size_divisible_by,
                               tokenizer_type="HuggingFaceTokenizer", no_save_optim=True,
                               no_save_rng=True)
-        state = {"model": _sharded_state(model, weights, preset),
+        state = {"model": model_state,
                  **common_state(args=args, model_config=preset, conversion=provenance)}
-        dist_checkpointing.save(state, str(release), get_default_save_sharded_strategy("torch_dist"))
+        dist_checkpointing.save(state, str(release), strategy)
         write_tracker(tmp, "release")
         (tmp / TOKENIZER_DIRNAME).mkdir()
         copy_tokenizer_files(source, tmp / TOKENIZER_DIRNAME,

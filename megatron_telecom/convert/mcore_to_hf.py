@@ -1,16 +1,21 @@
 """Megatron torch_dist checkpoint (any TP/PP, converted or trained) -> Hugging Face folder.
 
-One process loads the global tensors into the unsplit model (no TP x PP launch), then writes
-each HF tensor straight into sharded safetensors: vocabulary padding stripped, Q/K/V and
-gate/up split back. Beside the weights: ``config.json`` from the recorded model config,
-``generation_config.json``, the tokenizer files and a model card (``README.md``) with
+One process (no TP x PP launch) reads each global tensor from the checkpoint when the sharded
+safetensors writer needs it, one layer's Q/K/V or [gate; up] at a time, and writes its HF parts:
+vocabulary padding stripped, Q/K/V and gate/up split back. Memory holds about one layer besides
+the libraries. ``streaming=False`` is the previous path (the whole unsplit model loaded by
+megatron first; ~1.2x the fp32 bytes), kept as the reference the streaming output is tested
+bit for bit against; ``verify`` still loads the whole model that way. Beside the weights:
+``config.json`` from the recorded model config, ``generation_config.json``, the tokenizer files and a model card (``README.md``) with
 provenance. The tokenizer comes from the checkpoint's ``tokenizer/`` folder, else from the
 converted checkpoint it was trained from (``--load``), else from its ``--tokenizer-model``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +74,32 @@ def load_unsplit_model(folder: Path, preset: ModelPreset, padded_vocab: int) -> 
     return model
 
 
-def _hf_tensors(model: torch.nn.Module, preset: ModelPreset, dtype: torch.dtype):  # noqa: ANN202
-    """(specs in HF order, produce(name) -> that HF tensor) over the loaded model."""
-    params = model.state_dict()
+def _streamed_tensors(folder: Path, preset: ModelPreset, padded_vocab: int
+                     ) -> Callable[[str], torch.Tensor]:
+    """lookup(megatron name) -> that tensor of the unsplit model, read from the checkpoint when
+    asked (the embedding and output layer without their padding rows). Call inside
+    ``single_process_megatron()``."""
+    from megatron_telecom.convert.dist_ckpt import DistCheckpointReader, meta_sharded_state
+    from megatron_telecom.models.sharded_state import check_shapes  # imports megatron
+
+    state = meta_sharded_state(preset, padded_vocab)
+    check_shapes(folder, state)
+    reader = DistCheckpointReader(folder)
+
+    def lookup(name: str) -> torch.Tensor:
+        if isinstance(state[name], list):  # megatron's [gate, up] halves of fc1
+            return torch.cat([reader.read(half) for half in state[name]])
+        vocab = name in (mapping.EMBEDDING[0], mapping.OUTPUT_LAYER[0])
+        return reader.read(state[name], rows=preset.vocab_size if vocab else None)
+
+    return lookup
+
+
+def _hf_tensors(lookup: Callable[[str], torch.Tensor], preset: ModelPreset,  # noqa: ANN202
+                dtype: torch.dtype):
+    """(specs in HF order, produce(name) -> that HF tensor), ``lookup(megatron name)`` giving
+    the megatron tensors (the last one is kept for its other HF parts: Q/K/V, gate/up)."""
+    lookup = functools.lru_cache(maxsize=1)(lookup)
     sources: dict[str, tuple[str, int]] = {}
     for megatron_name, hf_names in mapping.tensor_names(preset):
         sources.update({hf: (megatron_name, i) for i, hf in enumerate(hf_names)})
@@ -80,7 +108,7 @@ def _hf_tensors(model: torch.nn.Module, preset: ModelPreset, dtype: torch.dtype)
 
     def produce(name: str) -> torch.Tensor:
         megatron_name, index = sources[name]
-        tensor = mapping.split(megatron_name, params[megatron_name], preset)[index]
+        tensor = mapping.split(megatron_name, lookup(megatron_name), preset)[index]
         if megatron_name in (mapping.EMBEDDING[0], mapping.OUTPUT_LAYER[0]):
             tensor = tensor[: preset.vocab_size]  # strip the vocabulary padding
         return tensor.to(dtype)
@@ -131,19 +159,25 @@ def _write_metadata(tmp: Path, preset: ModelPreset, stored: StoredCheckpoint, ro
 
 
 def export_mcore_to_hf(load: str | Path, save: str | Path, *, dtype: str = "float32",
-                       max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> Path:
-    """Export the megatron checkpoint at ``load`` (any TP/PP) as an HF folder ``save``; returns it."""
+                       max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+                       streaming: bool = True) -> Path:
+    """Export the megatron checkpoint at ``load`` (any TP/PP) as an HF folder ``save``; returns it.
+
+    ``streaming=False`` takes the previous in-memory path (same output, ~1.2x the model's bytes).
+    """
     if dtype not in DTYPES:
         raise ValueError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     root, folder = checkpoint_folder(load)
     preset, padded, stored = read_checkpoint_model(folder)
     with staged_folder(save) as tmp:
-        with single_process_megatron():
-            model = load_unsplit_model(folder, preset, padded)
-        specs, produce = _hf_tensors(model, preset, DTYPES[dtype])
-        with torch.no_grad():
+        with single_process_megatron(), torch.no_grad():
+            if streaming:
+                lookup = _streamed_tensors(folder, preset, padded)
+            else:
+                lookup = load_unsplit_model(folder, preset, padded).state_dict().__getitem__
+            specs, produce = _hf_tensors(lookup, preset, DTYPES[dtype])
             write_sharded(tmp, specs, produce, max_shard_bytes)
-        del model
+            del lookup, produce
         _write_metadata(tmp, preset, stored, root, dtype)
     print(f"exported {folder} ({preset.num_layers} layers, vocabulary {preset.vocab_size}) "
           f"to {save}", flush=True)

@@ -11,6 +11,7 @@ next-token cross entropy, the megatron one over its padded vocabulary as trainin
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,12 +45,17 @@ class VerifyReport:
     megatron_loss: float
     greedy_agreement: float
     tokens: int
+    peak_memory_bytes: int
+    """The process's peak RSS: verify loads whole models (HF, then megatron's), unlike the
+    streaming converters, so its memory is stated apart from theirs."""
 
     def summary(self) -> str:
         """One line with every figure."""
         return (f"logits over {self.tokens} tokens: max |diff| {self.max_abs_diff:.3e}, mean "
                 f"|diff| {self.mean_abs_diff:.3e}; loss HF {self.hf_loss:.6f} megatron "
-                f"{self.megatron_loss:.6f}; greedy-token agreement {self.greedy_agreement:.2%}")
+                f"{self.megatron_loss:.6f}; greedy-token agreement {self.greedy_agreement:.2%}; "
+                f"verify's peak memory {self.peak_memory_bytes / 1e9:.2f} GB (whole models, "
+                "one at a time)")
 
 
 def sample_tokens(hf_folder: Path, vocab_size: int, batch_size: int, seq_length: int,
@@ -105,4 +111,5 @@ def verify(hf_path: str | Path, load: str | Path, *, batch_size: int = 2,
         megatron_loss=_next_token_loss(megatron_logits, tokens),
         greedy_agreement=(hf_logits.argmax(-1) == megatron_logits.argmax(-1)).float().mean().item(),
         tokens=tokens.numel(),
+        peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # KiB on Linux
     )
