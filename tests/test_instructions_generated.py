@@ -1,14 +1,15 @@
 """tools/generate_qa.py: model-written pairs kept only when grounded, new and within limits, through a
-real OpenAI-compatible HTTP server on localhost (stdlib http.server answering canned JSON) and
-through a real --model (the tiny random Llama of the evaluation tests)."""
+real OpenAI-compatible HTTP server process on localhost (tests/_canned_openai_server.py: stdlib
+http.server answering canned JSON) and through a real --model (the tiny random Llama of the evaluation tests)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import threading
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -38,38 +39,19 @@ def _tool():
     return module
 
 
-class _Handler(BaseHTTPRequestHandler):
-    requests: list[tuple[str, dict]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _Handler.requests.append((self.path, body))
-        if self.path != "/v1/chat/completions":
-            self.send_error(404)
-            return
-        payload = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "model": "canned-test-model",
-                              "choices": [{"index": 0, "finish_reason": "stop",
-                                           "message": {"role": "assistant", "content": CANNED}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
-def server() -> Iterator[str]:
-    _Handler.requests = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=10)
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real server process (tests/_canned_openai_server.py) answering CANNED: (its URL, its request log)."""
+    reply, log = tmp_path / "reply.txt", tmp_path / "requests.jsonl"
+    reply.write_text(CANNED, encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "_canned_openai_server.py"), str(reply), str(log)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        yield f"http://127.0.0.1:{port}", log
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 @pytest.fixture
@@ -80,10 +62,11 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def test_endpoint_pairs_are_kept_only_when_grounded_new_and_within_limits(server, corpus, tmp_path):
+    url, log = server
     out = tmp_path / "qa.jsonl"
-    assert _tool().main(["--input", str(corpus), "--output", str(out), "--endpoint", server,
+    assert _tool().main(["--input", str(corpus), "--output", str(out), "--endpoint", url,
                          "--endpoint-model", "team-model", "--min-clause-words", "10"]) == 0
-    (path, body), = _Handler.requests
+    (path, body), = [(r["path"], r["body"]) for r in map(json.loads, log.read_text().splitlines())]
     assert path == "/v1/chat/completions" and body["model"] == "team-model" and body["temperature"] == 0.0
     assert "keeps no state about the frames it forwards" in body["messages"][0]["content"]
     assert "RFC 9998, clause 1" in body["messages"][0]["content"]
@@ -93,7 +76,7 @@ def test_endpoint_pairs_are_kept_only_when_grounded_new_and_within_limits(server
         ("When does the relay node drop a frame?", "it drops a frame whose hop counter has reached zero"),
         ("What does the relay node keep?", "no state about the frames it forwards")]
     assert rows[0]["generator"]["model"] == "canned-test-model"
-    assert rows[0]["generator"]["url"] == f"{server}/v1/chat/completions"
+    assert rows[0]["generator"]["url"] == f"{url}/v1/chat/completions"
     assert rows[0]["clause"] == "1" and rows[0]["task"] == "generated_qa" and rows[0]["overlap"] == 1.0
     info = json.loads((tmp_path / "qa.generate.json").read_text())
     assert info["rejected"]["by_reason"] == {"answer_repeats_question": 1, "duplicate": 1, "not_a_question": 1,
@@ -102,8 +85,9 @@ def test_endpoint_pairs_are_kept_only_when_grounded_new_and_within_limits(server
 
 
 def test_an_unreachable_endpoint_is_one_error_line(corpus, tmp_path, capsys):
-    with ThreadingHTTPServer(("127.0.0.1", 0), _Handler) as closed:
-        port = closed.server_address[1]  # bound, never served: the port is free again after the block
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never served: the port is free again after the block
     assert _tool().main(["--input", str(corpus), "--output", str(tmp_path / "qa.jsonl"), "--min-clause-words", "10",
                          "--endpoint", f"http://127.0.0.1:{port}", "--timeout", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
