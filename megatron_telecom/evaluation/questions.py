@@ -95,23 +95,28 @@ def _parse_generic(record: object, record_id: str) -> Question | str:
                     explanation.strip())
 
 
-def read_jsonl_records(data: QuestionSet, path: Path, prefix: str,
-                       parse: Callable[[object, str], Question | str]) -> None:
-    """Add every line of a JSON Lines file to ``data`` (``parse``: Question or the reason it is
-    skipped; ids ``<prefix>:<line>``); blank lines are ignored, unreadable ones counted ``not_json``."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+def read_jsonl_records(data: QuestionSet, path: Path, prefix: str, parse: Callable[[object, str], object]) -> None:
+    """Add every line of a JSON Lines file to ``data`` (``parse``: a record, or the reason (str) it is
+    skipped; ids ``<prefix>:<line>``); blank lines are ignored, unreadable ones counted ``not_utf8``
+    or ``not_json``."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            record_id = f"{prefix}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                data.skip("not_utf8", record_id)
+                continue
             if not line.strip():
                 continue
-            record_id = f"{prefix}:{number}"
             try:
                 parsed = parse(json.loads(line), record_id)
             except json.JSONDecodeError:
                 parsed = "not_json"
-            if isinstance(parsed, Question):
-                data.questions.append(parsed)
-            else:
+            if isinstance(parsed, str):
                 data.skip(parsed, record_id)
+            else:
+                data.questions.append(parsed)
 
 
 def read_questions_jsonl(path: str | Path) -> QuestionSet:
