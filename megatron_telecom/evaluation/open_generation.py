@@ -104,61 +104,127 @@ class _Row:
         return bool(self.finish)
 
 
-def _left_padded(prompts: list[list[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    import torch
+class _Batch:
+    """The rows being generated together: their KV cache, attention mask over it ``[b, cached]``,
+    the position of each row's pending token ``[b]``, and the pending tokens (taken, not yet fed)."""
 
-    width = max(map(len, prompts))
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    return ids, mask
+    def __init__(self, cache, mask: torch.Tensor, positions: torch.Tensor, pending: list[int], rows: list[_Row]):
+        self.cache, self.mask, self.positions, self.pending, self.rows = cache, mask, positions, pending, rows
+
+    def keep(self, index: list[int]) -> None:
+        """Keep only the rows at ``index`` (the others ended)."""
+        import torch
+
+        if len(index) < len(self.rows):
+            selected = torch.tensor(index, dtype=torch.long, device=self.mask.device)
+            self.cache.batch_select_indices(selected)
+            self.mask, self.positions = self.mask[selected], self.positions[selected]
+            self.pending, self.rows = [self.pending[i] for i in index], [self.rows[i] for i in index]
+
+    def trim(self) -> None:
+        """Drop the leading cache columns that no row attends to (left padding of rows that left)."""
+        unused = int(self.mask.any(0).int().argmax()) if self.mask.any() else 0
+        if unused:
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
+            self.mask = self.mask[:, unused:]
+
+    def merge(self, other: _Batch) -> None:
+        """Append ``other``'s rows: both caches left-padded to the same length, then joined."""
+        import torch
+        import torch.nn.functional as F
+
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            for name in ("keys", "values"):
+                a, b = getattr(mine, name), getattr(theirs, name)  # [b, heads, cached, head_dim]
+                setattr(mine, name, torch.cat([F.pad(a, (0, 0, width - a.shape[2], 0)),
+                                               F.pad(b, (0, 0, width - b.shape[2], 0))]))
+        self.mask = torch.cat([F.pad(self.mask, (width - self.mask.shape[1], 0)),
+                               F.pad(other.mask, (width - other.mask.shape[1], 0))])
+        self.positions = torch.cat([self.positions, other.positions])
+        self.pending, self.rows = self.pending + other.pending, self.rows + other.rows
 
 
-def _generate_batch(model: LoadedModel, prompts: list[list[int]], config: GenerationConfig, eos: set[int],
-                    decode: Callable[[list[int]], str]) -> list[_Row]:
-    """Greedy answers of one batch; a row leaves the batch (and its cache rows) when it ends."""
-    import torch
-    from transformers import DynamicCache
+class _Generator:
+    """Greedy continuous batching: up to ``batch_size`` rows run together; rows that end leave at
+    once, and waiting prompts (longest first) are prefilled and join when a quarter of the rows are free."""
 
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else min(eos)
-    ids, mask = _left_padded(prompts, pad, model.device)  # [b, s]
-    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-    cache = DynamicCache(config=model.model.config)
-    rows, active = [_Row(i) for i in range(len(prompts))], list(range(len(prompts)))
-    while True:
-        logits = model.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                             use_cache=True, logits_to_keep=1).logits[:, -1]  # [b, vocab]
-        tokens = logits.argmax(-1).tolist()
-        keep = [i for i, (row, t) in enumerate(zip(active, tokens)) if not rows[row].step(t, decode, config, eos)]
-        if not keep:
+    def __init__(self, model: LoadedModel, config: GenerationConfig, decode: Callable[[list[int]], str],
+                 progress: Callable[[int], None] | None = None):
+        self.model, self.config, self.decode, self.progress = model, config, decode, progress
+        self.eos = eos_token_ids(model)
+        tokenizer = model.tokenizer
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos)
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache) -> list[int]:
+        logits = self.model.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                                  use_cache=True, logits_to_keep=1).logits[:, -1]  # [b, vocab]
+        return logits.argmax(-1).tolist()
+
+    def _step(self, batch: _Batch, tokens: list[int]) -> None:
+        """Give each row its next token; rows that end leave the batch."""
+        batch.pending = tokens
+        running = [i for i, (row, t) in enumerate(zip(batch.rows, tokens))
+                   if not row.step(t, self.decode, self.config, self.eos)]
+        if self.progress and len(running) < len(tokens):
+            self.progress(len(tokens) - len(running))
+        batch.keep(running)
+
+    def prefill(self, prompts: list[list[int]], rows: list[_Row]) -> _Batch:
+        """A batch of new rows: their prompts (left-padded) through the model, first tokens taken."""
+        import torch
+        from transformers import DynamicCache
+
+        device, width = self.model.device, max(map(len, prompts))
+        ids = torch.tensor([[self.pad] * (width - len(p)) + p for p in prompts], device=device)  # [b, s]
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        cache = DynamicCache(config=self.model.model.config)
+        batch = _Batch(cache, mask, positions[:, -1] + 1, [], rows)
+        self._step(batch, self._forward(ids, mask, positions, cache))
+        return batch
+
+    def decode_step(self, batch: _Batch) -> None:
+        """Feed every row's pending token; take the next."""
+        import torch
+
+        batch.mask = torch.cat([batch.mask, batch.mask.new_ones(len(batch.rows), 1)], dim=1)
+        ids = torch.tensor(batch.pending, device=batch.mask.device)[:, None]
+        tokens = self._forward(ids, batch.mask, batch.positions[:, None], batch.cache)
+        batch.positions = batch.positions + 1
+        self._step(batch, tokens)
+
+    def run(self, prompts: list[list[int]]) -> list[_Row]:
+        """Every prompt's row, ended, in the prompts' order."""
+        rows = [_Row(i) for i in range(len(prompts))]
+        if not rows:
             return rows
-        if len(keep) < len(active):
-            index = torch.tensor(keep, device=model.device)
-            cache.batch_select_indices(index)
-            mask, positions = mask[index], positions[index]
-            active, tokens = [active[i] for i in keep], [tokens[i] for i in keep]
-        ids = torch.tensor(tokens, device=model.device)[:, None]
-        mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-        positions = positions[:, -1:] + 1
+        waiting = sorted(rows, key=lambda r: -len(prompts[r.index]))  # longest first, as lm-eval orders them
+        size, batch = self.config.batch_size, None
+        while waiting or batch.rows:
+            free = size - (len(batch.rows) if batch else 0)
+            if waiting and (free == size or free >= min(size // 4 or 1, len(waiting))):
+                joining, waiting = waiting[:free], waiting[free:]
+                new = self.prefill([prompts[r.index] for r in joining], joining)
+                if batch is None or not batch.rows:
+                    batch = new
+                elif new.rows:
+                    batch.merge(new)
+            else:
+                self.decode_step(batch)
+            batch.trim()
+        return rows
 
 
 def greedy_generate(model: LoadedModel, prompts: list[list[int]], config: GenerationConfig,
                     progress: Callable[[int], None] | None = None) -> list[Completion]:
     """The greedy completion of every prompt (token ids), in the prompts' order."""
+    import torch
+
     def decode(ids: list[int]) -> str:
         return model.tokenizer.decode(ids, skip_special_tokens=True)
 
-    import torch
-
-    eos = eos_token_ids(model)
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths batch together
-    completions: list[Completion | None] = [None] * len(prompts)
-    for start in range(0, len(order), config.batch_size):
-        batch = order[start: start + config.batch_size]
-        with torch.inference_mode():
-            rows = _generate_batch(model, [prompts[i] for i in batch], config, eos, decode)
-        for row in rows:
-            completions[batch[row.index]] = Completion(tuple(row.ids), cut_at_stop(decode(row.ids), config.until),
-                                                       row.finish)
-        if progress:
-            progress(len(batch))
-    return completions
+    with torch.inference_mode():
+        rows = _Generator(model, config, decode, progress).run(prompts)
+    return [Completion(tuple(r.ids), cut_at_stop(decode(r.ids), config.until), r.finish) for r in rows]
