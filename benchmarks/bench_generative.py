@@ -62,7 +62,11 @@ json.dump({"seconds": seconds, "cpu": cpu, "texts": texts, "tokens": tokens}, op
 
 def generation_only(args, model, questions, env: dict[str, str]) -> None:
     """Measurement 1: the same prompts, generation time only; tokens and texts compared."""
-    from megatron_telecom.evaluation.open_generation import GenerationConfig, encode_prompt, greedy_generate
+    from megatron_telecom.evaluation.open_generation import (
+        GenerationConfig,
+        encode_prompt,
+        greedy_generate,
+    )
 
     python = ensure_venv()
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)

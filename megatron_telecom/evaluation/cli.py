@@ -254,11 +254,14 @@ def _run_open(benchmark: str, config: OpenRunConfig, section: str) -> None:
         print(f"{section}: skipped malformed records {questions.malformed} (e.g. {questions.malformed_examples})",
               file=sys.stderr)
     sample = stratified_sample(questions.questions, config.limit)
-    model = load_model(config.source.model, config.source.dtype)
-    if config.generation.chat:
-        from megatron_telecom.evaluation.generation import chat_prompt
+    if config.generation.chat:  # a template-less model is refused before its weights load
+        from transformers import AutoTokenizer
 
-        chat_prompt(model.tokenizer, "")  # a template-less model is refused before generating
+        from megatron_telecom.evaluation.generation import chat_prompt
+        from megatron_telecom.evaluation.model_source import resolve_model_path
+
+        chat_prompt(AutoTokenizer.from_pretrained(resolve_model_path(config.source.model)), "")
+    model = load_model(config.source.model, config.source.dtype)
     result, records = evaluate_open(model, sample, config.generation, desc=section)
     result.update(data=str(config.data or "default"), malformed=questions.malformed,
                   malformed_examples=questions.malformed_examples)
