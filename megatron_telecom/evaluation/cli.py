@@ -60,10 +60,10 @@ class PerplexityConfig:
 
 @dataclass(kw_only=True)
 class ChoiceOutputConfig:
-    """Where a multiple-choice run writes."""
+    """Where a multiple-choice or open-ended run writes."""
 
     log_samples: str | None = None
-    """JSONL of per-question log-likelihoods (None: not written)."""
+    """JSONL of per-question records: log-likelihoods, or generated answers and metrics (None: not written)."""
     output: str | None = None
     """Results JSON (created, or updated for the same model; None: the table is only printed)."""
 
@@ -94,16 +94,6 @@ class ExamRunConfig:
 
 
 @dataclass(kw_only=True)
-class OpenOutputConfig:
-    """Where an open-ended run writes."""
-
-    log_samples: str | None = None
-    """JSONL of per-sample prompts, references, generated answers and metrics (None: not written)."""
-    output: str | None = None
-    """Results JSON (created, or updated for the same model; None: the table is only printed)."""
-
-
-@dataclass(kw_only=True)
 class OpenRunConfig:
     """Open-ended answers generated greedily and scored against references (EM, F1, ROUGE, BLEU, chrF)."""
 
@@ -115,7 +105,7 @@ class OpenRunConfig:
     limit: int | None = None
     """Size of the category-stratified sample (None: every question)."""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
-    out: OpenOutputConfig
+    out: ChoiceOutputConfig
 
 
 @dataclass(kw_only=True)

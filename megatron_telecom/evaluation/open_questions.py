@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from megatron_telecom.evaluation.questions import DEFAULT_CATEGORY, QuestionSet, read_jsonl_records
+from megatron_telecom.evaluation.questions import DEFAULT_CATEGORY, QuestionSet, read_jsonl_file
 
 TELEQNA_OPEN_PROMPT = "Question: {question}\nAnswer:"
 
@@ -62,15 +62,7 @@ def _parse_open(record: object, record_id: str) -> OpenQuestion | str:
 def read_open_jsonl(path: str | Path) -> QuestionSet:
     """Every scorable record of a generic open-ended JSONL file (``questions`` holds OpenQuestions);
     bad lines counted by reason, not fatal."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"--data {path}: no such file; give a JSONL of "
-                         '{"prompt", "references": [...], "category", "system"} objects')
-    data = QuestionSet(questions=[])
-    read_jsonl_records(data, path, path.name, _parse_open)
-    if not data.questions:
-        raise ValueError(f"--data {path}: no scorable record (skipped: {data.malformed})")
-    return data
+    return read_jsonl_file(path, _parse_open, '{"prompt", "references": [...], "category", "system"}')
 
 
 def teleqna_open(questions: QuestionSet) -> QuestionSet:

@@ -119,17 +119,22 @@ def read_jsonl_records(data: QuestionSet, path: Path, prefix: str, parse: Callab
                 data.questions.append(parsed)
 
 
-def read_questions_jsonl(path: str | Path) -> QuestionSet:
-    """Every scorable question of a generic multiple-choice JSONL file; bad lines counted, not fatal."""
+def read_jsonl_file(path: str | Path, parse: Callable[[object, str], object], expected: str) -> QuestionSet:
+    """Every scorable record of a ``--data`` JSONL file (``expected``: its objects' keys, for the
+    error); bad lines counted, not fatal; a file without any scorable record is refused."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"--data {path}: no such file; give a JSONL of "
-                         '{"question", "choices", "answer" (0-based), "category"} objects')
+        raise ValueError(f"--data {path}: no such file; give a JSONL of {expected} objects")
     data = QuestionSet(questions=[])
-    read_jsonl_records(data, path, path.name, _parse_generic)
+    read_jsonl_records(data, path, path.name, parse)
     if not data.questions:
         raise ValueError(f"--data {path}: no scorable question (skipped: {data.malformed})")
     return data
+
+
+def read_questions_jsonl(path: str | Path) -> QuestionSet:
+    """Every scorable question of a generic multiple-choice JSONL file; bad lines counted, not fatal."""
+    return read_jsonl_file(path, _parse_generic, '{"question", "choices", "answer" (0-based), "category"}')
 
 
 def question_record(question: Question) -> dict:
