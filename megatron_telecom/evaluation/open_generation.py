@@ -2,15 +2,16 @@
 
 Prompts are encoded as lm-evaluation-harness's ``hf`` backend encodes a ``generate_until`` context
 (the tokenizer's default special tokens), or with ``chat`` rendered by the tokenizer's chat template
-(an optional system message first). Generation is greedy and runs in batches of prompts of similar
-length (longest first), left-padded, on the HF model's own forward with its KV cache. A row stops
-at an end-of-sequence token, when its decoded text contains a stop sequence, or at
-``max_new_tokens``; its text is the decoded tokens cut before the first stop sequence, as lm-eval
-cuts them.
+(an optional system message first). Generation is greedy, on the HF model's own forward with its
+KV cache, left-padded rows. A row stops at an end-of-sequence token, when its decoded text contains
+a stop sequence, or at ``max_new_tokens``; its text is the decoded tokens cut before the first stop
+sequence, as lm-eval cuts them.
 
-Decision (speed): a finished row leaves the batch at once (its cache rows are dropped), so the
-rows still running no longer pay for it; HF ``generate`` (and lm-eval through it) carries finished
-rows to the end of their batch.
+Decision (speed): continuous batching. A row that ends leaves the batch at once (its cache rows are
+dropped) and waiting prompts, longest first, are prefilled and join the running rows (both caches
+left-padded to one length). HF ``generate`` (and lm-eval through it) carries finished rows to the
+end of their batch, which on short answers is most of its work. The answers stay token-identical
+to ``generate`` run one prompt at a time (tests) and to lm-eval's (benchmarks/bench_generative.py).
 """
 
 from __future__ import annotations
