@@ -17,7 +17,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["megatron_telecom", "megatron_telecom.*"]),
     include_package_data=True,
-    package_data={"megatron_telecom": ["data/curation/*.txt", "data/*.tsv", "evaluation/lm_eval_tasks/*.yaml"]},
+    package_data={"megatron_telecom": ["data/curation/*.txt", "data/*.tsv", "evaluation/lm_eval_tasks/*.yaml",
+                                     "evaluation/lm_eval_tasks/*.py"]},
     install_requires=[
         # torch is deliberately not pinned here: install the build you want first
         # (CPU: torch==2.13.0; GPU: your cluster's CUDA build). megatron-core requires it.
@@ -38,10 +39,14 @@ setup(
         "accelerate",
         "pyzipper",  # TeleQnA.zip is AES-encrypted
         "matplotlib",  # evaluate.py compare draws its PNG
+        "rouge-score==0.1.2",  # generative evaluation: ROUGE-1/2/L
+        "sacrebleu==2.6.0",  # generative evaluation: corpus BLEU and chrF
     ],
     extras_require={
         "data": ["datatrove==0.10.1", "python-docx", "pypdf", "ftfy"],
-        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "ruff", "pyzipper", "trl>=1.16,<1.17"],  # trl: SFT masks checked against TRL's
+        # trl: SFT masks checked against TRL's; torchmetrics: our SQuAD EM/F1 checked against its squad()
+        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "ruff", "pyzipper", "trl>=1.16,<1.17",
+                "torchmetrics==1.9.0"],
         # GPU images only: installing TE on a CPU machine breaks `import megatron.core`.
         "te": ["transformer-engine[pytorch]"],
         "wandb": ["wandb"],

@@ -15,8 +15,9 @@ float32, same thread count (``--threads``, set for both through OMP_NUM_THREADS 
    log-likelihood of lm-eval's samples compared with ours by question id (target <= 1e-4), which
    shows the shipped task configs reproduce our prompts and scores.
 
-lm-evaluation-harness runs in its own virtual environment (``benchmarks/.lmeval-venv``, created on
-first use with the pinned CPU torch and our transformers version; never a project dependency).
+lm-evaluation-harness runs in its own virtual environment (``$LMEVAL_VENV``, default
+``benchmarks/.lmeval-venv``, created on first use with the pinned CPU torch and our transformers
+version; never a project dependency).
 
     python benchmarks/bench_multiple_choice.py                          # TeleQnA, 100 questions, options
     python benchmarks/bench_multiple_choice.py --benchmark oranbench --limit 200 --mode letter
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VENV = REPO / "benchmarks" / ".lmeval-venv"
+VENV = Path(os.environ.get("LMEVAL_VENV", REPO / "benchmarks" / ".lmeval-venv"))  # an existing one may be named
 TASKS = REPO / "megatron_telecom" / "evaluation" / "lm_eval_tasks"
 LMEVAL_SIDE = r"""
 import json, sys, time

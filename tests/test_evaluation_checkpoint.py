@@ -55,3 +55,16 @@ def test_unknown_folder_is_refused(tmp_path, capsys):
     assert evaluate_main(["perplexity", "--model", str(tmp_path / "empty"), "--input", "x.jsonl",
                           "--output", str(tmp_path / "r.json")]) == 2
     assert "neither an HF model folder" in capsys.readouterr().err
+
+
+def test_checkpoint_generates_the_answers_of_its_hf_model(tmp_path, monkeypatch, checkpoint, evaluation_tiny_model):
+    monkeypatch.setenv("MEGATRON_TELECOM_CACHE", str(tmp_path / "cache"))
+    rows = [{"prompt": TEXT[:60], "references": ["an SMF"]}, {"prompt": "The AMF", "references": ["selects"]}]
+    (tmp_path / "open.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    answers = {}
+    for name, model in [("ckpt", checkpoint), ("hf", evaluation_tiny_model)]:
+        samples = tmp_path / f"{name}.jsonl"
+        assert evaluate_main(["open", "--model", str(model), "--data", str(tmp_path / "open.jsonl"),
+                              "--max-new-tokens", "5", "--log-samples", str(samples)]) == 0
+        answers[name] = [json.loads(line)["prediction"] for line in samples.read_text().splitlines()]
+    assert answers["ckpt"] == answers["hf"] and all(answers["hf"])

@@ -1,5 +1,5 @@
-"""Commands of ``tools/evaluate.py`` (perplexity, teleqna, oranbench, exam, questions, merge, compare)
-and ``tools/generate.py``.
+"""Commands of ``tools/evaluate.py`` (perplexity, teleqna, oranbench, exam, teleqna-open, open,
+questions, merge, compare) and ``tools/generate.py``.
 
 One config dataclass per command is its flag surface (``megatron_telecom.arguments`` fills it);
 the model to run is one section, ``ModelSourceConfig`` (``--model``, ``--dtype``), shared by every
@@ -21,6 +21,7 @@ from megatron_telecom.arguments import positional
 from megatron_telecom.atomic import atomic_write_text
 from megatron_telecom.evaluation.accuracy import ChoiceScoringConfig
 from megatron_telecom.evaluation.benchmarks import read_benchmark
+from megatron_telecom.evaluation.open_generation import GenerationConfig
 from megatron_telecom.models.options import DType
 
 
@@ -59,10 +60,10 @@ class PerplexityConfig:
 
 @dataclass(kw_only=True)
 class ChoiceOutputConfig:
-    """Where a multiple-choice run writes."""
+    """Where a multiple-choice or open-ended run writes."""
 
     log_samples: str | None = None
-    """JSONL of per-question log-likelihoods (None: not written)."""
+    """JSONL of per-question records: log-likelihoods, or generated answers and metrics (None: not written)."""
     output: str | None = None
     """Results JSON (created, or updated for the same model; None: the table is only printed)."""
 
@@ -93,10 +94,25 @@ class ExamRunConfig:
 
 
 @dataclass(kw_only=True)
-class QuestionsConfig:
-    """Write a benchmark's scorable questions in the generic multiple-choice JSONL format."""
+class OpenRunConfig:
+    """Open-ended answers generated greedily and scored against references (EM, F1, ROUGE, BLEU, chrF)."""
 
-    benchmark: Literal["teleqna", "oranbench", "3gpp_tsg"]
+    source: ModelSourceConfig
+    data: str | None = None
+    """open: the generic open-ended JSONL; teleqna-open: TeleQnA's zip or JSON (None: ../shared/data)."""
+    name: str | None = None
+    """Key of the benchmark in the results file (None: teleqna_open, or the file name without extension)."""
+    limit: int | None = None
+    """Size of the category-stratified sample (None: every question)."""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    out: ChoiceOutputConfig
+
+
+@dataclass(kw_only=True)
+class QuestionsConfig:
+    """Write a benchmark's scorable questions in the generic JSONL format (teleqna_open: open-ended)."""
+
+    benchmark: Literal["teleqna", "oranbench", "3gpp_tsg", "teleqna_open"]
     """Which benchmark to read (3gpp_tsg: GSMA Open Telco's Tdoc working-group task, --data its JSON)."""
     data: str | None = None
     """The benchmark's file or folder (None: its default under ../shared/data; 3gpp_tsg has none)."""
@@ -205,12 +221,67 @@ def run_exam(config: ExamRunConfig) -> None:
                 config.name or Path(config.data).stem)
 
 
+def _read_open(benchmark: str, data: str | None):
+    """The QuestionSet of OpenQuestions of TeleQnA-open (from TeleQnA) or of a generic open-ended JSONL."""
+    from megatron_telecom.evaluation.open_questions import read_open_jsonl, teleqna_open
+
+    if benchmark == "teleqna_open":
+        return teleqna_open(read_benchmark("teleqna", data))
+    if data is None:
+        raise ValueError("--data: give the open-ended JSONL file")
+    return read_open_jsonl(data)
+
+
+def _run_open(benchmark: str, config: OpenRunConfig, section: str) -> None:
+    """Generate and score a stratified sample, write results (and per-sample outputs), print the table."""
+    from megatron_telecom.evaluation.model_source import load_model
+    from megatron_telecom.evaluation.open_eval import evaluate_open, generative_table, run_name
+    from megatron_telecom.evaluation.questions import stratified_sample
+    from megatron_telecom.evaluation.results import update_results
+
+    questions = _read_open(benchmark, config.data)
+    if questions.malformed:
+        print(f"{section}: skipped malformed records {questions.malformed} (e.g. {questions.malformed_examples})",
+              file=sys.stderr)
+    sample = stratified_sample(questions.questions, config.limit)
+    if config.generation.chat:  # a template-less model is refused before its weights load
+        from transformers import AutoTokenizer
+
+        from megatron_telecom.evaluation.generation import chat_prompt
+        from megatron_telecom.evaluation.model_source import resolve_model_path
+
+        chat_prompt(AutoTokenizer.from_pretrained(resolve_model_path(config.source.model)), "")
+    model = load_model(config.source.model, config.source.dtype)
+    result, records = evaluate_open(model, sample, config.generation, desc=section)
+    result.update(data=str(config.data or "default"), malformed=questions.malformed,
+                  malformed_examples=questions.malformed_examples)
+    if config.out.log_samples:
+        atomic_write_text(config.out.log_samples, "".join(json.dumps(r) + "\n" for r in records))
+    if config.out.output:
+        update_results(config.out.output, config.source.model, section, {run_name(config.generation): result})
+    print(generative_table(result))
+
+
+def run_teleqna_open(config: OpenRunConfig) -> None:
+    """Generate answers to TeleQnA-open (TeleQnA without options) and score them."""
+    _run_open("teleqna_open", config, config.name or "teleqna_open")
+
+
+def run_open(config: OpenRunConfig) -> None:
+    """Generate answers to a generic open-ended JSONL and score them."""
+    _run_open("jsonl", config, config.name or Path(config.data or "").stem)
+
+
 def run_questions(config: QuestionsConfig) -> None:
     """Write the benchmark's questions as generic JSONL; say what was skipped."""
+    from megatron_telecom.evaluation.open_questions import open_record
     from megatron_telecom.evaluation.questions import category_counts, question_record
 
-    questions = read_benchmark(config.benchmark, config.data)
-    atomic_write_text(config.output, "".join(json.dumps(question_record(q)) + "\n" for q in questions.questions))
+    if config.benchmark == "teleqna_open":
+        questions, record = _read_open("teleqna_open", config.data), open_record
+    else:
+        questions, record = read_benchmark(config.benchmark, config.data), question_record
+    atomic_write_text(config.output, "".join(json.dumps(record(q)) + "\n" for q in questions.questions))
     print(f"wrote {len(questions.questions)} questions {category_counts(questions.questions)} to {config.output}; "
           f"skipped {questions.malformed or 'none'}")
 
@@ -231,7 +302,8 @@ def run_merge(config: MergeConfig) -> None:
         raise ValueError(f"shards come from different models {sorted(models)}")
     model = models.pop()
     for benchmark in sorted({b for s in shards for b in benchmark_sections(s)}):
-        runs = [benchmark_sections(s).get(benchmark, {}) for s in shards]
+        runs = [{n: r for n, r in benchmark_sections(s).get(benchmark, {}).items() if r.get("kind") != "generative"}
+                for s in shards]  # generative runs are not sharded
         merged = {}
         for name in sorted({n for r in runs for n in r}):
             parts = [r[name] for r in runs if name in r]
@@ -263,9 +335,11 @@ def run_generate(config: GenerateConfig) -> None:
 
 
 EVALUATE_COMMANDS = {"perplexity": PerplexityConfig, "teleqna": BenchmarkRunConfig,
-                     "oranbench": BenchmarkRunConfig, "exam": ExamRunConfig, "questions": QuestionsConfig,
-                     "merge": MergeConfig, "compare": CompareConfig}
+                     "oranbench": BenchmarkRunConfig, "exam": ExamRunConfig, "teleqna-open": OpenRunConfig,
+                     "open": OpenRunConfig, "questions": QuestionsConfig, "merge": MergeConfig,
+                     "compare": CompareConfig}
 """Command name -> its config: the flag surface of tools/evaluate.py."""
 EVALUATE_RUNS = {"perplexity": run_perplexity, "teleqna": run_teleqna, "oranbench": run_oranbench,
-                 "exam": run_exam, "questions": run_questions, "merge": run_merge, "compare": run_compare}
+                 "exam": run_exam, "teleqna-open": run_teleqna_open, "open": run_open, "questions": run_questions,
+                 "merge": run_merge, "compare": run_compare}
 """Command name -> the function that runs it."""

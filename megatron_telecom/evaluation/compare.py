@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 PERPLEXITY_METRICS = ("perplexity", "bits_per_byte")
 ACCURACY_METRICS = ("acc", "acc_norm", "random", "majority")
+GENERATIVE_METRICS = ("exact_match", "f1", "rouge1", "rouge2", "rougeL", "bleu", "chrf")
+"""Of generative runs (``open_eval``); ROUGE-L is the one their PNG panel draws per category."""
+PANEL_METRICS = {"acc": "accuracy", "rougeL": "ROUGE-L"}
 BASELINES = ("random", "majority")
 """Drawn as markers over each accuracy panel's bars, from the first run's sample."""
 
@@ -30,7 +33,7 @@ def flatten(results: dict) -> dict[str, float]:
     for benchmark, runs in benchmark_sections(results).items():
         for run, r in runs.items():
             for group, m in [*r["categories"].items(), ("overall", r["overall"])]:
-                for key in ACCURACY_METRICS:
+                for key in ACCURACY_METRICS + GENERATIVE_METRICS:
                     if key in m:
                         metrics[f"{benchmark}/{run}/{group}/{key}"] = m[key]
     return metrics
@@ -56,19 +59,21 @@ def comparison_table(runs: dict[str, dict[str, float]]) -> str:
 
 
 def comparison_figure(runs: dict[str, dict[str, float]]) -> Figure:
-    """The Figure: accuracy per category (one panel per benchmark and run config) and perplexity per input."""
+    """The Figure: accuracy (multiple choice) or ROUGE-L (generative) per category, one panel per benchmark
+    and run config, and perplexity per input."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = {n for metrics in runs.values() for n in metrics}
-    panels = sorted({n.rsplit("/", 2)[0] for n in names if not n.startswith("perplexity/") and n.endswith("/acc")})
-    panels += ["perplexity"] if any(n.startswith("perplexity/") for n in names) else []
+    panels = sorted({(n.rsplit("/", 2)[0], n.rsplit("/", 1)[1]) for n in names
+                     if not n.startswith("perplexity/") and n.rsplit("/", 1)[1] in PANEL_METRICS})
+    panels += [("perplexity", "perplexity")] if any(n.startswith("perplexity/") for n in names) else []
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6 * max(len(panels), 1), 4.8), squeeze=False,
                              layout="constrained")
-    for ax, panel in zip(axes[0], panels):
-        suffix = "/perplexity" if panel == "perplexity" else "/acc"
+    for ax, (panel, metric) in zip(axes[0], panels):
+        suffix = "/" + metric
         keys = sorted(n for n in names if n.startswith(panel + "/") and n.endswith(suffix))
         groups = _short_names([k[len(panel) + 1: -len(suffix)] for k in keys])
         width = 0.8 / len(runs)
@@ -81,7 +86,7 @@ def comparison_figure(runs: dict[str, dict[str, float]]) -> Figure:
                         [first.get(k[: -len(suffix)] + "/" + baseline, float("nan")) for k in keys], style,
                         markersize=30, label=baseline)
         ax.set_xticks([g + 0.4 - width / 2 for g in range(len(keys))], groups, rotation=30, ha="right", fontsize=8)
-        ax.set_title(panel.replace("/", " ") + (" accuracy" if suffix == "/acc" else ""))
+        ax.set_title(panel.replace("/", " ") + (" " + PANEL_METRICS[metric] if metric in PANEL_METRICS else ""))
     # one legend for every panel, above them: inside an axes it covered the bars
     entries = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
     entries = dict(sorted(entries.items(), key=lambda e: e[0] in BASELINES))  # the runs first

@@ -42,12 +42,14 @@ class _Streamer:
         self.out.flush()
 
 
-def chat_prompt(tokenizer: Any, message: str) -> str:
-    """``message`` as one user turn rendered by the tokenizer's chat template, assistant turn opened."""
+def chat_prompt(tokenizer: Any, message: str, system: str = "") -> str:
+    """``message`` as one user turn (after a ``system`` turn when given) rendered by the tokenizer's
+    chat template, assistant turn opened."""
     if not tokenizer.chat_template:
         raise ValueError("--chat: the model's tokenizer has no chat template (chat_template.jinja or "
                          "tokenizer_config.json); drop --chat to complete plain text")
-    return tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
+    messages = [{"role": "system", "content": system}] if system else []
+    return tokenizer.apply_chat_template([*messages, {"role": "user", "content": message}], tokenize=False,
                                          add_generation_prompt=True)
 
 

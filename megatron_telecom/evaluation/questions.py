@@ -95,36 +95,46 @@ def _parse_generic(record: object, record_id: str) -> Question | str:
                     explanation.strip())
 
 
-def read_jsonl_records(data: QuestionSet, path: Path, prefix: str,
-                       parse: Callable[[object, str], Question | str]) -> None:
-    """Add every line of a JSON Lines file to ``data`` (``parse``: Question or the reason it is
-    skipped; ids ``<prefix>:<line>``); blank lines are ignored, unreadable ones counted ``not_json``."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+def read_jsonl_records(data: QuestionSet, path: Path, prefix: str, parse: Callable[[object, str], object]) -> None:
+    """Add every line of a JSON Lines file to ``data`` (``parse``: a record, or the reason (str) it is
+    skipped; ids ``<prefix>:<line>``); blank lines are ignored, unreadable ones counted ``not_utf8``
+    or ``not_json``."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            record_id = f"{prefix}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                data.skip("not_utf8", record_id)
+                continue
             if not line.strip():
                 continue
-            record_id = f"{prefix}:{number}"
             try:
                 parsed = parse(json.loads(line), record_id)
             except json.JSONDecodeError:
                 parsed = "not_json"
-            if isinstance(parsed, Question):
-                data.questions.append(parsed)
-            else:
+            if isinstance(parsed, str):
                 data.skip(parsed, record_id)
+            else:
+                data.questions.append(parsed)
+
+
+def read_jsonl_file(path: str | Path, parse: Callable[[object, str], object], expected: str) -> QuestionSet:
+    """Every scorable record of a ``--data`` JSONL file (``expected``: its objects' keys, for the
+    error); bad lines counted, not fatal; a file without any scorable record is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--data {path}: no such file; give a JSONL of {expected} objects")
+    data = QuestionSet(questions=[])
+    read_jsonl_records(data, path, path.name, parse)
+    if not data.questions:
+        raise ValueError(f"--data {path}: no scorable question (skipped: {data.malformed})")
+    return data
 
 
 def read_questions_jsonl(path: str | Path) -> QuestionSet:
     """Every scorable question of a generic multiple-choice JSONL file; bad lines counted, not fatal."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"--data {path}: no such file; give a JSONL of "
-                         '{"question", "choices", "answer" (0-based), "category"} objects')
-    data = QuestionSet(questions=[])
-    read_jsonl_records(data, path, path.name, _parse_generic)
-    if not data.questions:
-        raise ValueError(f"--data {path}: no scorable question (skipped: {data.malformed})")
-    return data
+    return read_jsonl_file(path, _parse_generic, '{"question", "choices", "answer" (0-based), "category"}')
 
 
 def question_record(question: Question) -> dict:
