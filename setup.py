@@ -41,7 +41,9 @@ setup(
     ],
     extras_require={
         "data": ["datatrove==0.10.1", "python-docx", "pypdf", "ftfy"],
-        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "ruff", "pyzipper", "trl>=1.16,<1.17"],  # trl: SFT masks checked against TRL's
+        # trl: SFT masks checked against TRL's; peft: LoRA adapter exports loaded by PeftModel
+        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "ruff", "pyzipper", "trl>=1.16,<1.17",
+                "peft==0.21.2"],
         # GPU images only: installing TE on a CPU machine breaks `import megatron.core`.
         "te": ["transformer-engine[pytorch]"],
         "wandb": ["wandb"],
