@@ -27,7 +27,6 @@ from megatron_telecom.models.gpt import build_gpt_model_chunks
 from megatron_telecom.models.presets import ModelPreset, architecture_fields, get_preset
 from megatron_telecom.models.transformer_config import build_transformer_config, pad_vocab_size
 from megatron_telecom.runtime.parallel_layout import ParallelLayout, compute_parallel_layout
-from megatron_telecom.training.model_preparation import FullParameters
 from megatron_telecom.training.config import (
     ModelConfig,
     OptimizerConfig,
@@ -35,6 +34,7 @@ from megatron_telecom.training.config import (
     SchedulerConfig,
     TrainingConfig,
 )
+from megatron_telecom.training.model_preparation import FullParameters
 
 _PRESET_OVERRIDES = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
                      "num_query_groups")

@@ -28,7 +28,6 @@ from megatron_telecom.runtime.parallel_layout import ParallelLayout
 from megatron_telecom.training import builders, checkpointing
 from megatron_telecom.training.config import PretrainConfig
 from megatron_telecom.training.data import batch_iterator, build_tokenizer
-from megatron_telecom.training.model_preparation import FullParameters, build_preparation
 from megatron_telecom.training.metrics import (
     IterationStats,
     LogInterval,
@@ -36,6 +35,7 @@ from megatron_telecom.training.metrics import (
     format_log_line,
     format_validation_line,
 )
+from megatron_telecom.training.model_preparation import FullParameters, build_preparation
 from megatron_telecom.training.signals import TRAINING_DONE, ExitConditions
 from megatron_telecom.training.stages import Stage, build_stage
 from megatron_telecom.training.state import TrainState
