@@ -7,7 +7,7 @@ trainer (``--stage sft --lora-rank 8``, canonical adapters on all seven projecti
 adapter before training. AdamW, constant LR, no weight decay, no clipping. The losses of the 5
 steps agree within 1e-4. Our trained checkpoint's adapters, exported with ``lora-to-peft``, load
 with ``PeftModel.from_pretrained`` on the HF base and give our model's logits within 1e-5; the
-``lora-merge`` export gives them too. The fused variant (one adapter on linear_qkv and one on
+``lora-merge`` export equals PEFT's ``merge_and_unload`` of that adapter, weight for weight. The fused variant (one adapter on linear_qkv and one on
 linear_fc1) exports exactly in canonical form.
 """
 
@@ -119,7 +119,8 @@ def _convert(*args: object):  # noqa: ANN202
 
 
 def _logits_match(smol: dict, checkpoint: Path, root: Path) -> dict[str, float]:
-    """max |logit difference| of the PEFT export (on the HF base) and the merged export vs our model."""
+    """max |logit difference| of the PEFT export (on the HF base) and of the merged export vs our model,
+    and max |weight difference| of the merged export vs PEFT's ``merge_and_unload`` of that adapter."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -140,12 +141,15 @@ def _logits_match(smol: dict, checkpoint: Path, root: Path) -> dict[str, float]:
     with torch.no_grad():
         peft = PeftModel.from_pretrained(base, str(root / "lora-to-peft")).eval()
         peft_logits = peft(ids).logits
+        peft_merged = peft.merge_and_unload()  # PEFT's own fp32 merge of our exported adapter
         merged = AutoModelForCausalLM.from_pretrained(str(root / "lora-merge"), dtype=torch.float32).eval()
         merged_logits = merged(ids).logits
+        theirs = peft_merged.state_dict()
+        weights = max(float((theirs[k] - v).abs().max()) for k, v in merged.state_dict().items())
     assert "LoRA" in (root / "lora-to-peft" / "README.md").read_text(encoding="utf-8")
     assert "Training stages" in (root / "lora-merge" / "README.md").read_text(encoding="utf-8")
     return {"peft": float((peft_logits - ours).abs().max()), "merged": float((merged_logits - ours).abs().max()),
-            "trained": float(ours.abs().max())}
+            "merged_weights_vs_peft_merge": weights, "largest_logit": float(ours.abs().max())}
 
 
 @pytest.mark.timeout(1800)
@@ -161,7 +165,16 @@ def test_lora_sft_losses_equal_trl_with_peft(lora_sft):
 def test_exported_peft_adapter_and_merged_model_give_our_logits(stage2_smollm2, lora_sft):
     diffs = _logits_match(stage2_smollm2, lora_sft["checkpoint"], lora_sft["root"] / "canonical")
     print(diffs)
-    assert diffs["peft"] <= 1e-5 and diffs["merged"] <= 1e-5, diffs
+    _check(diffs)
+
+
+def _check(diffs: dict[str, float]) -> None:
+    """Live adapters: HF + peft gives our logits (1e-5; measured 0). Merged: PEFT's own merge of the same
+    adapter, weight for weight (measured 0); merging W + BA in fp32 rounds, which moves logits of ~30
+    by ~1e-4 against the live adapters, for PEFT's merge as for ours (2e-4 bound)."""
+    assert diffs["peft"] <= 1e-5, diffs
+    assert diffs["merged_weights_vs_peft_merge"] <= 1e-7, diffs
+    assert diffs["merged"] <= 2e-4, diffs
 
 
 @pytest.mark.timeout(1200)
@@ -173,7 +186,7 @@ def test_fused_variant_exports_exactly_in_canonical_form(stage2_smollm2, lora_sf
     config = json.loads((tmp_path / "lora-to-peft" / "adapter_config.json").read_text())
     print(diffs, config["target_modules"])
     assert config["target_modules"] == ["gate_proj", "k_proj", "q_proj", "up_proj", "v_proj"]
-    assert diffs["peft"] <= 1e-5 and diffs["merged"] <= 1e-5, diffs
+    _check(diffs)
 
 
 DPO_SAMPLE = REPO / "examples" / "data" / "telecom_dpo_sample.jsonl"

@@ -58,7 +58,7 @@ def options_of(stored: StoredCheckpoint) -> LoraOptions:
     """The LoRA options an adapter checkpoint recorded; ValueError for any other checkpoint."""
     record = lora_record(stored)
     if record is None:
-        raise ValueError(f"{stored.path} is not a LoRA adapter checkpoint (no '{'lora'}' record): "
+        raise ValueError(f"{stored.path} is not a LoRA adapter checkpoint (no LoRA record): "
                          "export it with mcore-to-hf")
     options = dict(record["options"])
     options["lora_target_modules"] = tuple(options["lora_target_modules"])
@@ -130,7 +130,7 @@ def _card(preset: ModelPreset, stored: StoredCheckpoint, provenance: dict, optio
           *, what: str) -> str:
     """The stages' model card with a LoRA section."""
     base = lora_record(stored)["base"]
-    return model_card(preset, stored, provenance) + "\n".join([
+    return model_card(preset, stored, provenance) + "\n" + "\n".join([
         "## LoRA", "",
         f"- {what}",
         f"- rank {options.lora_rank}, alpha {options.lora_alpha:g} (scaling {options.scaling:g}), dropout "

@@ -332,11 +332,11 @@ def load_checkpoint(checkpoint: StoredCheckpoint, *, model: list, optimizer: Any
     weights first and read only some model entries from ``checkpoint``.
     """
     preparation = preparation or FullParameters()
-    base = preparation.base_of(checkpoint)
-    if base is not None:  # an adapter-only checkpoint: the frozen weights come from its base
-        _load_weights(base, model, keep=lambda key: not preparation.saved(key))
     path, ckpt_args = checkpoint.path, checkpoint.args
     weights_only = finetune or checkpoint.release
+    base = preparation.base_of(checkpoint, weights_only=weights_only)
+    if base is not None:  # an adapter-only checkpoint: the frozen weights come from its base
+        _load_weights(base, model, keep=lambda key: not preparation.saved(key))
     run_sizes = (parallel_state.get_tensor_model_parallel_world_size(),
                  parallel_state.get_pipeline_model_parallel_world_size())
     same_layout = ckpt_args.parallel_sizes == run_sizes

@@ -68,8 +68,9 @@ class FullParameters:
         """What a checkpoint of this run records about the preparation (common.pt)."""
         return None
 
-    def base_of(self, stored: StoredCheckpoint) -> StoredCheckpoint | None:
-        """The checkpoint whose weights load before ``stored``'s own (None: ``stored`` holds them all)."""
+    def base_of(self, stored: StoredCheckpoint, *, weights_only: bool) -> StoredCheckpoint | None:
+        """The checkpoint whose weights load before ``stored``'s own (None: ``stored`` holds them all);
+        ``weights_only``: the run takes ``stored``'s weights without its optimizer state."""
         if lora_record(stored) is not None:
             raise ValueError(f"{stored.path} holds LoRA adapters only: train on with the same --lora-* flags, "
                              "or export it merged (tools/convert_checkpoint.py lora-merge) and --load that")
@@ -113,8 +114,11 @@ class LoraPreparation(FullParameters):
         stored = open_checkpoint(self.load)
         return recorded_base(stored) if lora_record(stored) is not None else stored
 
-    def base_of(self, stored: StoredCheckpoint) -> StoredCheckpoint | None:
+    def base_of(self, stored: StoredCheckpoint, *, weights_only: bool) -> StoredCheckpoint | None:
         if lora_record(stored) is None:  # a base (converted or trained): its weights, fresh adapters
+            if not weights_only:
+                raise ValueError(f"{stored.path} is a full-parameter checkpoint: add --finetune to train "
+                                 "LoRA adapters on its weights")
             self.base = base_identity(stored)
             return None
         base = recorded_base(stored)
