@@ -26,6 +26,7 @@ from _dist_helpers import (
     subprocess_env,
     train_losses,
 )
+from _trl_helpers import recording
 
 from megatron_telecom.data.sft import SFTPreprocessConfig, preprocess_sft
 from megatron_telecom.data.tokenizers import TokenizerConfig
@@ -63,13 +64,8 @@ def _trl(smol: dict, rows: list[dict], init: Path, root: Path) -> list[float]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    losses: list[float] = []
-
-    class Recording(SFTTrainer):  # TRL's own loss of each step, unrounded
-        def compute_loss(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            loss = super().compute_loss(*args, **kwargs)
-            losses.append(float((loss[0] if isinstance(loss, tuple) else loss).detach()))
-            return loss
+    recorded: list[dict] = []
+    Recording = recording(SFTTrainer, recorded)  # noqa: N806 - TRL's own loss of each step, unrounded
 
     tokenizer = AutoTokenizer.from_pretrained(str(smol["hf"]))
     model = AutoModelForCausalLM.from_pretrained(str(smol["hf"]), dtype=torch.float32)
@@ -84,7 +80,7 @@ def _trl(smol: dict, rows: list[dict], init: Path, root: Path) -> list[float]:
     result = set_peft_model_state_dict(trainer.model, load_file(str(init / "adapter_model.safetensors")))
     assert not result.unexpected_keys
     trainer.train()
-    return losses
+    return [step["lm_loss"] for step in recorded]
 
 
 @pytest.fixture(scope="module")
@@ -203,14 +199,7 @@ def _dpo_trl(smol: dict, rows: list[dict], init: Path, root: Path) -> list[dict]
     from trl import DPOConfig, DPOTrainer
 
     recorded: list[dict] = []
-
-    class Recording(DPOTrainer):  # TRL's own loss and rewards of each step, unrounded
-        def compute_loss(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            loss = super().compute_loss(*args, **kwargs)
-            metrics = self._metrics["train"]
-            recorded.append({"lm_loss": float((loss[0] if isinstance(loss, tuple) else loss).detach()),
-                             **{name: metrics[name][-1] for name in REWARDS}})
-            return loss
+    Recording = recording(DPOTrainer, recorded, REWARDS)  # noqa: N806 - TRL's own loss and rewards, unrounded
 
     tokenizer = AutoTokenizer.from_pretrained(str(smol["hf"]))
     model = AutoModelForCausalLM.from_pretrained(str(smol["hf"]), dtype=torch.float32)
