@@ -104,7 +104,9 @@ class LoraPreparation(FullParameters):
         return is_adapter_key(key)
 
     def record(self) -> dict[str, Any] | None:
-        assert self.base is not None, "the base identity is set when the weights are loaded"
+        if self.base is None:  # --load was the still-empty --save folder: random weights, no base
+            raise ValueError(f"--load {self.load} held no checkpoint, so the adapters have no base to "
+                             "record: --load a base checkpoint (with --finetune)")
         return {"options": asdict(self.options), "base": self.base}
 
     def _expected_base(self) -> StoredCheckpoint | None:
