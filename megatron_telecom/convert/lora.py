@@ -35,7 +35,7 @@ from megatron_telecom.convert.mcore_to_hf import (
 from megatron_telecom.convert.megatron_model import build_unsplit_model, single_process_megatron
 from megatron_telecom.convert.model_card import model_card
 from megatron_telecom.models.checkpoint_format import StoredCheckpoint, checkpoint_folder
-from megatron_telecom.models.options import LoraOptions
+from megatron_telecom.models.options import LORA_PARTS, LoraOptions
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.training.model_preparation import lora_record, recorded_base
 
@@ -45,7 +45,6 @@ HF_MODULE = {"linear_qkv": "self_attn", "linear_proj": "self_attn", "linear_fc1"
 HF_PROJECTION = {("linear_qkv", "q"): "q_proj", ("linear_qkv", "k"): "k_proj", ("linear_qkv", "v"): "v_proj",
                  ("linear_proj", ""): "o_proj", ("linear_fc1", "gate"): "gate_proj",
                  ("linear_fc1", "up"): "up_proj", ("linear_fc2", ""): "down_proj"}
-FUSED = {"linear_qkv": ("q", "k", "v"), "linear_fc1": ("gate", "up")}
 
 
 def peft_key(layer: int, linear: str, part: str, matrix: str) -> str:
@@ -105,11 +104,11 @@ def peft_state(model: torch.nn.Module, preset: ModelPreset) -> dict[str, torch.T
     for layer, adapter in _adapters(model):
         for part in adapter.parts:
             a, b = (t.detach().float() for t in adapter.pair(part))
-            if part or adapter.linear not in FUSED:
+            if part or adapter.linear not in LORA_PARTS:
                 pieces = [(part, b)]
             else:  # fused: B's rows in the fused weight's layout, split as that weight is
                 name = f"decoder.layers.{layer}.{'self_attention' if adapter.linear == 'linear_qkv' else 'mlp'}.{adapter.linear}.weight"
-                pieces = list(zip(FUSED[adapter.linear], mapping.split(name, b, preset), strict=True))
+                pieces = list(zip(LORA_PARTS[adapter.linear], mapping.split(name, b, preset), strict=True))
             for projection, rows in pieces:
                 tensors[peft_key(layer, adapter.linear, projection, "A")] = a.clone().contiguous()
                 tensors[peft_key(layer, adapter.linear, projection, "B")] = rows.clone().contiguous()

@@ -28,7 +28,7 @@ from megatron.core.transformer.mlp import apply_swiglu_sharded_factory
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.utils import make_sharded_tensors_for_checkpoint
 
-from megatron_telecom.models.options import LoraOptions
+from megatron_telecom.models.options import LORA_PARTS, LoraOptions
 
 ADAPTER_SUFFIX = "_lora"
 """An adapter's module name: its linear's name plus this (``linear_qkv_lora``)."""
@@ -120,7 +120,7 @@ class LoraAdapter(MegatronModule):
         """The projections' outputs in the linear's local layout (q/k/v interleaved per group)."""
         if len(outputs) == 1 and self.parts == ("",):
             return outputs[0]
-        full = LORA_LAYOUT[self.linear]
+        full = LORA_PARTS[self.linear]  # the projections' order in the fused output
         shape = outputs[0].shape[:-1]
         pieces = dict(zip(self.parts, outputs, strict=True))
         if self.linear == "linear_qkv":
@@ -153,10 +153,6 @@ class LoraAdapter(MegatronModule):
         return sharded
 
 
-LORA_LAYOUT = {"linear_qkv": ("q", "k", "v"), "linear_fc1": ("gate", "up")}
-"""Order of the projections inside a fused linear's output."""
-
-
 def add_lora_adapters(chunk: torch.nn.Module, options: LoraOptions, *, seed: int) -> None:
     """Give every decoder layer of ``chunk`` (a GPTModel) its adapters and freeze everything else."""
     from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
@@ -175,7 +171,3 @@ def add_lora_adapters(chunk: torch.nn.Module, options: LoraOptions, *, seed: int
             parent.add_module(linear + ADAPTER_SUFFIX, adapter)
             getattr(parent, linear).register_forward_hook(adapter.hook)
 
-
-def adapter_parameters(model: list) -> int:
-    """Trainable (adapter) parameters of ``model``'s chunks on this rank."""
-    return sum(p.numel() for chunk in model for p in chunk.parameters() if p.requires_grad)
