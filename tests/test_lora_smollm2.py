@@ -176,7 +176,7 @@ def _check(diffs: dict[str, float]) -> None:
 @pytest.mark.timeout(1200)
 def test_fused_variant_exports_exactly_in_canonical_form(stage2_smollm2, lora_sft, tmp_path):
     smol, data = stage2_smollm2, lora_sft["root"] / "sft"
-    run_torchrun(1, [*_flags(smol, data, 1, **{"lora-variant": "fused", "lora-target-modules": "linear_qkv linear_fc1"}),
+    run_torchrun(1, [*_flags(smol, data, 2, **{"lora-variant": "fused", "lora-target-modules": "linear_qkv linear_fc1"}),
                      "--lr", "1e-2", "--save", str(tmp_path / "fused")], timeout=900)
     diffs = _logits_match(smol, tmp_path / "fused", tmp_path)
     config = json.loads((tmp_path / "lora-to-peft" / "adapter_config.json").read_text())
