@@ -44,9 +44,10 @@ setup(
     ],
     extras_require={
         "data": ["datatrove==0.10.1", "python-docx", "pypdf", "ftfy"],
-        # trl: SFT masks checked against TRL's; torchmetrics: our SQuAD EM/F1 checked against its squad()
+        # trl: SFT masks checked against TRL's; torchmetrics: our SQuAD EM/F1 checked against its squad();
+        # peft: LoRA adapter exports loaded by PeftModel
         "dev": ["pytest", "pytest-timeout", "pytest-xdist", "ruff", "pyzipper", "trl>=1.16,<1.17",
-                "torchmetrics==1.9.0"],
+                "torchmetrics==1.9.0", "peft==0.21.2"],
         # GPU images only: installing TE on a CPU machine breaks `import megatron.core`.
         "te": ["transformer-engine[pytorch]"],
         "wandb": ["wandb"],

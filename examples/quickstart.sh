@@ -11,6 +11,8 @@
 #   QUICKSTART_DPO_ITERS      DPO iterations of 8 preference pairs (default 4; the sample has 60)
 #   QUICKSTART_TELEQNA_LIMIT  stratified questions of TeleQnA and as many of ORAN-Bench-13K per
 #                             model (default 40; 0 skips both)
+#   LORA=1                    SFT and DPO train rank-16 LoRA adapters on the frozen CPT weights
+#                             (examples/configs/smollm2_lora_*_cpu.yaml, merged exports; docs/lora.md)
 # A later stage is one more block before "chat": train from the previous stage's checkpoint,
 # export it, `add_model LABEL HF_FOLDER`; the chat, evaluation and report stages take every model
 # added, and the stage count follows the `stage` lines.
@@ -23,6 +25,7 @@ iters="${QUICKSTART_TRAIN_ITERS:-6}"
 sft_iters="${QUICKSTART_SFT_ITERS:-3}"
 dpo_iters="${QUICKSTART_DPO_ITERS:-4}"
 limit="${QUICKSTART_TELEQNA_LIMIT:-40}"
+if [ "${LORA:-0}" = 1 ]; then lora=lora_ run=lora- export=lora-merge; else lora= run= export=mcore-to-hf; fi
 question="What does the AMF do in a 5G core network?"   # no sample conversation asks it
 source examples/common.sh
 stages=$(grep -c '^stage ' "${BASH_SOURCE[0]}")
@@ -73,12 +76,12 @@ python tools/preprocess_sft.py --input examples/data/telecom_sft_sample.jsonl --
     --tokenizer-type HuggingFaceTokenizer --tokenizer-model bundled:smollm2-135m --seq-length 512 | tail -n 4
 
 stage "$stages" "SFT from the CPT checkpoint on 2 CPU processes: $sft_iters iterations of 8 x 512 tokens"
-pretrain "$out/logs/sft.log" --config examples/configs/smollm2_sft_cpu.yaml --train-iters "$sft_iters" \
-    --log-metrics-file "$out/smollm2-sft/metrics.jsonl"
+pretrain "$out/logs/sft.log" --config examples/configs/smollm2_${lora}sft_cpu.yaml --train-iters "$sft_iters" \
+    --log-metrics-file "$out/smollm2-${run}sft/metrics.jsonl"
 
 stage "$stages" "export the SFT checkpoint (the model card lists both stages; the chat template travels)"
-python tools/convert_checkpoint.py mcore-to-hf --load "$out/smollm2-sft" --save "$out/smollm2-sft-hf"
-add_model sft "$out/smollm2-sft-hf"
+python tools/convert_checkpoint.py "$export" --load "$out/smollm2-${run}sft" --save "$out/smollm2-${run}sft-hf"
+add_model sft "$out/smollm2-${run}sft-hf"
 
 # ---- stage 3: preference alignment (DPO) ----
 stage "$stages" "preprocess the sample preference pairs: prompt (no loss), chosen and rejected answers"
@@ -86,15 +89,15 @@ python tools/preprocess_dpo.py --input examples/data/telecom_dpo_sample.jsonl --
     --tokenizer-type HuggingFaceTokenizer --tokenizer-model bundled:smollm2-135m --seq-length 192 | tail -n 3
 
 stage "$stages" "reference log-probs of every pair, once, from the SFT checkpoint (fingerprinted; no reference model in training)"
-pretrain "$out/logs/dpo_reference.log" --config examples/configs/smollm2_dpo_cpu.yaml --compute-reference-logprobs
+pretrain "$out/logs/dpo_reference.log" --config examples/configs/smollm2_${lora}dpo_cpu.yaml --compute-reference-logprobs
 
 stage "$stages" "DPO from the SFT checkpoint on 2 CPU processes: $dpo_iters iterations of 8 pairs"
-pretrain "$out/logs/dpo.log" --config examples/configs/smollm2_dpo_cpu.yaml --train-iters "$dpo_iters" \
-    --log-metrics-file "$out/smollm2-dpo/metrics.jsonl"
+pretrain "$out/logs/dpo.log" --config examples/configs/smollm2_${lora}dpo_cpu.yaml --train-iters "$dpo_iters" \
+    --log-metrics-file "$out/smollm2-${run}dpo/metrics.jsonl"
 
 stage "$stages" "export the DPO checkpoint (the model card lists CPT -> SFT -> DPO)"
-python tools/convert_checkpoint.py mcore-to-hf --load "$out/smollm2-dpo" --save "$out/smollm2-dpo-hf"
-add_model dpo "$out/smollm2-dpo-hf"
+python tools/convert_checkpoint.py "$export" --load "$out/smollm2-${run}dpo" --save "$out/smollm2-${run}dpo-hf"
+add_model dpo "$out/smollm2-${run}dpo-hf"
 
 # ---- every model side by side ----
 stage "$stages" "chat: one telecom question through the chat template, ${labels[*]} (greedy)"
@@ -118,9 +121,9 @@ stage "$stages" "report: ${labels[*]} side by side (table + PNG) and the loss cu
 python tools/evaluate.py compare "${results[@]}" --labels "${labels[@]}" --output-dir "$out/report"
 python tools/plot_loss_curves.py "$out/smollm2-telecom/metrics.jsonl" --output "$out/report/loss_curves.png" \
     --title "SmolLM2-135M continual pretraining (telecom + 10% general replay)"
-python tools/plot_loss_curves.py "$out/smollm2-sft/metrics.jsonl" --output "$out/report/sft_loss_curves.png" \
+python tools/plot_loss_curves.py "$out/smollm2-${run}sft/metrics.jsonl" --output "$out/report/sft_loss_curves.png" \
     --title "SmolLM2-135M SFT (assistant tokens of the telecom conversations)"
-python tools/plot_loss_curves.py "$out/smollm2-dpo/metrics.jsonl" --output "$out/report/dpo_loss_curves.png" \
+python tools/plot_loss_curves.py "$out/smollm2-${run}dpo/metrics.jsonl" --output "$out/report/dpo_loss_curves.png" \
     --title "SmolLM2-135M DPO (telecom preference pairs)"
 printf '\nquickstart done in %dm%02ds: %s/report/ (comparison.txt, comparison.png, loss_curves.png, sft_loss_curves.png, dpo_loss_curves.png)\n' \
     $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$out"

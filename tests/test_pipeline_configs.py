@@ -38,6 +38,8 @@ def test_quickstart_stages_chain_each_from_the_last_checkpoint_on_the_data_they_
     script = (REPO / "examples" / "quickstart.sh").read_text()
     out = re.search(r'^out="([^"]+)"', script, re.M).group(1)
     script = script.replace("$out", out)
+    for switch, default in (("${lora}", ""), ("${run}", ""), ('"$export"', "mcore-to-hf")):  # LORA unset
+        script = script.replace(switch, default)
     cpt = parse_config(["--config", str(CONFIGS / "smollm2_cpu.yaml")])
     sft = parse_config(["--config", str(CONFIGS / "smollm2_sft_cpu.yaml")])
     dpo = parse_config(["--config", str(CONFIGS / "smollm2_dpo_cpu.yaml")])
@@ -61,3 +63,17 @@ def test_quickstart_stages_chain_each_from_the_last_checkpoint_on_the_data_they_
         export = re.search(rf'mcore-to-hf --load "{re.escape(stage.checkpoint.save)}" --save "([^"]+)"', script)
         assert export and f'add_model {label} "{export.group(1)}"' in script
     assert re.search(r"pretrain .*--config examples/configs/smollm2_sft_cpu\.yaml", script)
+
+
+def test_lora_quickstart_configs_chain_adapters_on_the_cpt_checkpoint():
+    """LORA=1: SFT adapters on the CPT checkpoint, DPO continuing them; their own --save folders."""
+    cpt = parse_config(["--config", str(CONFIGS / "smollm2_cpu.yaml")])
+    sft = parse_config(["--config", str(CONFIGS / "smollm2_lora_sft_cpu.yaml")])
+    dpo = parse_config(["--config", str(CONFIGS / "smollm2_lora_dpo_cpu.yaml")])
+    full_sft = parse_config(["--config", str(CONFIGS / "smollm2_sft_cpu.yaml")])
+    assert sft.checkpoint.load == cpt.checkpoint.save and dpo.checkpoint.load == sft.checkpoint.save
+    assert sft.model.lora == dpo.model.lora and sft.model.lora.lora_rank == 16
+    assert sft.checkpoint.save != full_sft.checkpoint.save
+    assert (sft.data, sft.training.train_iters) == (full_sft.data, full_sft.training.train_iters)
+    script = (REPO / "examples" / "quickstart.sh").read_text()
+    assert 'if [ "${LORA:-0}" = 1 ]; then lora=lora_ run=lora- export=lora-merge' in script

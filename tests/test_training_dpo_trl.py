@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from _dist_helpers import REPO, read_jsonl, run_torchrun
+from _trl_helpers import recording
 
 from megatron_telecom.data.preference import DPOPreprocessConfig, preprocess_dpo
 from megatron_telecom.data.tokenizers import TokenizerConfig
@@ -66,14 +67,7 @@ def _trl(smol: dict, rows: list[dict], root: Path, steps: int, sft_weight: float
     from trl import DPOConfig, DPOTrainer
 
     recorded: list[dict] = []
-
-    class Recording(DPOTrainer):  # TRL's own loss and rewards of each step, unrounded
-        def compute_loss(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            loss = super().compute_loss(*args, **kwargs)
-            metrics = self._metrics["train"]
-            recorded.append({"lm_loss": float((loss[0] if isinstance(loss, tuple) else loss).detach()),
-                          **{name: metrics[name][-1] for name in REWARDS}})
-            return loss
+    Recording = recording(DPOTrainer, recorded, REWARDS)  # noqa: N806 - TRL's own loss and rewards, unrounded
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(str(smol["hf"]))

@@ -113,9 +113,52 @@ def verify(config: VerifyConfig) -> int:
     return 1
 
 
-COMMANDS = {"hf-to-mcore": HFToMcoreConfig, "mcore-to-hf": McoreToHFConfig, "verify": VerifyConfig}
+@dataclass(kw_only=True)
+class LoraToPeftConfig:
+    """LoRA adapter checkpoint (any TP/PP) -> Hugging Face PEFT adapter folder (docs/lora.md)."""
+
+    checkpoint: MegatronCheckpointConfig
+    save: str
+    """New PEFT adapter folder (adapter_config.json, adapter_model.safetensors, README.md)."""
+
+
+@dataclass(kw_only=True)
+class LoraMergeConfig:
+    """LoRA adapter checkpoint + its base -> HF model folder with the adapters merged (docs/lora.md)."""
+
+    checkpoint: MegatronCheckpointConfig
+    save: str
+    """New HF model folder."""
+    base: str | None = None
+    """The base checkpoint (default: the one the adapter checkpoint recorded; checked against its identity)."""
+    dtype: DType = "float32"
+    """Format of the exported weights (merged in float32, then cast)."""
+    max_shard_size_mb: int = 2048
+    """Largest safetensors file, in MiB."""
+
+
+def lora_to_peft(config: LoraToPeftConfig) -> int:
+    """Export the adapters; the library prints what it wrote."""
+    from megatron_telecom.convert.lora import export_peft_adapter
+
+    export_peft_adapter(config.checkpoint.load, config.save)
+    return 0
+
+
+def lora_merge(config: LoraMergeConfig) -> int:
+    """Export the merged model; the library prints what it wrote."""
+    from megatron_telecom.convert.lora import export_merged
+
+    export_merged(config.checkpoint.load, config.save, base=config.base, dtype=config.dtype,
+                  max_shard_bytes=config.max_shard_size_mb * 1024**2)
+    return 0
+
+
+COMMANDS = {"hf-to-mcore": HFToMcoreConfig, "mcore-to-hf": McoreToHFConfig, "verify": VerifyConfig,
+            "lora-to-peft": LoraToPeftConfig, "lora-merge": LoraMergeConfig}
 """Command name -> its config: the flag surface of tools/convert_checkpoint.py."""
-RUNS = {"hf-to-mcore": hf_to_mcore, "mcore-to-hf": mcore_to_hf, "verify": verify}
+RUNS = {"hf-to-mcore": hf_to_mcore, "mcore-to-hf": mcore_to_hf, "verify": verify,
+        "lora-to-peft": lora_to_peft, "lora-merge": lora_merge}
 """Command name -> the function that runs it."""
 
 

@@ -38,6 +38,7 @@ from megatron_telecom.models.checkpoint_format import (
     read_common_state,
 )
 from megatron_telecom.models.presets import ModelPreset
+from megatron_telecom.training.model_preparation import lora_record
 
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -169,6 +170,10 @@ def export_mcore_to_hf(load: str | Path, save: str | Path, *, dtype: str = "floa
         raise ValueError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     root, folder = checkpoint_folder(load)
     preset, padded, stored = read_checkpoint_model(folder)
+    if lora_record(stored) is not None:  # adapters only: the model is their base with them merged
+        from megatron_telecom.convert.lora import export_merged
+
+        return export_merged(load, save, dtype=dtype, max_shard_bytes=max_shard_bytes)
     with staged_folder(save) as tmp:
         with single_process_megatron(), torch.no_grad():
             if streaming:

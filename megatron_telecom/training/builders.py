@@ -34,6 +34,7 @@ from megatron_telecom.training.config import (
     SchedulerConfig,
     TrainingConfig,
 )
+from megatron_telecom.training.model_preparation import FullParameters
 
 _PRESET_OVERRIDES = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
                      "num_query_groups")
@@ -105,13 +106,15 @@ def padded_vocab(m: ModelConfig, layout: ParallelLayout, vocab_size: int) -> int
 
 
 def build_model(preset: ModelPreset, config: TransformerConfig, backends: ModelBackends, *,
-                p: ParallelConfig, padded_vocab_size: int,
-                seq_length: int) -> list[DistributedDataParallel]:
-    """This rank's model chunks (the backends' layer spec and positions), bf16-wrapped when the
-    config says so, each in megatron DDP."""
+                p: ParallelConfig, padded_vocab_size: int, seq_length: int,
+                preparation: FullParameters | None = None, seed: int = 0) -> list[DistributedDataParallel]:
+    """This rank's model chunks (the backends' layer spec and positions), prepared (LoRA adapters,
+    ``training/model_preparation.py``), bf16-wrapped when the config says so, each in megatron DDP
+    (which holds gradient buffers for the parameters that train only)."""
     chunks = build_gpt_model_chunks(preset, config, padded_vocab_size=padded_vocab_size,
                                     seq_length=seq_length, layer_spec=get_layer_spec(config, backends),
                                     document_positions=backends.document_positions)
+    (preparation or FullParameters()).prepare(chunks, seed=seed)
     if config.bf16:
         chunks = [Float16Module(config, chunk) for chunk in chunks]
     ddp_config = DistributedDataParallelConfig(

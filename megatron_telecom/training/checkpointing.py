@@ -19,6 +19,7 @@ import errno
 import random
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from megatron_telecom.models.checkpoint_format import (
 from megatron_telecom.models.presets import ModelPreset
 from megatron_telecom.models.sharded_state import check_shapes
 from megatron_telecom.training.config import CheckpointConfig
+from megatron_telecom.training.model_preparation import LORA_KEY, FullParameters
 from megatron_telecom.training.retention import remove_old_checkpoints
 from megatron_telecom.training.signals import exit_signals_blocked
 from megatron_telecom.training.state import TrainState
@@ -114,10 +116,12 @@ def _model_keys(model: list) -> list[str]:
 
 
 def _sharded_state(model: list, optimizer: Any, *, with_optim: bool, with_rng: bool,
-                   is_loading: bool, dist_opt: bool) -> dict[str, Any]:
+                   is_loading: bool, dist_opt: bool,
+                   keep: Callable[[str], bool] = lambda key: True) -> dict[str, Any]:
+    """The sharded state to save or load; ``keep(name)``: which model entries take part."""
     state: dict[str, Any] = {}
     for key, chunk in zip(_model_keys(model), model, strict=True):
-        state[key] = unwrap_model(chunk).sharded_state_dict()
+        state[key] = {k: v for k, v in unwrap_model(chunk).sharded_state_dict().items() if keep(k)}
     if with_optim:
         metadata = DIST_OPT_METADATA if dist_opt else None
         state["optimizer"] = optimizer.sharded_state_dict(state, is_loading=is_loading,
@@ -130,13 +134,15 @@ def _sharded_state(model: list, optimizer: Any, *, with_optim: bool, with_rng: b
 def save_checkpoint(root: str | Path, state: TrainState, *, model: list, optimizer: Any,
                     scheduler: Any, args: dict[str, Any], save_optim: bool = True,
                     save_rng: bool = True, model_config: ModelPreset | None = None,
-                    most_recent_k: int | None = None) -> Path:
+                    most_recent_k: int | None = None, preparation: FullParameters | None = None) -> Path:
     """Write ``root/iter_NNNNNNN`` on all ranks, then (rank 0) rename it, update the tracker and
     delete checkpoints older than the ``most_recent_k`` newest (None: keep all).
 
     ``state`` goes where Megatron-LM keeps it (see ``_common_train_state``); ``model_config`` is
-    recorded so that loading adopts the model (see ``checkpoint_format.StoredCheckpoint``).
+    recorded so that loading adopts the model (see ``checkpoint_format.StoredCheckpoint``);
+    ``preparation`` says which model entries are saved (LoRA: the adapters) and what it records.
     """
+    preparation = preparation or FullParameters()
     iteration = state.iteration
     final = checkpoint_dir(root, iteration)
     tmp = final.with_name(final.name + ".tmp")
@@ -148,9 +154,11 @@ def save_checkpoint(root: str | Path, state: TrainState, *, model: list, optimiz
     dist.barrier()
     dist_opt = bool(args.get("use_distributed_optimizer"))
     sharded = _sharded_state(model, optimizer, with_optim=save_optim, with_rng=save_rng,
-                             is_loading=False, dist_opt=dist_opt)
+                             is_loading=False, dist_opt=dist_opt, keep=preparation.saved)
     sharded.update(_common_train_state(state, args, save_optim=save_optim, save_rng=save_rng,
                                        model_config=model_config))
+    if preparation.record() is not None:
+        sharded[LORA_KEY] = preparation.record()
     if save_optim:
         sharded["opt_param_scheduler"] = scheduler.state_dict()
     strategy = FullyParallelSaveStrategyWrapper(
@@ -312,17 +320,23 @@ def _check_loadable(path: Path, ckpt_args: CheckpointArgs, *, padded_vocab_size:
 def load_checkpoint(checkpoint: StoredCheckpoint, *, model: list, optimizer: Any, scheduler: Any,
                     finetune: bool = False, load_optim: bool = True, load_rng: bool = True,
                     use_distributed_optimizer: bool = False,
-                    padded_vocab_size: int | None = None) -> TrainState:
+                    padded_vocab_size: int | None = None,
+                    preparation: FullParameters | None = None) -> TrainState:
     """Restore ``checkpoint`` (``open_checkpoint`` of --load or --save); returns where training
     continues.
 
     ``finetune`` (and a "release" checkpoint) loads the weights only and restarts at
     iteration 0. Without the optimizer state (--no-load-optim) the LR schedule is not loaded
     either and restarts from step 0, as in Megatron-LM. RNG state is skipped when TP/PP differ
-    from the checkpoint's (as Megatron-LM).
+    from the checkpoint's (as Megatron-LM). ``preparation`` (LoRA) may load a base checkpoint's
+    weights first and read only some model entries from ``checkpoint``.
     """
+    preparation = preparation or FullParameters()
     path, ckpt_args = checkpoint.path, checkpoint.args
     weights_only = finetune or checkpoint.release
+    base = preparation.base_of(checkpoint, weights_only=weights_only)
+    if base is not None:  # an adapter-only checkpoint: the frozen weights come from its base
+        _load_weights(base, model, keep=lambda key: not preparation.saved(key))
     run_sizes = (parallel_state.get_tensor_model_parallel_world_size(),
                  parallel_state.get_pipeline_model_parallel_world_size())
     same_layout = ckpt_args.parallel_sizes == run_sizes
@@ -332,11 +346,12 @@ def load_checkpoint(checkpoint: StoredCheckpoint, *, model: list, optimizer: Any
     _check_loadable(path, ckpt_args, padded_vocab_size=padded_vocab_size,
                     distributed_optimizer_state=with_optim and use_distributed_optimizer)
     state = _sharded_state(model, optimizer, with_optim=with_optim, with_rng=with_rng,
-                           is_loading=True, dist_opt=use_distributed_optimizer)
+                           is_loading=True, dist_opt=use_distributed_optimizer,
+                           keep=lambda key: preparation.loaded_from(checkpoint, key))
     check_shapes(path, state)
     loaded = dist_checkpointing.load(state, str(path))
-    for key, chunk in zip(_model_keys(model), model, strict=True):
-        unwrap_model(chunk).load_state_dict(loaded[key])
+    _load_model_entries(model, loaded, keep=lambda key: preparation.loaded_from(checkpoint, key))
+    preparation.after_load(model, resumed_adapters=base is not None)
     scheduler_restored = with_optim and "opt_param_scheduler" in loaded
     if with_optim:
         optimizer.load_state_dict(loaded["optimizer"])
@@ -361,6 +376,22 @@ def load_checkpoint(checkpoint: StoredCheckpoint, *, model: list, optimizer: Any
         print_rank_0("LR schedule not loaded: it restarts at step 0 (--lr-warmup-iters of "
                      f"warm-up again) from iteration {state.iteration}")
     return state
+
+
+def _load_model_entries(model: list, loaded: dict[str, Any], *, keep: Callable[[str], bool]) -> None:
+    """Copy the loaded model entries into the chunks: all but those ``keep`` left out on purpose."""
+    for key, chunk in zip(_model_keys(model), model, strict=True):
+        missing, unexpected = unwrap_model(chunk).load_state_dict(loaded[key], strict=False)
+        assert not unexpected and not any(keep(name) for name in missing), (missing, unexpected)
+
+
+def _load_weights(stored: StoredCheckpoint, model: list, *, keep: Callable[[str], bool]) -> None:
+    """Load the model entries ``keep`` names from ``stored`` (weights only)."""
+    state = _sharded_state(model, None, with_optim=False, with_rng=False, is_loading=True,
+                           dist_opt=False, keep=keep)
+    check_shapes(stored.path, state)
+    _load_model_entries(model, dist_checkpointing.load(state, str(stored.path)), keep=keep)
+    print_rank_0(f"loaded the base weights from {stored.path}")
 
 
 def _load_scheduler(scheduler: Any, state: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from megatron_telecom.data.tokenizers import TokenizerConfig
 from megatron_telecom.models.options import (
     AttentionBackend,
     Fp8Options,
+    LoraOptions,
     RecomputeOptions,
     TransformerImpl,
 )
@@ -73,6 +74,8 @@ class ModelConfig:
     """Core attention: auto (TE's when TE is used, else sdpa), sdpa (torch fused kernels), local (megatron's DotProductAttention)."""
     fp8: Fp8Options = field(default_factory=Fp8Options)
     recompute: RecomputeOptions = field(default_factory=RecomputeOptions)
+    lora: LoraOptions = field(default_factory=LoraOptions)
+    """LoRA adapters on the frozen base, chosen at build time for any stage (docs/lora.md)."""
 
 
 @dataclass(kw_only=True)

@@ -35,6 +35,7 @@ from megatron_telecom.training.metrics import (
     format_log_line,
     format_validation_line,
 )
+from megatron_telecom.training.model_preparation import FullParameters, build_preparation
 from megatron_telecom.training.signals import TRAINING_DONE, ExitConditions
 from megatron_telecom.training.stages import Stage, build_stage
 from megatron_telecom.training.state import TrainState
@@ -71,6 +72,8 @@ class Run:
     """--stage: datasets, forward step and loss, metric names (``training/stages/``)."""
     forward_step: Any
     """The stage's forward step (megatron's forward_step_func), built once with the backends."""
+    preparation: FullParameters = field(default_factory=FullParameters)
+    """What was done to the model at build time (LoRA adapters), and what its checkpoints hold."""
     benchmarks: Any = None
     """In-loop benchmark/perplexity evaluation (training/benchmark_eval.py; None: none asked)."""
     last_metrics: dict[str, float] = field(default_factory=dict)
@@ -88,6 +91,7 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
                            exit_duration_in_mins=cfg.training.exit_duration_in_mins,
                            start_time=start_time)
     stage = build_stage(cfg)
+    preparation = build_preparation(cfg.model.lora, load=cfg.checkpoint.load)  # LoRA or full
     source = stage.checkpoint_to_load(checkpointing.checkpoint_to_load(cfg.checkpoint))
     stored = open_checkpoint(source.path) if source else None  # tracker and common.pt read once
     preset = builders.resolve_preset(cfg.model, stored.model if stored else None,
@@ -104,15 +108,18 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     seq_length = cfg.model.seq_length or preset.seq_length
     config = builders.transformer_config(cfg.model, preset, layout, backends)
     config.calculate_per_token_loss = stage.needs.per_token_loss  # loss sums / global count
-    model = builders.build_model(preset, config, backends, p=cfg.parallel,
-                                 padded_vocab_size=vocab, seq_length=seq_length)
+    model = builders.build_model(preset, config, backends, p=cfg.parallel, padded_vocab_size=vocab,
+                                 seq_length=seq_length, preparation=preparation, seed=cfg.training.seed)
     optimizer, scheduler = _optimizer_and_schedule(cfg, config, model, layout)
-    state = _load(cfg, source, stored, model, optimizer, scheduler, vocab)
+    state = _load(cfg, source, stored, model, optimizer, scheduler, vocab, preparation)
     train, valid_data = stage.datasets(layout=layout, tokenizer=tokenizer, seq_length=seq_length,
                                        stored=stored)
     train_data = _batches(cfg, layout, train, state.consumed_train_samples)
     num_params = sum(param.numel() for chunk in model for param in chunk.parameters())
-    print_rank_0(f"> {preset.name}: {num_params:,} parameters on rank 0; world {layout.world_size}"
+    trainable = sum(param.numel() for chunk in model for param in chunk.parameters() if param.requires_grad)
+    print_rank_0(f"> {preset.name}: {num_params:,} parameters on rank 0"
+                 + (f" ({trainable:,} trainable)" if trainable != num_params else "")
+                 + f"; world {layout.world_size}"
                  f" = TP {layout.tensor_model_parallel_size} x PP "
                  f"{layout.pipeline_model_parallel_size} x DP {layout.data_parallel_size}; "
                  f"{layout.num_microbatches} microbatches of {layout.micro_batch_size}; "
@@ -132,7 +139,7 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
                              start_iteration=state.iteration),
         exits=exits,
         # --- in-loop benchmark evaluation (training/benchmark_eval.py) ---
-        benchmarks=_benchmark_evaluation(cfg, seq_length), stage=stage,
+        benchmarks=_benchmark_evaluation(cfg, seq_length), stage=stage, preparation=preparation,
         forward_step=stage.forward_step(use_transformer_engine=backends.use_transformer_engine),
     )
 
@@ -167,7 +174,7 @@ def _optimizer_and_schedule(cfg: PretrainConfig, config: Any, model: list,
 
 def _load(cfg: PretrainConfig, source: checkpointing.CheckpointSource | None,
           stored: StoredCheckpoint | None, model: list, optimizer: Any, scheduler: Any,
-          padded_vocab_size: int) -> TrainState:
+          padded_vocab_size: int, preparation: FullParameters) -> TrainState:
     """The train state after loading ``stored`` into model/optimizer/scheduler (fresh without)."""
     if source is None or stored is None:
         return TrainState()
@@ -176,7 +183,7 @@ def _load(cfg: PretrainConfig, source: checkpointing.CheckpointSource | None,
         stored, model=model, optimizer=optimizer, scheduler=scheduler,
         finetune=source.finetune, load_optim=not c.no_load_optim, load_rng=not c.no_load_rng,
         use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
-        padded_vocab_size=padded_vocab_size)
+        padded_vocab_size=padded_vocab_size, preparation=preparation)
 
 
 def _batches(cfg: PretrainConfig, layout: ParallelLayout, dataset: Any, consumed: int,
@@ -289,7 +296,7 @@ def save(run: Run) -> None:
         c.save, s, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
         args={**run.cfg.to_flat_dict(), "padded_vocab_size": run.padded_vocab_size},
         save_optim=not c.no_save_optim, save_rng=not c.no_save_rng, model_config=run.preset,
-        most_recent_k=c.most_recent_k)
+        most_recent_k=c.most_recent_k, preparation=run.preparation)
     run.last_saved = s.iteration
 
 
