@@ -113,6 +113,9 @@ def test_wrong_base_and_merged_export_without_base_are_refused(tiny_lora):
     (["--lora-rank", "4", "--lora-target-modules", "linear_qkv", "qkv_proj"], "'qkv_proj': no such module"),
     (["--lora-rank", "4", "--lora-variant", "fused", "--lora-target-modules", "q_proj"], "fused variant adapts"),
     (["--lora-alpha", "8", "--lora-init-adapter", "x"], "needs --lora-rank"),
+    (["--lora-base-bits", "4"], "--lora-base-bits needs --lora-rank"),
+    (["--lora-rank", "4", "--lora-base-bits", "8"], "--lora-base-bits '8': choose one of 4"),
+    (["--lora-rank", "4", "--lora-base-bits", "4"], r"--lora-base-bits 4 \(QLoRA\)"),
 ])
 def test_bad_lora_flags_are_refused_in_one_line(flags, message):
     base = ["--train-iters", "1", "--lr", "1e-3", "--tokenizer-type", "NullTokenizer", "--vocab-size", "511",
@@ -120,3 +123,21 @@ def test_bad_lora_flags_are_refused_in_one_line(flags, message):
     with pytest.raises(ValueError, match=message) as err:
         parse_config([*base, *flags])
     assert "\n" not in str(err.value)
+
+
+def test_qlora_yaml_key_is_read_and_refused_without_a_4bit_kernel(tmp_path):
+    """``lora_base_bits`` in a YAML config is the flag's key; with no bitsandbytes (no 4-bit kernel,
+    as on CPU) the refusal says so, and a run without it keeps the full-precision base."""
+    import importlib.util
+
+    from megatron_telecom.models.options import LoraOptions
+
+    config = tmp_path / "qlora.yaml"
+    config.write_text("train_iters: 1\nlr: 1.0e-3\ntokenizer_type: NullTokenizer\nvocab_size: 511\n"
+                      "data_path: [x]\neval_interval: 0\nlora_rank: 4\n")
+    assert parse_config(["--config", str(config)]).model.lora == LoraOptions(lora_rank=4)
+    config.write_text(config.read_text() + "lora_base_bits: 4\n")
+    with pytest.raises(ValueError) as err:
+        parse_config(["--config", str(config)])
+    kernel = importlib.util.find_spec("bitsandbytes") is not None
+    assert "\n" not in str(err.value) and ("not built yet" if kernel else "no 4-bit kernel") in str(err.value)

@@ -7,6 +7,7 @@ TransformerConfig fields.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -66,6 +67,17 @@ LORA_HF_NAMES: dict[str, tuple[str, str]] = {
 """HF PEFT target-module names -> (megatron linear, projection; "" = the whole linear)."""
 
 
+def qlora_refusal(bits: int) -> str:
+    """Why a ``bits``-bit frozen base (QLoRA) is refused here, in one line. A 4-bit base needs a
+    4-bit matmul kernel (bitsandbytes' NF4, CUDA only); with one installed it is still refused:
+    megatron-core's parallel linears would need a quantised weight path we have not built."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return (f"--lora-base-bits {bits} (QLoRA): no 4-bit kernel on this machine (it needs bitsandbytes "
+                "on a CUDA GPU); leave it out to train the adapters on the full-precision base")
+    return (f"--lora-base-bits {bits} (QLoRA): a 4-bit base on megatron-core's parallel linears is not "
+            "built yet; leave it out to train the adapters on the full-precision base")
+
+
 @dataclass(frozen=True, kw_only=True)
 class LoraOptions:
     """LoRA adapters on a frozen base (PEFT's LoRA on megatron-core's parallel linears)."""
@@ -82,10 +94,13 @@ class LoraOptions:
     """canonical: one adapter per HF projection (q/k/v, gate/up), PEFT's layout; fused: one on linear_qkv and one on linear_fc1."""
     lora_init_adapter: str | None = None
     """Start the adapters from this HF PEFT adapter folder (adapter_config.json + adapter_model.safetensors) instead of PEFT's initialisation."""
+    lora_base_bits: Literal[4] | None = None
+    """QLoRA: hold the frozen base in 4 bits (needs bitsandbytes on a CUDA GPU; refused, not built yet)."""
 
     def __post_init__(self) -> None:
         if self.lora_rank is None:
-            others = [f for f, v in (("--lora-init-adapter", self.lora_init_adapter),) if v]
+            others = [f for f, v in (("--lora-init-adapter", self.lora_init_adapter),
+                                     ("--lora-base-bits", self.lora_base_bits)) if v]
             if others:
                 raise ValueError(f"{others[0]} needs --lora-rank (LoRA is off without it)")
             return
@@ -97,6 +112,8 @@ class LoraOptions:
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"--lora-dropout {self.lora_dropout}: give a probability in [0, 1)")
         self.adapted()  # refuses unknown modules
+        if self.lora_base_bits is not None:
+            raise ValueError(qlora_refusal(self.lora_base_bits))
 
     @property
     def enabled(self) -> bool:
