@@ -3,7 +3,7 @@
 One base checkpoint (2 full-parameter iterations) serves the module. A LoRA run (rank 4, canonical,
 every linear) trains from it with ``--load BASE --finetune``; the same run SIGKILLed after its
 checkpoint of iteration 2 resumes bitwise; at TP=2 and at PP=2 (torchrun, gloo) its losses equal
-TP=1's within 1e-5. Its checkpoints hold the adapters and their Adam state only, and name their base;
+TP=1's within 1e-5, and so do the fused variant's at TP=2. Its checkpoints hold the adapters and their Adam state only, and name their base;
 an adapter checkpoint on another base, and a merged export whose base is gone, are refused in one line.
 """
 
@@ -64,15 +64,20 @@ def test_lora_resumes_bitwise_after_sigkill_and_holds_adapters_only(tiny_lora):
 
 
 @pytest.mark.torchrun
-@pytest.mark.parametrize("layout", [{"tensor_model_parallel_size": 2}, {"pipeline_model_parallel_size": 2}],
-                         ids=["tp2", "pp2"])
+@pytest.mark.parametrize("layout", [{"tensor_model_parallel_size": 2}, {"pipeline_model_parallel_size": 2},
+                                    {"tensor_model_parallel_size": 2, "lora_variant": "fused"}],
+                         ids=["tp2", "pp2", "tp2-fused"])
 def test_lora_losses_at_tp2_and_pp2_equal_tp1(tiny_lora, layout):
+    """Canonical at TP=2 and PP=2, fused (one adapter on linear_qkv and on linear_fc1, B sharded by
+    query groups and as [gate_i; up_i]) at TP=2: the losses of TP=1 with the same variant."""
     root, args = tiny_lora["root"], tiny_lora["args"]
-    if not (root / "a.jsonl").is_file():
-        run_torchrun(1, args("a"))
-    name = "tp2" if "tensor_model_parallel_size" in layout else "pp2"
+    variant = layout.get("lora_variant", "canonical")
+    reference = "a" if variant == "canonical" else variant
+    if not (root / f"{reference}.jsonl").is_file():
+        run_torchrun(1, args(reference, lora_variant=variant))
+    name = "-".join(["tp2" if "tensor_model_parallel_size" in layout else "pp2", variant])
     run_torchrun(2, args(name, **layout))
-    ours, reference = train_losses(root / f"{name}.jsonl"), train_losses(root / "a.jsonl")
+    ours, reference = train_losses(root / f"{name}.jsonl"), train_losses(root / f"{reference}.jsonl")
     assert sorted(ours) == list(range(1, ITERS + 1))
     for iteration, loss in ours.items():
         assert abs(loss - reference[iteration]) <= 1e-5, (iteration, ours, reference)
