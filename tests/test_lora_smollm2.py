@@ -7,8 +7,9 @@ trainer (``--stage sft --lora-rank 8``, canonical adapters on all seven projecti
 adapter before training. AdamW, constant LR, no weight decay, no clipping. The losses of the 5
 steps agree within 1e-4. Our trained checkpoint's adapters, exported with ``lora-to-peft``, load
 with ``PeftModel.from_pretrained`` on the HF base and give our model's logits within 1e-5; the
-``lora-merge`` export equals PEFT's ``merge_and_unload`` of that adapter, weight for weight. The fused variant (one adapter on linear_qkv and one on
-linear_fc1) exports exactly in canonical form.
+``lora-merge`` export equals PEFT's ``merge_and_unload`` of that adapter, weight for weight, and is as
+close to our live adapters as PEFT's merge is to PEFT's live model (measured in the test). The fused
+variant (one adapter on linear_qkv and one on linear_fc1) exports exactly in canonical form.
 """
 
 from __future__ import annotations
@@ -115,8 +116,10 @@ def _convert(*args: object):  # noqa: ANN202
 
 
 def _logits_match(smol: dict, checkpoint: Path, root: Path) -> dict[str, float]:
-    """max |logit difference| of the PEFT export (on the HF base) and of the merged export vs our model,
-    and max |weight difference| of the merged export vs PEFT's ``merge_and_unload`` of that adapter."""
+    """max |logit difference| of the PEFT export (on the HF base) and of the merged export vs our model;
+    max |weight difference| of the merged export vs PEFT's ``merge_and_unload`` of that adapter, and
+    max |logit difference| of the merged export vs that PEFT-merged model; PEFT's own merge gap (the
+    live PEFT model vs the same model after ``merge_and_unload``, same tokens)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -138,6 +141,7 @@ def _logits_match(smol: dict, checkpoint: Path, root: Path) -> dict[str, float]:
         peft = PeftModel.from_pretrained(base, str(root / "lora-to-peft")).eval()
         peft_logits = peft(ids).logits
         peft_merged = peft.merge_and_unload()  # PEFT's own fp32 merge of our exported adapter
+        peft_merged_logits = peft_merged(ids).logits
         merged = AutoModelForCausalLM.from_pretrained(str(root / "lora-merge"), dtype=torch.float32).eval()
         merged_logits = merged(ids).logits
         theirs = peft_merged.state_dict()
@@ -145,7 +149,10 @@ def _logits_match(smol: dict, checkpoint: Path, root: Path) -> dict[str, float]:
     assert "LoRA" in (root / "lora-to-peft" / "README.md").read_text(encoding="utf-8")
     assert "Training stages" in (root / "lora-merge" / "README.md").read_text(encoding="utf-8")
     return {"peft": float((peft_logits - ours).abs().max()), "merged": float((merged_logits - ours).abs().max()),
-            "merged_weights_vs_peft_merge": weights, "largest_logit": float(ours.abs().max())}
+            "merged_weights_vs_peft_merge": weights,
+            "merged_vs_peft_merged": float((merged_logits - peft_merged_logits).abs().max()),
+            "peft_merge_gap": float((peft_logits - peft_merged_logits).abs().max()),
+            "largest_logit": float(ours.abs().max())}
 
 
 @pytest.mark.timeout(1800)
@@ -165,12 +172,21 @@ def test_exported_peft_adapter_and_merged_model_give_our_logits(stage2_smollm2, 
 
 
 def _check(diffs: dict[str, float]) -> None:
-    """Live adapters: HF + peft gives our logits (1e-5; measured 0). Merged: PEFT's own merge of the same
-    adapter, weight for weight (measured 0); merging W + BA in fp32 rounds, which moves logits of ~30
-    by ~1e-4 against the live adapters, for PEFT's merge as for ours (2e-4 bound)."""
+    """Live adapters: HF + peft gives our logits within 1e-5 absolute (measured 0).
+
+    Merged export: its weights are PEFT's own ``merge_and_unload`` of the same adapter, bitwise, so
+    HF runs it to PEFT's merged logits (1e-6; measured 0). Against the live adapters it cannot be
+    closer than PEFT's merge is to PEFT's live model: ``W + s B A`` rounded to fp32 is not ``W x +
+    s B (A x)``, and the rounding of every merged weight (half an ulp) moves logits of ~30 by ~1e-4
+    after 30 layers, beyond an absolute 1e-5 (5 ulps at 30). So the bound is PEFT's own gap,
+    measured here on the same tokens (with the triangle's two other sides), and the issue's 1e-5
+    relative to the largest logit: |diff| <= 1e-5 * max|logit| (measured 2.4e-6 of it). Measured: our
+    merged export 7.8e-5 from our live model, PEFT's merge 7.8e-5 from PEFT's live model, identical."""
     assert diffs["peft"] <= 1e-5, diffs
-    assert diffs["merged_weights_vs_peft_merge"] <= 1e-7, diffs
-    assert diffs["merged"] <= 2e-4, diffs
+    assert diffs["merged_weights_vs_peft_merge"] == 0.0, diffs
+    assert diffs["merged_vs_peft_merged"] <= 1e-6, diffs
+    assert diffs["merged"] <= diffs["peft_merge_gap"] + diffs["peft"] + diffs["merged_vs_peft_merged"], diffs
+    assert diffs["merged"] <= 1e-5 * diffs["largest_logit"], diffs
 
 
 @pytest.mark.timeout(1200)
