@@ -75,9 +75,10 @@ def preset_of(name: str, shape: dict) -> ModelPreset:
                        untie_embeddings_and_output_weights=True, **shape)
 
 
-def write_random_llama(folder: Path, size: str) -> int:
-    """A random LlamaForCausalLM folder (streamed, tensor by tensor); its fp32 bytes."""
-    preset = preset_of(f"random-{size}", SIZES[size])
+def write_random_llama(folder: Path, size: str, vocab_size: int | None = None) -> int:
+    """A random LlamaForCausalLM folder (streamed, tensor by tensor), with the vocabulary of
+    ``SIZES[size]`` unless ``vocab_size`` is given; its fp32 bytes."""
+    preset = preset_of(f"random-{size}", {**SIZES[size], **({"vocab_size": vocab_size} if vocab_size else {})})
     folder.mkdir(parents=True)
     config = hf_config_from_preset(preset, base={"bos_token_id": 1, "eos_token_id": 2})
     (folder / "config.json").write_text(json.dumps(config, indent=2))

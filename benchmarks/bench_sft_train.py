@@ -53,8 +53,9 @@ def chat_rows() -> list[dict]:
     return [r for r in rows if "messages" in r]
 
 
-def prepare(workdir: Path, seq_length: int) -> dict:
-    """Chat rows, our packed dataset of them, SmolLM2 in megatron-core format."""
+def prepare(workdir: Path, seq_length: int, hf_model: str = MODEL) -> dict:
+    """Chat rows, our packed dataset of them (SmolLM2's tokenizer), ``hf_model`` (SmolLM2 unless
+    told) in megatron-core format."""
     from megatron_telecom.bundled import resolve_hf_path
     from megatron_telecom.data.packed_sft import PackedSFTDataset
     from megatron_telecom.data.sft import SFTPreprocessConfig, preprocess_sft
@@ -68,7 +69,7 @@ def prepare(workdir: Path, seq_length: int) -> dict:
     preprocess_sft(SFTPreprocessConfig(input=[str(source)], output_prefix=str(workdir / "sft"),
                                        seq_length=seq_length, tokenizer=tokenizer))
     subprocess.run([sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), "hf-to-mcore",
-                    "--hf-path", MODEL, "--save", str(workdir / "mcore")],
+                    "--hf-path", hf_model, "--save", str(workdir / "mcore")],
                    check=True, capture_output=True, env=_env(1), timeout=900)
     sequences = len(PackedSFTDataset(str(workdir / "sft")))
     return {"rows": len(rows), "sequences": sequences, "hf": str(hf),
