@@ -319,7 +319,7 @@ def extend_tokenizer(config: ExtendTokenizerConfig) -> dict:
     """Extend the base tokenizer with the best candidates: the new folder and its sidecar, atomically."""
     payload = load_candidates(config.candidates)
     tok = config.tokenizer
-    old = build_tokenizer(tok.tokenizer_type, tok.tokenizer_model)
+    old = build_tokenizer(tok.tokenizer_type, tok.tokenizer_model, vocab_size=tok.vocab_size)
     if not isinstance(old, HuggingFaceTokenizer | SentencePieceTokenizer):
         raise ValueError(f"--tokenizer-type {old.tokenizer_type} has no vocabulary to extend")
     base = tokenizer_identity(old)

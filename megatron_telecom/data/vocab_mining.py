@@ -209,7 +209,7 @@ def select_candidates(unit_counts: Counter, word_counts: Counter, units: TokenUn
 def mine_vocabulary(config: MineVocabularyConfig) -> tuple[list[Candidate], MiningStats]:
     """Count, filter and rank; write candidates.json and candidates.tsv atomically into output_dir."""
     tok = config.tokenizer
-    tokenizer = build_tokenizer(tok.tokenizer_type, tok.tokenizer_model)
+    tokenizer = build_tokenizer(tok.tokenizer_type, tok.tokenizer_model, vocab_size=tok.vocab_size)
     units = token_units(tokenizer)
     unit_counts, word_counts, stats = count_units(config, units)
     candidates = select_candidates(unit_counts, word_counts, units, config, stats)
