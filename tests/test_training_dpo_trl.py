@@ -27,7 +27,9 @@ from megatron_telecom.data.tokenizers import TokenizerConfig
 pytestmark = [pytest.mark.real_model, pytest.mark.torchrun, pytest.mark.slow]
 
 SAMPLE = REPO / "examples" / "data" / "telecom_dpo_sample.jsonl"
-LR, BETA, SEQ, ROWS = 5e-6, 0.1, 256, 2  # the first pairs hold at most 176 tokens
+# The first pairs hold at most 176 tokens: SEQ fits them (preprocessing refuses a longer pair, never
+# cuts it) and no more, as our side computes every padded position.
+LR, BETA, SEQ, ROWS = 5e-6, 0.1, 176, 2
 REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
 
 

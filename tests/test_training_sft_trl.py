@@ -23,9 +23,11 @@ pytestmark = [pytest.mark.real_model, pytest.mark.torchrun, pytest.mark.slow]
 
 SAMPLE = REPO / "examples" / "data" / "telecom_sft_sample.jsonl"
 TAGGED = (REPO / "tests" / "fixtures" / "smollm2_generation_tagged.jinja").read_text(encoding="utf-8")
-# The rows chosen hold at most 143 tokens: SEQ leaves them room without paying for 512 (our side
-# computes every padded position, TRL pads to the batch's longest row).
-STEPS, LR, SEQ, ROWS = 5, 2e-5, 256, 3
+STEPS, LR, ROWS = 5, 2e-5, 3
+# The chosen rows hold at most 143 (multi-turn) and 87 (prompt/completion) tokens. SEQ fits the
+# longest row (preprocessing refuses a longer one, never cuts it) and no more: our side computes every
+# padded position, while TRL pads to the batch's longest row.
+SEQ = {"multi_turn": 144, "prompt_completion": 96}
 
 
 def _rows(kind: str) -> list[dict]:
@@ -35,15 +37,15 @@ def _rows(kind: str) -> list[dict]:
     return [r for r in rows if "prompt" in r and not isinstance(r["prompt"], str)][:ROWS]
 
 
-def _ours(smol: dict, rows: list[dict], root: Path) -> list[float]:
+def _ours(smol: dict, rows: list[dict], root: Path, seq: int) -> list[float]:
     source = root / "rows.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tokenizer = TokenizerConfig(tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(smol["hf"]))
     preprocess_sft(SFTPreprocessConfig(input=[str(source)], output_prefix=str(root / "sft"),
-                                       seq_length=SEQ, packing="none", tokenizer=tokenizer))
+                                       seq_length=seq, packing="none", tokenizer=tokenizer))
     flags = {"stage": "sft", "sft-data-path": root / "sft", "load": smol["mcore"], "finetune": None,
              "tokenizer-type": "HuggingFaceTokenizer", "tokenizer-model": smol["hf"],
-             "seq-length": SEQ, "micro-batch-size": 1, "global-batch-size": len(rows),
+             "seq-length": seq, "micro-batch-size": 1, "global-batch-size": len(rows),
              "train-iters": STEPS, "lr": LR, "lr-decay-style": "constant", "weight-decay": 0.0,
              "clip-grad": 0.0, "eval-interval": 0, "log-interval": 1,
              "log-metrics-file": root / "metrics.jsonl"}
@@ -93,7 +95,7 @@ def test_sft_losses_track_trl(stage2_smollm2, tmp_path, kind, trl_args):
     smol = stage2_smollm2
     rows = _rows(kind)
     assert len(rows) == ROWS
-    ours = _ours(smol, rows, tmp_path)
+    ours = _ours(smol, rows, tmp_path, SEQ[kind])
     trl = _trl(smol, rows, tmp_path, **trl_args)
     print(f"{kind}: ours {ours}\n{kind}: TRL  {trl}")
     assert len(trl) == STEPS
