@@ -35,7 +35,9 @@ from megatron_telecom.data.tokenizers import TokenizerConfig
 pytestmark = [pytest.mark.real_model, pytest.mark.torchrun, pytest.mark.slow]
 
 SAMPLE = REPO / "examples" / "data" / "telecom_sft_sample.jsonl"
-STEPS, LR, SEQ, ROWS, RANK, ALPHA = 5, 1e-3, 256, 3, 8, 16.0
+# The rows hold at most 87 (SFT) and 176 (DPO pairs) tokens: each SEQ fits the longest (preprocessing
+# refuses a longer row, never cuts it) and no more, as our side computes every padded position.
+STEPS, LR, SEQ, ROWS, RANK, ALPHA = 5, 1e-3, 96, 3, 8, 16.0
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -202,7 +204,7 @@ def test_fused_variant_exports_exactly_in_canonical_form(stage2_smollm2, lora_sf
 
 
 DPO_SAMPLE = REPO / "examples" / "data" / "telecom_dpo_sample.jsonl"
-DPO_STEPS, DPO_LR, BETA = 3, 1e-3, 0.1
+DPO_STEPS, DPO_LR, BETA, DPO_SEQ = 3, 1e-3, 0.1, 176
 REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
 
 
@@ -244,12 +246,13 @@ def test_lora_dpo_equals_trl_dpo_trainer_with_peft_config(stage2_smollm2, lora_s
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tokenizer = TokenizerConfig(tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(smol["hf"]))
     preprocess_dpo(DPOPreprocessConfig(input=[str(tmp_path / "rows.jsonl")], output_prefix=str(tmp_path / "dpo"),
-                                       seq_length=SEQ, tokenizer=tokenizer))
+                                       seq_length=DPO_SEQ, tokenizer=tokenizer))
     flags = _flags(smol, tmp_path / "dpo", DPO_STEPS, **{"lora-init-adapter": lora_sft["root"] / "init"})
     flags[flags.index("--stage") + 1] = "dpo"
     flags[flags.index("--sft-data-path")] = "--dpo-data-path"
     flags[flags.index("--global-batch-size") + 1] = str(len(rows))
     flags[flags.index("--lr") + 1] = str(DPO_LR)
+    flags[flags.index("--seq-length") + 1] = str(DPO_SEQ)
     run_torchrun(1, [*flags, "--compute-reference-logprobs"], timeout=900)
     run_torchrun(1, [*flags, "--dpo-beta", str(BETA), "--log-metrics-file", str(tmp_path / "ours.jsonl")],
                  timeout=900)
