@@ -72,3 +72,22 @@ def check_tokenizer(common: dict[str, Any], tokenizer: Any, *, where: str) -> No
         f"not {mine['tokenizer_model']} ({mine['vocab_size']} ids, vocabulary sha256 "
         f"{mine['vocabulary_sha256'][:12]}): use the checkpoint's tokenizer (its tokenizer/ folder "
         "or the one it was resized for)")
+
+
+def check_tokenizer_folder(common: dict[str, Any], folder: Path, *, where: str) -> None:
+    """``check_tokenizer`` for the tokenizer files in ``folder`` (an export's or HF model's), read
+    as the recorded type; nothing to check without a record or without tokenizer files."""
+    recorded = common.get(TOKENIZER_KEY)
+    if not recorded or recorded.get("tokenizer_type") == "NullTokenizer":
+        return
+    from megatron_telecom.data.tokenizers import HUGGINGFACE_TYPES, build_tokenizer
+
+    if recorded["tokenizer_type"] in HUGGINGFACE_TYPES:
+        if not (folder / "tokenizer.json").is_file() and not (folder / "tokenizer_config.json").is_file():
+            return
+        model = folder
+    else:
+        model = folder / Path(recorded.get("tokenizer_model", "tokenizer.model")).name
+        if not model.is_file():
+            return
+    check_tokenizer(common, build_tokenizer(recorded["tokenizer_type"], model), where=where)
