@@ -129,21 +129,23 @@ def main() -> None:
     (w / "logs").mkdir(parents=True, exist_ok=True)
     sides = a.sides.split(",")
     old_tokenizer = a.base / "tokenizer"
-    resized = w / "extended-mcore"
-    if not (resized / "latest_checkpointed_iteration.txt").is_file():
+    tag = f"extended-{a.tokenizer.name}"  # the plain side is shared by several extensions
+    resized = w / f"{tag}-mcore"
+    if "extended" in sides and not (resized / "latest_checkpointed_iteration.txt").is_file():
         print("resize-vocab", flush=True)
         run(tool("convert_checkpoint.py", "resize-vocab", "--load", a.base, "--save", resized,
                  "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", a.tokenizer),
             w / "logs" / "resize.log")
     report: dict = {"config": {k: str(v) for k, v in vars(a).items()}, "runs": {}, "eval": {}}
     data = {"plain": preprocess(a.train, old_tokenizer, w / "data" / "plain", w / "logs" / "pre_plain.log"),
-            "extended": preprocess(a.train, a.tokenizer, w / "data" / "extended", w / "logs" / "pre_ext.log")}
+            "extended": preprocess(a.train, a.tokenizer, w / "data" / tag, w / "logs" / f"pre_{tag}.log")}
     budget = a.train_iters * a.global_batch_size * a.seq_length
     for side, load, tokenizer in (("plain", a.base, old_tokenizer), ("extended", resized, a.tokenizer)):
         if side not in sides:
             continue
         print(f"CPT {side}: {a.train_iters} iterations x {a.global_batch_size} x {a.seq_length} tokens", flush=True)
-        record = cpt(a, load, tokenizer, data[side]["prefix"], w / f"{side}-cpt", w / "logs" / f"cpt_{side}.log")
+        name = "plain" if side == "plain" else tag
+        record = cpt(a, load, tokenizer, data[side]["prefix"], w / f"{name}-cpt", w / "logs" / f"cpt_{name}.log")
         bytes_per_token = data[side]["bytes"] / data[side]["tokens"]
         timed_tokens = record["timed_iterations"] * a.global_batch_size * a.seq_length
         record.update(tokens_seen=budget, bytes_per_token=bytes_per_token,
@@ -152,13 +154,14 @@ def main() -> None:
                       bytes_per_s=timed_tokens * bytes_per_token / record["train_s"])
         report["runs"][side] = record
         print(f"  {json.dumps(record)}", flush=True)
-    models = {"base": "bundled:smollm2-135m", "resized": resized,
-              "plain": w / "plain-cpt", "extended": w / "extended-cpt"}
+    models = {"base": ("base", "bundled:smollm2-135m"), "resized": (f"{tag}-step0", resized),
+              "plain": ("plain-cpt", w / "plain-cpt"), "extended": (f"{tag}-cpt", w / f"{tag}-cpt")}
     for side in sides:
-        print(f"evaluate {side}", flush=True)
-        result = evaluate(a, models[side], w / "eval" / f"{side}.json", w / "logs" / f"eval_{side}.log")
-        report["eval"][side] = result
-    (w / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        name, model = models[side]
+        print(f"evaluate {name}", flush=True)
+        (w / "eval").mkdir(exist_ok=True)
+        report["eval"][name] = evaluate(a, model, w / "eval" / f"{name}.json", w / "logs" / f"eval_{name}.log")
+    (w / f"report-{tag}-{a.sides.replace(',', '+')}.json").write_text(json.dumps(report, indent=1, default=str))
     print(json.dumps(report, indent=1, default=str))
 
 
