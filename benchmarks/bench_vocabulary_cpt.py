@@ -124,6 +124,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="iterations left out of the throughput")
     p.add_argument("--eval-seq-length", type=int, default=512)
     p.add_argument("--sides", default="base,resized,plain,extended", help="what to run and evaluate")
+    p.add_argument("--no-eval", action="store_true", help="CPT throughput only (no export, no evaluation)")
     a = p.parse_args()
     w = a.workdir
     (w / "logs").mkdir(parents=True, exist_ok=True)
@@ -156,7 +157,7 @@ def main() -> None:
         print(f"  {json.dumps(record)}", flush=True)
     models = {"base": ("base", "bundled:smollm2-135m"), "resized": (f"{tag}-step0", resized),
               "plain": ("plain-cpt", w / "plain-cpt"), "extended": (f"{tag}-cpt", w / f"{tag}-cpt")}
-    for side in sides:
+    for side in [] if a.no_eval else sides:
         name, model = models[side]
         print(f"evaluate {name}", flush=True)
         (w / "eval").mkdir(exist_ok=True)
