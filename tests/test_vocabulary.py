@@ -133,6 +133,9 @@ def test_old_ids_unchanged_on_fuzz_and_rfc_text(smollm2):
 
 def test_llama3_split_tokenizer_skips_what_its_regex_cuts(corpus, tmp_path):
     folder = derived_tokenizer(tmp_path, "llama3", pre_tokenizer=sequence(split(LLAMA3_PATTERN), byte_level_step(False)))
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    spec["model"]["ignore_merges"] = True  # as in Llama-3's tokenizer.json: a whole pre-token in the vocabulary wins
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
     config = TokenizerConfig(tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(folder))
     mined = mine(corpus, tmp_path / "mined", config, heldout_fraction=0.0)
     assert "gNB-CU-CP" in {e["text"] for e in mined["stats"]["skipped_examples"]["split by the pre-tokenizer"]}

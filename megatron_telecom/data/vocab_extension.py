@@ -215,6 +215,10 @@ def extend_byte_level(folder: Path, candidates: list[dict], num_tokens: int, fir
     merges = [tuple(m.split(" ", 1)) if as_strings else tuple(m) for m in model["merges"]]
     vocab: dict[str, int] = model["vocab"]
     by_id = {i: s for s, i in vocab.items()}
+    last = max([*vocab.values(), *(t["id"] for t in spec.get("added_tokens", []))])
+    if last + 1 != first_id:
+        raise ValueError(f"{folder}/tokenizer.json: the tokenizer has {first_id} ids but its largest is {last}; "
+                         "new ids would not follow the old ones")
     growth = grow_chains(candidates, num_tokens, GrowingBpe(vocab, merges),
                          lambda cand: [by_id[i] for i in cand["pieces"]])
     vocab.update((s, first_id + k) for k, s in enumerate(growth.new_strings))

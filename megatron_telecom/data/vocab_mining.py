@@ -170,7 +170,8 @@ def count_units(config: MineVocabularyConfig, units: TokenUnits) -> tuple[Bounde
             found = units.units(text)
             stats.units += len(found)
             unit_counts.add(found)
-            word_counts.add([w for w in map(strip_punctuation, text.split()) if w])
+            if units.cuts_words:
+                word_counts.add([w for w in map(strip_punctuation, text.split()) if w])
     stats.distinct_units = len(unit_counts)
     stats.pruned_below = max(unit_counts.pruned_below, word_counts.pruned_below)
     return unit_counts, word_counts, stats

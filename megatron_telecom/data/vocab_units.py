@@ -31,6 +31,8 @@ class TokenUnits(Protocol):
     """The producible strings of one base tokenizer (see the module docstring)."""
 
     family: str
+    cuts_words: bool
+    """Whether the pre-tokenisation can cut a whitespace-delimited word (then such words are counted)."""
 
     def units(self, text: str) -> list[str]: ...
 
@@ -48,6 +50,7 @@ class ByteLevelUnits:
     the library does (`HuggingFaceWordSplitter`, the preprocessing word cache's splitter)."""
 
     family = "huggingface"
+    cuts_words = True
 
     def __init__(self, folder: Path) -> None:
         from tokenizers import Tokenizer as Backend
@@ -86,6 +89,7 @@ class SentencePieceUnits:
     model as `▁word` (the dummy prefix or the space before it)."""
 
     family = "sentencepiece"
+    cuts_words = False
 
     def __init__(self, model_file: Path) -> None:
         import sentencepiece
