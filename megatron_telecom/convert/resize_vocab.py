@@ -88,7 +88,7 @@ def added_pieces(old: Any, new: Any) -> list[list[int]]:
     exact surface text it recorded) are used.
     """
     pieces = [old.tokenize(new.detokenize([index])) for index in range(old.vocab_size, new.vocab_size)]
-    sidecar = Path(new.model_path) / SIDECAR_FILENAME
+    sidecar = _tokenizer_folder(new) / SIDECAR_FILENAME
     if sidecar.is_file():
         pieces = _sidecar_pieces(sidecar, old, new, pieces)
     for index, ids in enumerate(pieces, start=old.vocab_size):
@@ -96,6 +96,12 @@ def added_pieces(old: Any, new: Any) -> list[list[int]]:
             raise ValueError(f"added token {index} ({new.detokenize([index])!r}) has no pieces in "
                              f"the old tokenizer's {old.vocab_size} ids: {ids}")
     return pieces
+
+
+def _tokenizer_folder(tokenizer: Any) -> Path:
+    """The folder of a tokenizer (a SentencePiece model's is the one holding it)."""
+    path = Path(tokenizer.model_path)
+    return path if path.is_dir() else path.parent
 
 
 def _sidecar_pieces(sidecar: Path, old: Any, new: Any, computed: list[list[int]]) -> list[list[int]]:
@@ -163,7 +169,7 @@ def resize_vocab(load: str | Path, save: str | Path, *, tokenizer_type: str, tok
                  noise_scale: float = 0.1, seed: int = 1234) -> Path:
     """Write ``save``: the checkpoint at ``load`` (any TP/PP) with the vocabulary of
     ``tokenizer_model``; returns it. TP and the divisor default to the checkpoint's."""
-    from megatron_telecom.data.tokenizers import build_tokenizer
+    from megatron_telecom.data.tokenizers import SENTENCEPIECE_TYPES, build_tokenizer
 
     if init not in ("mean", "noisy-mean"):
         raise ValueError(f"--init {init}: choose mean or noisy-mean")
@@ -174,6 +180,8 @@ def resize_vocab(load: str | Path, save: str | Path, *, tokenizer_type: str, tok
         raise ValueError(f"{folder} holds LoRA adapters only: resize the merged model "
                          "(lora-merge, then hf-to-mcore) or its base")
     old_path = _old_tokenizer_path(root, stored.args, old_tokenizer_model)
+    if tokenizer_type in SENTENCEPIECE_TYPES and Path(old_path).is_dir():  # a converted tokenizer/
+        old_path = str(Path(old_path) / "tokenizer.model")
     old, new = build_tokenizer(tokenizer_type, old_path), build_tokenizer(tokenizer_type, tokenizer_model)
     check_tokenizer(stored.common, old, where=f"checkpoint {folder}")
     if old.vocab_size != preset.vocab_size:
@@ -208,7 +216,7 @@ def resize_vocab(load: str | Path, save: str | Path, *, tokenizer_type: str, tok
                                    tokenizer_type=tokenizer_type, no_save_optim=True, no_save_rng=True),
                                model_config=new_preset, conversion=conversion, tokenizer=record))
         write_tracker(tmp, "release")
-        _copy_tokenizer(new, Path(old_path), tmp / TOKENIZER_DIRNAME)
+        _copy_tokenizer(new, _tokenizer_folder(old), tmp / TOKENIZER_DIRNAME)
     print(f"resized {folder} from {old.vocab_size} to {new.vocab_size} tokens (padded "
           f"{old_padded} -> {new_padded} for TP {tp}); {len(pieces)} new rows by {init} of their "
           f"pieces; written to {save} in {time.monotonic() - start:.1f}s", flush=True)
@@ -242,10 +250,9 @@ def _copy_tokenizer(new: Any, old_folder: Path, target: Path) -> None:
     """The new tokenizer's files (and sidecar), plus the old folder's generation_config.json."""
     target.mkdir()
     source = Path(new.model_path)
-    if source.is_file():  # SentencePiece: the model file itself
-        copy_tokenizer_files(source.parent, target, (source.name,))
-        return
-    copied = copy_tokenizer_files(source, target,
-                                  (*TOKENIZER_FILES, SIDECAR_FILENAME, "generation_config.json"))
+    names = (*TOKENIZER_FILES, SIDECAR_FILENAME, "generation_config.json")
+    if source.is_file():  # SentencePiece: the model file itself (and the sidecar beside it)
+        names = (source.name, SIDECAR_FILENAME, "generation_config.json")
+    copied = copy_tokenizer_files(_tokenizer_folder(new), target, names)
     if "generation_config.json" not in copied and old_folder.is_dir():
         copy_tokenizer_files(old_folder, target, ("generation_config.json",))
