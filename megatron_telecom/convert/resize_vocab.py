@@ -169,8 +169,6 @@ def resize_vocab(load: str | Path, save: str | Path, *, tokenizer_type: str, tok
                  noise_scale: float = 0.1, seed: int = 1234) -> Path:
     """Write ``save``: the checkpoint at ``load`` (any TP/PP) with the vocabulary of
     ``tokenizer_model``; returns it. TP and the divisor default to the checkpoint's."""
-    from megatron_telecom.data.tokenizers import SENTENCEPIECE_TYPES, build_tokenizer
-
     if init not in ("mean", "noisy-mean"):
         raise ValueError(f"--init {init}: choose mean or noisy-mean")
     start = time.monotonic()
@@ -179,16 +177,8 @@ def resize_vocab(load: str | Path, save: str | Path, *, tokenizer_type: str, tok
     if lora_record(stored) is not None:
         raise ValueError(f"{folder} holds LoRA adapters only: resize the merged model "
                          "(lora-merge, then hf-to-mcore) or its base")
-    old_path = _old_tokenizer_path(root, stored.args, old_tokenizer_model)
-    if tokenizer_type in SENTENCEPIECE_TYPES and Path(old_path).is_dir():  # a converted tokenizer/
-        old_path = str(Path(old_path) / "tokenizer.model")
-    old, new = build_tokenizer(tokenizer_type, old_path), build_tokenizer(tokenizer_type, tokenizer_model)
-    check_tokenizer(stored.common, old, where=f"checkpoint {folder}")
-    if old.vocab_size != preset.vocab_size:
-        raise ValueError(f"the old tokenizer {old.model_path} has {old.vocab_size} ids, the "
-                         f"checkpoint's embedding {preset.vocab_size} rows: give the tokenizer it "
-                         "was trained with as --old-tokenizer-model")
-    check_extension(old, new)
+    old, new = _tokenizers(root, stored, preset.vocab_size, tokenizer_type, tokenizer_model,
+                           old_tokenizer_model)
     pieces = added_pieces(old, new)
     args = stored.args
     tp = target_tensor_parallel_size or args.tensor_model_parallel_size
@@ -221,6 +211,24 @@ def resize_vocab(load: str | Path, save: str | Path, *, tokenizer_type: str, tok
           f"{old_padded} -> {new_padded} for TP {tp}); {len(pieces)} new rows by {init} of their "
           f"pieces; written to {save} in {time.monotonic() - start:.1f}s", flush=True)
     return Path(save)
+
+
+def _tokenizers(root: Path, stored: Any, embedding_rows: int, tokenizer_type: str,
+                tokenizer_model: str, old_tokenizer_model: str | None) -> tuple[Any, Any]:
+    """(old, new) tokenizer, checked: the old one is the checkpoint's, the new one extends it."""
+    from megatron_telecom.data.tokenizers import SENTENCEPIECE_TYPES, build_tokenizer
+
+    old_path = _old_tokenizer_path(root, stored.args, old_tokenizer_model)
+    if tokenizer_type in SENTENCEPIECE_TYPES and Path(old_path).is_dir():  # a converted tokenizer/
+        old_path = str(Path(old_path) / "tokenizer.model")
+    old, new = build_tokenizer(tokenizer_type, old_path), build_tokenizer(tokenizer_type, tokenizer_model)
+    check_tokenizer(stored.common, old, where=f"checkpoint {stored.path}")
+    if old.vocab_size != embedding_rows:
+        raise ValueError(f"the old tokenizer {old.model_path} has {old.vocab_size} ids, the "
+                         f"checkpoint's embedding {embedding_rows} rows: give the tokenizer it "
+                         "was trained with as --old-tokenizer-model")
+    check_extension(old, new)
+    return old, new
 
 
 def _write_weights(folder: Path, release: Path, preset: Any, new_preset: Any, *, old_padded: int,
