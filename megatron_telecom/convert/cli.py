@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Literal
 
 from megatron_telecom.arguments import run_entry_point
+from megatron_telecom.data.tokenizers import TokenizerConfig
 from megatron_telecom.models.options import DType
 
-DESCRIPTION = "Checkpoint conversion: Hugging Face <-> Megatron (torch_dist), and a logits check of the two."
+InitMethod = Literal["mean", "noisy-mean"]
+"""How resize-vocab starts the new rows (convert/resize_vocab.py)."""
+
+DESCRIPTION = ("Checkpoint conversion: Hugging Face <-> Megatron (torch_dist), a logits check of the two, "
+               "and a vocabulary resize for an extended tokenizer.")
 
 
 @dataclass(kw_only=True)
@@ -77,6 +83,44 @@ class VerifyConfig:
     """Largest allowed max |logit difference| (1e-4 suits float32; bf16 needs about 0.5); above it the exit code is 1."""
     seed: int = 1234
     """Seed of the random tokens used when the HF folder has no tokenizer."""
+
+
+@dataclass(kw_only=True)
+class ResizeVocabConfig:
+    """Megatron checkpoint (any TP/PP) -> the same model with an extended tokenizer's vocabulary
+    (docs/vocabulary.md): new embedding/output rows start as the mean of their old pieces' rows."""
+
+    checkpoint: MegatronCheckpointConfig
+    save: str
+    """New checkpoint folder (a release checkpoint with the new tokenizer in tokenizer/)."""
+    tokenizer: TokenizerConfig
+    old_tokenizer_model: str | None = None
+    """The tokenizer the checkpoint was trained with (default: its tokenizer/ folder, else its --tokenizer-model)."""
+    target_tensor_parallel_size: int | None = None
+    """TP the checkpoint will train at, for the vocabulary padding (default: the checkpoint's)."""
+    make_vocab_size_divisible_by: int | None = None
+    """Pad the vocabulary to a multiple of this times the target TP (default: the checkpoint's, else 128)."""
+    init: InitMethod = "mean"
+    """New rows: mean of the old pieces' rows, or noisy-mean (plus seeded Gaussian noise)."""
+    init_noise_scale: float = 0.1
+    """noisy-mean: the noise's std per dimension, as a fraction of the old rows' std."""
+    seed: int = 1234
+    """noisy-mean: seed of the noise."""
+
+
+def resize_vocab(config: ResizeVocabConfig) -> int:
+    """Resize; the library prints what it wrote."""
+    from megatron_telecom.convert.resize_vocab import resize_vocab as resize
+
+    t = config.tokenizer
+    if t.tokenizer_type is None or t.tokenizer_model is None:
+        raise ValueError("resize-vocab needs --tokenizer-type and --tokenizer-model (the extended tokenizer)")
+    resize(config.checkpoint.load, config.save, tokenizer_type=t.tokenizer_type,
+           tokenizer_model=t.tokenizer_model, old_tokenizer_model=config.old_tokenizer_model,
+           target_tensor_parallel_size=config.target_tensor_parallel_size,
+           make_vocab_size_divisible_by=config.make_vocab_size_divisible_by, init=config.init,
+           noise_scale=config.init_noise_scale, seed=config.seed)
+    return 0
 
 
 def hf_to_mcore(config: HFToMcoreConfig) -> int:
@@ -155,10 +199,11 @@ def lora_merge(config: LoraMergeConfig) -> int:
 
 
 COMMANDS = {"hf-to-mcore": HFToMcoreConfig, "mcore-to-hf": McoreToHFConfig, "verify": VerifyConfig,
-            "lora-to-peft": LoraToPeftConfig, "lora-merge": LoraMergeConfig}
+            "lora-to-peft": LoraToPeftConfig, "lora-merge": LoraMergeConfig,
+            "resize-vocab": ResizeVocabConfig}
 """Command name -> its config: the flag surface of tools/convert_checkpoint.py."""
 RUNS = {"hf-to-mcore": hf_to_mcore, "mcore-to-hf": mcore_to_hf, "verify": verify,
-        "lora-to-peft": lora_to_peft, "lora-merge": lora_merge}
+        "lora-to-peft": lora_to_peft, "lora-merge": lora_merge, "resize-vocab": resize_vocab}
 """Command name -> the function that runs it."""
 
 

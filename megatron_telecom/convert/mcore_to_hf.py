@@ -38,6 +38,7 @@ from megatron_telecom.models.checkpoint_format import (
     read_common_state,
 )
 from megatron_telecom.models.presets import ModelPreset
+from megatron_telecom.models.tokenizer_record import check_tokenizer_folder
 from megatron_telecom.training.model_preparation import lora_record
 
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
@@ -146,6 +147,8 @@ def _write_metadata(tmp: Path, preset: ModelPreset, stored: StoredCheckpoint, ro
     provenance, tokenizer = _origin(root, stored.args)
     config = hf_config_from_preset(preset, base=provenance.get("hf_config"), dtype=dtype_name)
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if tokenizer:  # a resized vocabulary leaves with its own tokenizer only
+        check_tokenizer_folder(stored.common, tokenizer, where=f"checkpoint {folder}")
     copied = copy_tokenizer_files(tokenizer, tmp, (*TOKENIZER_FILES, "generation_config.json")
                                   ) if tokenizer else []
     if "generation_config.json" not in copied:

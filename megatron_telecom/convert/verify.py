@@ -25,6 +25,7 @@ from megatron_telecom.convert.mcore_to_hf import (
     read_checkpoint_model,
 )
 from megatron_telecom.convert.megatron_model import single_process_megatron
+from megatron_telecom.models.tokenizer_record import check_tokenizer_folder
 
 SAMPLE_TEXT = (
     "The 5G New Radio (NR) air interface defined by 3GPP in TS 38.211 uses OFDM with scalable "
@@ -87,7 +88,8 @@ def verify(hf_path: str | Path, load: str | Path, *, batch_size: int = 2,
 
     hf_folder = resolve_hf_path(hf_path)
     _, folder = checkpoint_folder(load)
-    preset, padded, _ = read_checkpoint_model(folder)
+    preset, padded, stored = read_checkpoint_model(folder)
+    check_tokenizer_folder(stored.common, hf_folder, where=f"checkpoint {folder}")
     if seq_length > preset.max_position_embeddings:
         raise ValueError(f"--seq-length {seq_length} exceeds the model's context "
                          f"{preset.max_position_embeddings}")

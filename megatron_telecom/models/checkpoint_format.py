@@ -5,8 +5,9 @@ A checkpoint root (``--save``) holds ``latest_checkpointed_iteration.txt`` (an i
 ``release/``, each with torch_dist shards, ``metadata.json`` and ``common.pt``, the non-sharded
 part. ``common.pt`` keeps Megatron-LM's keys: ``checkpoint_version``, ``iteration``,
 ``num_floating_point_operations_so_far`` and ``args`` (the run's flags; the ones read back are
-``CheckpointArgs``), plus ours: ``model_config`` (the ModelPreset, so a load adopts the model)
-and ``conversion`` (provenance of a converted checkpoint). The trainer (``training/
+``CheckpointArgs``), plus ours: ``model_config`` (the ModelPreset, so a load adopts the model),
+``conversion`` (provenance of a converted checkpoint) and ``tokenizer`` (the tokenizer the
+embedding rows belong to, checked on load: ``tokenizer_record.py``). The trainer (``training/
 checkpointing.py``) and the converters (``convert/``) write and read it only through here.
 """
 
@@ -30,6 +31,7 @@ ARGS_KEY = "args"
 MODEL_CONFIG_KEY = "model_config"  # the ModelPreset a checkpoint was built with, as a dict
 CONVERSION_KEY = "conversion"  # provenance of a converted checkpoint
 TOKENIZER_DIRNAME = "tokenizer"  # a converted checkpoint's tokenizer files travel here
+TOKENIZER_KEY = "tokenizer"  # the tokenizer the embedding rows belong to (models/tokenizer_record.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,11 +77,13 @@ class CheckpointArgs:
 def common_state(*, args: CheckpointArgs, run_flags: dict[str, Any] | None = None,
                  iteration: int = 0, num_floating_point_operations_so_far: float | None = None,
                  model_config: ModelPreset | None = None,
-                 conversion: dict[str, Any] | None = None) -> dict[str, Any]:
+                 conversion: dict[str, Any] | None = None,
+                 tokenizer: dict[str, Any] | None = None) -> dict[str, Any]:
     """The non-sharded entries of a checkpoint, in Megatron-LM's places.
 
     ``args`` holds the run's flags (``run_flags``, all of them for the trainer) with the typed
-    record on top; unset (None) typed fields are left out.
+    record on top; unset (None) typed fields are left out. ``tokenizer``: the record of the
+    tokenizer the embedding rows belong to (``models/tokenizer_record.py``).
     """
     typed = {k: v for k, v in asdict(args).items() if v is not None}
     state: dict[str, Any] = {"checkpoint_version": CHECKPOINT_VERSION, "iteration": iteration}
@@ -90,6 +94,8 @@ def common_state(*, args: CheckpointArgs, run_flags: dict[str, Any] | None = Non
         state[MODEL_CONFIG_KEY] = asdict(model_config)
     if conversion is not None:
         state[CONVERSION_KEY] = conversion
+    if tokenizer is not None:
+        state[TOKENIZER_KEY] = tokenizer
     return state
 
 

@@ -134,13 +134,15 @@ def _sharded_state(model: list, optimizer: Any, *, with_optim: bool, with_rng: b
 def save_checkpoint(root: str | Path, state: TrainState, *, model: list, optimizer: Any,
                     scheduler: Any, args: dict[str, Any], save_optim: bool = True,
                     save_rng: bool = True, model_config: ModelPreset | None = None,
-                    most_recent_k: int | None = None, preparation: FullParameters | None = None) -> Path:
+                    most_recent_k: int | None = None, preparation: FullParameters | None = None,
+                    tokenizer: dict[str, Any] | None = None) -> Path:
     """Write ``root/iter_NNNNNNN`` on all ranks, then (rank 0) rename it, update the tracker and
     delete checkpoints older than the ``most_recent_k`` newest (None: keep all).
 
     ``state`` goes where Megatron-LM keeps it (see ``_common_train_state``); ``model_config`` is
     recorded so that loading adopts the model (see ``checkpoint_format.StoredCheckpoint``);
-    ``preparation`` says which model entries are saved (LoRA: the adapters) and what it records.
+    ``preparation`` says which model entries are saved (LoRA: the adapters) and what it records;
+    ``tokenizer`` is the run's tokenizer record (``models/tokenizer_record.py``).
     """
     preparation = preparation or FullParameters()
     iteration = state.iteration
@@ -156,7 +158,7 @@ def save_checkpoint(root: str | Path, state: TrainState, *, model: list, optimiz
     sharded = _sharded_state(model, optimizer, with_optim=save_optim, with_rng=save_rng,
                              is_loading=False, dist_opt=dist_opt, keep=preparation.saved)
     sharded.update(_common_train_state(state, args, save_optim=save_optim, save_rng=save_rng,
-                                       model_config=model_config))
+                                       model_config=model_config, tokenizer=tokenizer))
     if preparation.record() is not None:
         sharded[LORA_KEY] = preparation.record()
     if save_optim:
@@ -263,7 +265,8 @@ def _size(nbytes: int) -> str:
 
 
 def _common_train_state(state: TrainState, args: dict[str, Any], *, save_optim: bool,
-                        save_rng: bool, model_config: ModelPreset | None) -> dict[str, Any]:
+                        save_rng: bool, model_config: ModelPreset | None,
+                        tokenizer: dict[str, Any] | None = None) -> dict[str, Any]:
     """Megatron-LM's places for the train state: iteration and FLOPs at the top of the common
     state, consumed samples among the ``args`` (with the run's flags)."""
     record = CheckpointArgs.from_record({
@@ -271,6 +274,7 @@ def _common_train_state(state: TrainState, args: dict[str, Any], *, save_optim: 
         "no_save_optim": not save_optim, "no_save_rng": not save_rng})
     return common_state(
         args=record, run_flags=args, iteration=state.iteration, model_config=model_config,
+        tokenizer=tokenizer,
         num_floating_point_operations_so_far=state.num_floating_point_operations_so_far)
 
 

@@ -23,6 +23,7 @@ from megatron_telecom.models.backends import choose_backends
 from megatron_telecom.models.checkpoint_format import StoredCheckpoint, open_checkpoint
 from megatron_telecom.models.flops import num_floating_point_operations
 from megatron_telecom.models.presets import ModelPreset
+from megatron_telecom.models.tokenizer_record import check_tokenizer, tokenizer_record
 from megatron_telecom.runtime.distributed import get_device, initialize_distributed, job_env
 from megatron_telecom.runtime.parallel_layout import ParallelLayout
 from megatron_telecom.training import builders, checkpointing
@@ -78,6 +79,8 @@ class Run:
     """In-loop benchmark/perplexity evaluation (training/benchmark_eval.py; None: none asked)."""
     last_metrics: dict[str, float] = field(default_factory=dict)
     """The last iteration's reported metrics besides "lm loss" (DPO's rewards/*)."""
+    tokenizer_record: dict[str, Any] | None = None
+    """The run's tokenizer as its checkpoints record it (``models/tokenizer_record.py``)."""
 
 
 def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
@@ -104,6 +107,8 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
                            timeout_minutes=cfg.parallel.distributed_timeout_minutes)
     exits.synchronize_start()
     tokenizer = build_tokenizer(cfg.tokenizer)
+    if stored is not None:  # a resized vocabulary never trains with another tokenizer
+        check_tokenizer(stored.common, tokenizer, where=f"checkpoint {source.path}")
     vocab = builders.padded_vocab(cfg.model, layout, tokenizer.vocab_size)
     seq_length = cfg.model.seq_length or preset.seq_length
     config = builders.transformer_config(cfg.model, preset, layout, backends)
@@ -141,6 +146,7 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
         # --- in-loop benchmark evaluation (training/benchmark_eval.py) ---
         benchmarks=_benchmark_evaluation(cfg, seq_length), stage=stage, preparation=preparation,
         forward_step=stage.forward_step(use_transformer_engine=backends.use_transformer_engine),
+        tokenizer_record=tokenizer_record(tokenizer),
     )
 
 
@@ -296,7 +302,7 @@ def save(run: Run) -> None:
         c.save, s, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
         args={**run.cfg.to_flat_dict(), "padded_vocab_size": run.padded_vocab_size},
         save_optim=not c.no_save_optim, save_rng=not c.no_save_rng, model_config=run.preset,
-        most_recent_k=c.most_recent_k, preparation=run.preparation)
+        most_recent_k=c.most_recent_k, preparation=run.preparation, tokenizer=run.tokenizer_record)
     run.last_saved = s.iteration
 
 
