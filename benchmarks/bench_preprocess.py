@@ -36,10 +36,47 @@ from megatron_telecom.data.tokenizers import bundled_tokenizer_model
 REPO = Path(__file__).resolve().parents[1]
 RFC_DIR = REPO.parent / "shared" / "data" / "rfc"
 # --tokenizers names -> (--tokenizer-type, how to find the model)
+LLAMA3_STYLE_RANKS = 128_000  # Llama-3's BPE size; 256 special tokens follow, as in Llama-3 (128,256 ids)
+
+
+def llama3_style_tokenizer(folder: Path) -> Path:
+    """A Llama-3-shaped tokenizer.json (Split with Llama-3's regex + ByteLevel, 128,000 BPE ranks +
+    256 special tokens, eos <|end_of_text|>), built offline once into ``folder``.
+
+    Meta's file cannot be downloaded here, so the ranks are the first 128,000 of the tiktoken-style
+    vocabulary that the mistral-common wheel ships (tekken, 2024-09-11), converted by transformers'
+    TikTokenConverter, the converter that produces Llama-3's own tokenizer.json from its tiktoken file.
+    """
+    if (folder / "tokenizer.json").is_file():
+        return folder
+    import base64
+    import importlib.util
+
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    from megatron_telecom.data.word_cache import LLAMA3_PATTERN
+
+    tekken = Path(importlib.util.find_spec("mistral_common").submodule_search_locations[0]) / "data" / "tekken_240911.json"
+    vocab = json.loads(tekken.read_text())["vocab"][:LLAMA3_STYLE_RANKS]
+    folder.mkdir(parents=True, exist_ok=True)
+    ranks = folder / "llama3_style.tiktoken"
+    ranks.write_text("".join(f"{v['token_bytes']} {v['rank']}\n" for v in vocab))
+    assert all(base64.b64decode(v["token_bytes"]) for v in vocab)
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", *(f"<|reserved_special_token_{i}|>" for i in range(254))]
+    converted = TikTokenConverter(str(ranks), pattern=LLAMA3_PATTERN, extra_special_tokens=specials).converted()
+    PreTrainedTokenizerFast(tokenizer_object=converted, bos_token="<|begin_of_text|>",
+                            eos_token="<|end_of_text|>").save_pretrained(str(folder))
+    ranks.unlink()
+    return folder
+
+
+# --tokenizers names -> (--tokenizer-type, how to find the model given the work dir)
 TOKENIZERS = {
-    "mistral-v3": ("SentencePieceTokenizer", lambda: bundled_tokenizer_model("mistral-v3")),
-    "mistral-v1": ("SentencePieceTokenizer", lambda: bundled_tokenizer_model("mistral-v1")),
-    "smollm2-135m": ("HuggingFaceTokenizer", lambda: resolve_hf_path("bundled:smollm2-135m")),
+    "mistral-v3": ("SentencePieceTokenizer", lambda work: bundled_tokenizer_model("mistral-v3")),
+    "mistral-v1": ("SentencePieceTokenizer", lambda work: bundled_tokenizer_model("mistral-v1")),
+    "smollm2-135m": ("HuggingFaceTokenizer", lambda work: resolve_hf_path("bundled:smollm2-135m")),
+    "llama3-style": ("HuggingFaceTokenizer", lambda work: llama3_style_tokenizer(work / "llama3_style_tokenizer")),
 }
 
 
@@ -91,7 +128,7 @@ def run_measured(cmd: list[str], cwd: Path, memory=lambda p: p.memory_info().rss
 def measure_size(args: argparse.Namespace, corpus: Path, docs: int, nbytes: int, name: str) -> None:
     """Both tools on one corpus and tokenizer, back to back; prints one row per tool."""
     tokenizer_type, model = TOKENIZERS[name]
-    flags = ["--tokenizer-type", tokenizer_type, "--tokenizer-model", str(model()),
+    flags = ["--tokenizer-type", tokenizer_type, "--tokenizer-model", str(model(args.work_dir)),
              "--workers", str(args.workers), "--append-eod", "--log-interval", "100000"]
     tools = [("megatron-telecom", [sys.executable, str(REPO / "tools" / "preprocess_data.py")], REPO)]
     if args.megatron_lm:
