@@ -125,13 +125,14 @@ def run_measured(cmd: list[str], cwd: Path, memory=lambda p: p.memory_info().rss
     return wall, cpu, peak / 2**20
 
 
-def measure_size(args: argparse.Namespace, corpus: Path, docs: int, nbytes: int, name: str) -> None:
+def measure_size(args: argparse.Namespace, corpus: Path, docs: int, nbytes: int, name: str,
+                 with_megatron: bool = True) -> None:
     """Both tools on one corpus and tokenizer, back to back; prints one row per tool."""
     tokenizer_type, model = TOKENIZERS[name]
     flags = ["--tokenizer-type", tokenizer_type, "--tokenizer-model", str(model(args.work_dir)),
              "--workers", str(args.workers), "--append-eod", "--log-interval", "100000"]
     tools = [("megatron-telecom", [sys.executable, str(REPO / "tools" / "preprocess_data.py")], REPO)]
-    if args.megatron_lm:
+    if args.megatron_lm and with_megatron:
         tools.append(("Megatron-LM", [args.megatron_python, "tools/preprocess_data.py"], args.megatron_lm))
     outputs, walls, cpus = {}, {}, {}
     for tool, cmd, cwd in tools:
@@ -145,7 +146,8 @@ def measure_size(args: argparse.Namespace, corpus: Path, docs: int, nbytes: int,
         same = "" if len(outputs) == 1 else (
             f"{walls[tool] / walls[ours]:.2f}x wall, {cpus[tool] / cpus[ours]:.2f}x CPU, "
             + ("byte-identical" if outputs[tool] == outputs[ours] else "DIFFERENT"))
-        print(f"{nbytes / 1e6:>6.1f}MB {name:<13} {tool:<17} {wall:>7.1f} {cpus[tool]:>6.1f} {docs / wall:>7.1f} "
+        print(f"{nbytes / 1e6:>6.1f}MB {name:<13} {tool:<17} {wall:>7.1f} {cpus[tool]:>6.1f} "
+              f"{cpus[tool] / (nbytes / 1e6):>8.4f} {docs / wall:>7.1f} "
               f"{tokens / wall / 1e6:>7.2f} {nbytes / wall / 1e6:>6.2f} {rss:>11.0f}  {same}", flush=True)
         for suffix in (".bin", ".idx", ".json"):
             Path(f"{dataset}{suffix}").unlink(missing_ok=True)
@@ -155,10 +157,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[50, 100])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--tokenizers", nargs="+", choices=sorted(TOKENIZERS), default=["mistral-v3", "smollm2-135m"],
-                        help="bundled tokenizers to run (SentencePiece mistral-*, Hugging Face smollm2-135m)")
+    parser.add_argument("--tokenizers", nargs="+", choices=sorted(TOKENIZERS),
+                        default=["mistral-v3", "smollm2-135m", "llama3-style"],
+                        help="tokenizers to run (SentencePiece mistral-*, Hugging Face smollm2-135m and llama3-style)")
     parser.add_argument("--megatron-lm", type=Path, help="Megatron-LM source tree (core_v0.16.1)")
     parser.add_argument("--megatron-python", default=sys.executable)
+    parser.add_argument("--megatron-sizes-mb", type=int, nargs="+",
+                        help="run Megatron-LM only at these of --sizes-mb (default: all); ours runs at every size")
     parser.add_argument("--work-dir", type=Path)
     args = parser.parse_args()
     if not RFC_DIR.is_dir():
@@ -166,13 +171,14 @@ def main() -> int:
         return 0
     args.work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_preprocess_"))
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{'size':>8} {'tokenizer':<13} {'tool':<17} {'wall s':>7} {'CPU s':>6} {'docs/s':>7} {'Mtok/s':>7} "
+    print(f"{'size':>8} {'tokenizer':<13} {'tool':<17} {'wall s':>7} {'CPU s':>6} {'CPU s/MB':>8} {'docs/s':>7} {'Mtok/s':>7} "
           f"{'MB/s':>6} {'peak RSS MB':>11}  vs ours")
     for size in args.sizes_mb:
         corpus = args.work_dir / f"rfc_{size}mb.jsonl"
         docs, nbytes = build_corpus(corpus, size)
         for name in args.tokenizers:
-            measure_size(args, corpus, docs, nbytes, name)
+            measure_size(args, corpus, docs, nbytes, name,
+                         with_megatron=args.megatron_sizes_mb is None or size in args.megatron_sizes_mb)
         corpus.unlink()
     return 0
 

@@ -238,10 +238,11 @@ class Encoder:
 _worker_encoder: Encoder | None = None
 
 
-def _init_worker(config: PreprocessConfig) -> None:
+def _init_worker(config: PreprocessConfig, encoder: Encoder | None) -> None:
+    """A worker's encoder: the parent's own, inherited by fork, or built anew under spawn."""
     global _worker_encoder
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _worker_encoder = Encoder(config)
+    _worker_encoder = encoder or Encoder(config)
 
 
 def _encode_in_worker(batch: Batch) -> EncodedBatch:
@@ -252,14 +253,17 @@ def _encode_in_worker(batch: Batch) -> EncodedBatch:
 def encode_batches(config: PreprocessConfig, batches: Iterator[Batch], encoder: Encoder) -> Iterator[EncodedBatch]:
     """Encoded batches in input order; with workers > 1 at most 2 x workers batches in flight.
 
+    Workers are forked where the platform can (Linux): they inherit the parent's loaded tokenizer
+    and imports instead of paying for them again (seconds per worker for a Hugging Face tokenizer).
     A worker that dies (e.g. killed for memory) raises BrokenProcessPool instead of hanging.
     """
     if config.workers == 1:
         yield from map(encoder.encode_batch, batches)
         return
-    context = multiprocessing.get_context("spawn")
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if fork else "spawn")
     with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_init_worker,
-                             initargs=(config,)) as pool:
+                             initargs=(config, encoder if fork else None)) as pool:
         pending: deque[Future] = deque()
         try:
             for batch in batches:
