@@ -2,16 +2,17 @@
 """Preprocessing throughput and peak memory: ours vs Megatron-LM's tools/preprocess_data.py.
 
 Builds JSONL from the 80 RFCs in ../shared/data/rfc (one document per RFC, the set repeated to
-about the target size: 50 MB is 4 copies), runs both tools with the same flags (`--workers 2
---append-eod`) for each tokenizer family (SentencePiece: Mistral v3; Hugging Face: SmolLM2's
-byte-level BPE, the built-in base model's) and prints docs/s, tokens/s, MB/s, peak RSS (summed
-over the process tree, sampled every 50 ms), CPU seconds of the process tree (the figure to
-trust on a shared machine), our speedup and whether the outputs are
+about the target size: 50 MB is 4 copies, 1000 MB 80), runs both tools with the same flags
+(`--workers 2 --append-eod`) for each tokenizer (SentencePiece: Mistral v3; Hugging Face: SmolLM2's
+byte-level BPE, the built-in base model's, and a Llama-3-style tokenizer built offline, see
+`llama3_style_tokenizer`) and prints wall and CPU seconds of the process tree (CPU seconds, also
+per MB, are the figure to trust on a shared machine), docs/s, tokens/s, MB/s, peak RSS (summed
+over the process tree, sampled every 50 ms), our speedup and whether the outputs are
 byte-identical. Megatron-LM runs only when --megatron-lm points at its source tree (tag
 core_v0.16.1; see ../shared/reference/megatron-lm-preprocess.md) and --megatron-python at a Python
-that can run it; the two tools run back to back.
+that can run it, at every size or only at --megatron-sizes-mb; the two tools run back to back.
 
-    python benchmarks/bench_preprocess.py --sizes-mb 50 100 \
+    python benchmarks/bench_preprocess.py --sizes-mb 50 1000 --megatron-sizes-mb 50 \
         --megatron-lm /path/to/Megatron-LM --megatron-python /path/to/venv/bin/python
 """
 
