@@ -166,3 +166,19 @@ def test_bundled_smollm2_tokenizer():
         build_tokenizer("HuggingFaceTokenizer", "bundled:mistral-v3")
     with pytest.raises(ValueError, match="unknown bundled tokenizer.*bundled:smollm2-135m"):
         build_tokenizer("HuggingFaceTokenizer", "bundled:llama-9")
+
+
+@pytest.mark.parametrize("typecode", ["H", "i"])  # uint16 and int32 datasets
+def test_bounded_cache_is_emptied_and_refilled_exactly(monkeypatch, typecode):
+    """A cache at its limit is emptied mid-run; texts that hit it, missed it, or came after the
+    clearing all keep the library's ids, in either token dtype's bytes."""
+    from megatron_telecom.data import word_cache
+
+    monkeypatch.setattr(word_cache, "CACHE_LIMIT", 40)
+    tokenizer = build_tokenizer("HuggingFaceTokenizer", FIXTURE)
+    tokenizer.typecode = typecode
+    texts = fuzz_texts(5, 240, ASCII_PIECES)
+    for start in range(0, len(texts), 6):
+        batch = texts[start:start + 6]
+        assert tokenizer.tokenize_batch(batch) == library_ids(tokenizer, batch)
+        assert len(tokenizer._cache) <= 40 + sum(len(w or ()) for w in map(tokenizer._splitter.split, batch))

@@ -202,7 +202,7 @@ class Encoder:
         encoded = {key: self._tokenize_key(records, key) for key in self.config.json_keys}
         empty = np.zeros(len(records), dtype=bool)
         for per_doc in encoded.values():
-            empty |= np.array([len(doc) == 0 for doc in per_doc], dtype=bool)
+            empty |= np.array([not doc for doc in per_doc], dtype=bool)
         for (number, _), is_empty in zip(records, empty):
             if is_empty:
                 skipped.append((number, "empty_text", "no tokens after tokenization"))
@@ -211,40 +211,38 @@ class Encoder:
         num_bytes = sum(len(line) for line in batch.lines)
         return EncodedBatch(batch.file_index, int((~empty).sum()), num_bytes, keys, skipped)
 
-    def _tokenize_key(self, records: list[tuple[int, dict[str, list[str]]]], key: str) -> list[list[list[int]]]:
-        """Per document, the token ids of each non-empty sentence (one 'sentence' in document mode)."""
+    def _tokenize_key(self, records: list[tuple[int, dict[str, list[str]]]], key: str) -> list[list[bytes]]:
+        """Per document, the token ids (raw bytes of the token dtype) of each non-empty sentence
+        (one 'sentence' in document mode)."""
         sentences = [s for _, texts in records for s in texts[key]]
-        ids = iter(self.tokenizer.tokenize_batch(sentences))
-        per_doc = []
-        for _, texts in records:
-            per_doc.append([seq for seq in (next(ids) for _ in texts[key]) if seq])
-        return per_doc
+        ids = iter(self.tokenizer.tokenize_batch_bytes(sentences))
+        return [[seq for seq in (next(ids) for _ in texts[key]) if seq] for _, texts in records]
 
-    def _pack(self, per_doc: list[list[list[int]]], empty: np.ndarray) -> EncodedKey:
+    def _pack(self, per_doc: list[list[bytes]], empty: np.ndarray) -> EncodedKey:
+        """One token array for the batch's documents (one copy: a `bytes.join`), with each
+        sequence's length and the sequences per document."""
         docs = [doc for doc, is_empty in zip(per_doc, empty) if not is_empty]
-        lengths = [len(seq) for doc in docs for seq in doc]
-        if self.config.append_eod:
-            eod = self.tokenizer.eod
-            for doc in docs:
-                doc[-1] = [*doc[-1], eod]
-            ends = np.cumsum([len(doc) for doc in docs], dtype=np.int64) - 1
-            lengths_arr = np.array(lengths, dtype=np.int32)
-            lengths_arr[ends] += 1
-        else:
-            lengths_arr = np.array(lengths, dtype=np.int32)
-        arrays = [np.array(seq, dtype=self.dtype) for doc in docs for seq in doc]
-        tokens = np.concatenate(arrays) if arrays else np.empty(0, dtype=self.dtype)
-        per_doc_counts = np.array([len(doc) for doc in docs], dtype=np.int64)
-        return EncodedKey(tokens, lengths_arr, per_doc_counts)
+        itemsize = np.dtype(self.dtype).itemsize
+        pieces = [seq for doc in docs for seq in doc]
+        lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)) // itemsize
+        per_doc_counts = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
+        parts = pieces
+        if self.config.append_eod:  # the EOD id ends each document's last sequence
+            eod = np.array([self.tokenizer.eod], dtype=self.dtype).tobytes()
+            lengths[np.cumsum(per_doc_counts) - 1] += 1
+            parts = [part for doc in docs for part in (*doc, eod)]
+        tokens = np.frombuffer(b"".join(parts), dtype=self.dtype)
+        return EncodedKey(tokens, lengths.astype(np.int32), per_doc_counts)
 
 
 _worker_encoder: Encoder | None = None
 
 
-def _init_worker(config: PreprocessConfig) -> None:
+def _init_worker(config: PreprocessConfig, encoder: Encoder | None) -> None:
+    """A worker's encoder: the parent's own, inherited by fork, or built anew under spawn."""
     global _worker_encoder
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _worker_encoder = Encoder(config)
+    _worker_encoder = encoder or Encoder(config)
 
 
 def _encode_in_worker(batch: Batch) -> EncodedBatch:
@@ -255,14 +253,17 @@ def _encode_in_worker(batch: Batch) -> EncodedBatch:
 def encode_batches(config: PreprocessConfig, batches: Iterator[Batch], encoder: Encoder) -> Iterator[EncodedBatch]:
     """Encoded batches in input order; with workers > 1 at most 2 x workers batches in flight.
 
+    Workers are forked where the platform can (Linux): they inherit the parent's loaded tokenizer
+    and imports instead of paying for them again (seconds per worker for a Hugging Face tokenizer).
     A worker that dies (e.g. killed for memory) raises BrokenProcessPool instead of hanging.
     """
     if config.workers == 1:
         yield from map(encoder.encode_batch, batches)
         return
-    context = multiprocessing.get_context("spawn")
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if fork else "spawn")
     with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_init_worker,
-                             initargs=(config,)) as pool:
+                             initargs=(config, encoder if fork else None)) as pool:
         pending: deque[Future] = deque()
         try:
             for batch in batches:

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
+import numpy as np
+
 from megatron_telecom.bundled import BUNDLED_PREFIX, builtin_model, resolve_bundled
+from megatron_telecom.data.indexed import optimal_dtype
 from megatron_telecom.data.word_cache import HuggingFaceWordSplitter, encode_with_cache
 
 TokenizerType = Literal["SentencePieceTokenizer", "GPTSentencePieceTokenizer", "Llama2Tokenizer",
@@ -50,6 +54,11 @@ _META_SPACE = "\u2581"  # SentencePiece's whitespace symbol
 # A space after a character that is neither a space nor '▁', and not at the very end (an empty last
 # chunk would lose the trailing '▁').
 _CHUNK_BOUNDARY = re.compile("(?<=[^ \u2581]) (?=.)", re.DOTALL)
+
+
+def token_typecode(vocab_size: int) -> str:
+    """The `array` typecode of the dataset's token dtype for a vocabulary (uint16 or int32)."""
+    return np.dtype(optimal_dtype(vocab_size)).char
 
 
 def bundled_tokenizer_model(name: str = "mistral-v1") -> Path:
@@ -80,10 +89,11 @@ class SentencePieceTokenizer:
         self.vocab_size: int = self._sp.get_piece_size()
         self.eod: int = self._sp.eos_id()
         self.bos: int | None = self._sp.bos_id() if self._sp.bos_id() >= 0 else None
+        self.typecode = token_typecode(self.vocab_size)
         self._chunkable = self._pieces_never_span_a_space()
         self.fast_path_note: str | None = None if self._chunkable else (
             f"{model_path}: a piece spans a space, so the word cache is off (whole texts are encoded)")
-        self._cache: dict[str, tuple[int, ...]] = {}
+        self._cache: dict[str, bytes] = {}
 
     def _pieces_never_span_a_space(self) -> bool:
         """True when no piece holds the meta space '▁' after any character but '▁' (Llama-2 and
@@ -98,7 +108,11 @@ class SentencePieceTokenizer:
         return self.tokenize_batch([text])[0]
 
     def tokenize_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """Same ids as `encode(text)` for each text, computed word by word with a cache.
+        return [array(self.typecode, ids).tolist() for ids in self.tokenize_batch_bytes(texts)]
+
+    def tokenize_batch_bytes(self, texts: Sequence[str]) -> list[bytes]:
+        """Same ids as `encode(text)` for each text (as `array(self.typecode)` bytes), computed word
+        by word with a cache.
 
         Exact because (1) the text normalizes to '▁' + text with spaces as '▁' (checked per text:
         identity normalizer, dummy prefix, no whitespace removal), and (2) no piece spans a space that
@@ -107,13 +121,15 @@ class SentencePieceTokenizer:
         it was split at. Other texts or models take the plain `encode` path.
         """
         if not self._chunkable:
-            return self._sp.encode(list(texts), out_type=int)
+            return [array(self.typecode, ids).tobytes() for ids in self._sp.encode(list(texts), out_type=int)]
         chunked = [
             _CHUNK_BOUNDARY.split(t) if self._sp.normalize(t) == _META_SPACE + t.replace(" ", _META_SPACE) else None
             for t in texts
         ]
-        ids = encode_with_cache(self._cache, chunked, lambda chunks: self._sp.encode(chunks, out_type=int))
-        return [self._sp.encode_as_ids(t) if i is None else i for t, i in zip(texts, ids)]
+        ids = encode_with_cache(self._cache, chunked, lambda chunks: self._sp.encode(chunks, out_type=int),
+                                self.typecode)
+        return [array(self.typecode, self._sp.encode_as_ids(t)).tobytes() if i is None else i
+                for t, i in zip(texts, ids)]
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self._sp.decode_ids([int(i) for i in ids])
@@ -143,7 +159,8 @@ class HuggingFaceTokenizer:
             raise ValueError(f"the tokenizer in {model_path} has no eos_token, so no EOD id")
         self.eod: int = self._hf.convert_tokens_to_ids(self._hf.eos_token)
         self.bos: int | None = self._hf.bos_token_id
-        self._cache: dict[str, tuple[int, ...]] = {}
+        self.typecode = token_typecode(self.vocab_size)
+        self._cache: dict[str, bytes] = {}
         self._splitter = HuggingFaceWordSplitter(self._backend) if self._backend is not None else None
         self.fast_path_note: str | None = (
             f"{model_path}: not a fast (tokenizer.json) tokenizer, so the word cache is off" if self._splitter is None
@@ -154,16 +171,22 @@ class HuggingFaceTokenizer:
         return self.tokenize_batch([text])[0]
 
     def tokenize_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """Same ids as the library's `encode(text, add_special_tokens=False)`, via the word cache
-        where `HuggingFaceWordSplitter` can reproduce the pre-tokenization, whole texts otherwise."""
         if self._backend is None:  # slow (Python) tokenizer: megatron-core's exact path
             return [self._hf.convert_tokens_to_ids(self._hf.tokenize(t)) for t in texts]
+        return [array(self.typecode, ids).tolist() for ids in self.tokenize_batch_bytes(texts)]
+
+    def tokenize_batch_bytes(self, texts: Sequence[str]) -> list[bytes]:
+        """Same ids as the library's `encode(text, add_special_tokens=False)` (as
+        `array(self.typecode)` bytes), via the word cache where `HuggingFaceWordSplitter` can
+        reproduce the pre-tokenization, whole texts otherwise."""
+        if self._backend is None:
+            return [array(self.typecode, ids).tobytes() for ids in self.tokenize_batch(texts)]
         splitter = self._splitter
         words = [splitter.split(t) for t in texts] if splitter.note is None else [None] * len(texts)
-        ids = encode_with_cache(self._cache, words, splitter.encode_words)
+        ids = encode_with_cache(self._cache, words, splitter.encode_words, self.typecode)
         whole = [t for t, i in zip(texts, ids) if i is None]
         encoded = iter(self._backend.encode_batch(whole, add_special_tokens=False) if whole else ())
-        return [next(encoded).ids if i is None else i for i in ids]
+        return [array(self.typecode, next(encoded).ids).tobytes() if i is None else i for i in ids]
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self._hf.decode([int(i) for i in ids])
@@ -193,6 +216,9 @@ class NullTokenizer:
 
     def tokenize_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return [self.tokenize(t) for t in texts]
+
+    def tokenize_batch_bytes(self, texts: Sequence[str]) -> list[bytes]:
+        return [np.array(self.tokenize(t), dtype=optimal_dtype(self.vocab_size)).tobytes() for t in texts]
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return " ".join(str(int(i)) for i in ids)
