@@ -20,10 +20,11 @@ ruff check .
 if [[ $fast == 1 ]]; then
   set -- -m "not torchrun and not slurm and not real_model and not slow" "$@"
 fi
-# Three workers (pytest-xdist) on the 2-core machine: many tests wait (SLURM scheduling and
-# requeues, rendezvous, process start-up) while another computes, so a third worker fills the
-# idle core-time. One thread per process (and per child), so three workers never oversubscribe
-# the cores with OpenMP threads that spin. conftest's scheduler hands out whole modules, heaviest
-# first; the minutes-long SmolLM2 conversion is built once per session and shared (built_once).
+# Four workers (pytest-xdist) on the 2-core machine: many tests wait (SLURM scheduling and
+# requeues, rendezvous, process start-up) while others compute, and with three the cores still
+# idled a fifth of the run. One thread per process (and per child), so the workers never
+# oversubscribe the cores with OpenMP threads that spin. conftest's scheduler hands out whole
+# modules, heaviest first; the minutes-long SmolLM2 conversion is built once per session and
+# shared (built_once). --durations lists the slowest tests, the place to start when it grows.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-python -m pytest -q -ra -n "${PYTEST_WORKERS:-3}" --no-loadscope-reorder "$@"
+python -m pytest -q -ra -n "${PYTEST_WORKERS:-4}" --no-loadscope-reorder --durations=25 "$@"
