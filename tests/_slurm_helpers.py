@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -407,10 +408,25 @@ def submit(env: dict[str, str], *args: str) -> str:
     return proc.stdout.strip().split(";")[0]
 
 
-def job_fields(env: dict[str, str], job: str) -> dict[str, str]:
-    """``scontrol show job`` fields (JobState, Restarts, Reason, ExitCode...); {} once gone."""
-    shown = query(["scontrol", "show", "job", "-o", job], env)
-    return dict(re.findall(r"(\w+)=(\S*)", shown)) if shown is not None else {}
+def job_fields(env: dict[str, str], job: str, attempts: int = 5) -> dict[str, str]:
+    """``scontrol show job`` fields (JobState, Restarts, Reason, ExitCode...); {} once the
+    controller has forgotten the job. A controller too busy to answer (timeout, socket error,
+    as under four test workers) is asked again: only "Invalid job id" means gone."""
+    failures = []
+    for _ in range(attempts):
+        try:
+            proc = subprocess.run(["scontrol", "show", "job", "-o", job], env=env,
+                                  capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            failures.append(f"no answer in {COMMAND_TIMEOUT_S} s")
+            continue
+        if proc.returncode == 0:
+            return dict(re.findall(r"(\w+)=(\S*)", proc.stdout))
+        if "Invalid job id" in proc.stderr:
+            return {}
+        failures.append(proc.stderr.strip())
+        time.sleep(2)
+    raise AssertionError(f"scontrol show job {job} failed {attempts} times: {failures}")
 
 
 def log_tail(path: Path) -> str:
