@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from pathlib import Path
@@ -34,6 +35,25 @@ def test_sentencepiece_word_cache_is_exact(name):
         texts += [p.read_bytes().decode("utf-8") for p in sorted(RFC_DIR.glob("*.txt"))[:20]]
     assert ours.tokenize_batch(texts) == reference.encode(texts)
     assert ours.tokenize_batch(texts[::-1]) == reference.encode(texts[::-1])  # warm cache, other order
+
+
+@pytest.mark.parametrize(("options", "note"), [
+    ({}, "the normalizer 'nmt_nfkc' may change the text"),  # the trainer's default normalizer
+    ({"normalization_rule_name": "identity", "remove_extra_whitespaces": False, "split_by_whitespace": False},
+     "a piece spans a space"),
+    ({"normalization_rule_name": "identity", "remove_extra_whitespaces": False}, None),
+])
+def test_sentencepiece_word_cache_only_where_provable(tmp_path, options, note):
+    """A model whose normalizer may change text beyond spaces, or with a piece across a space, is
+    encoded whole (with a note); an identity-normalized one takes the cache; ids are exact in all."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(SAMPLE_TEXTS), model_writer=model, model_type="bpe",
+                                   vocab_size=300, minloglevel=2, **options)
+    (tmp_path / "tiny.model").write_bytes(model.getvalue())
+    ours = build_tokenizer("SentencePieceTokenizer", tmp_path / "tiny.model")
+    assert (ours.fast_path_note is None) if note is None else (note in ours.fast_path_note)
+    texts = fuzz_texts(1, 2000) + SAMPLE_TEXTS
+    assert ours.tokenize_batch(texts) == spm.SentencePieceProcessor(model_file=str(tmp_path / "tiny.model")).encode(texts)
 
 
 @pytest.mark.parametrize("tokenizer_type", ["SentencePieceTokenizer", "GPTSentencePieceTokenizer", "Llama2Tokenizer"])

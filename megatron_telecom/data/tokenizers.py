@@ -52,8 +52,9 @@ class TokenizerConfig:
 
 _META_SPACE = "\u2581"  # SentencePiece's whitespace symbol
 # A space after a character that is neither a space nor '▁', and not at the very end (an empty last
-# chunk would lose the trailing '▁').
-_CHUNK_BOUNDARY = re.compile("(?<=[^ \u2581]) (?=.)", re.DOTALL)
+# chunk would lose the trailing '▁'). The space comes first and the lookbehind after it, so `re`
+# jumps from space to space instead of trying the lookbehind at every position (2x faster).
+_CHUNK_BOUNDARY = re.compile(" (?<=[^ \u2581] )(?=.)", re.DOTALL)
 
 
 def token_typecode(vocab_size: int) -> str:
@@ -90,19 +91,31 @@ class SentencePieceTokenizer:
         self.eod: int = self._sp.eos_id()
         self.bos: int | None = self._sp.bos_id() if self._sp.bos_id() >= 0 else None
         self.typecode = token_typecode(self.vocab_size)
-        self._chunkable = self._pieces_never_span_a_space()
-        self.fast_path_note: str | None = None if self._chunkable else (
-            f"{model_path}: a piece spans a space, so the word cache is off (whole texts are encoded)")
+        blocker = self._word_cache_blocker()
+        self.fast_path_note: str | None = None if blocker is None else (
+            f"{model_path}: {blocker}, so the word cache is off (whole texts are encoded)")
         self._cache: dict[str, bytes] = {}
 
-    def _pieces_never_span_a_space(self) -> bool:
-        """True when no piece holds the meta space '▁' after any character but '▁' (Llama-2 and
-        Mistral models): BPE then never merges across a space that follows another character."""
-        for i in range(self.vocab_size):
-            piece = self._sp.id_to_piece(i)
-            if any(b == _META_SPACE and a != _META_SPACE for a, b in zip(piece, piece[1:])):
-                return False
-        return True
+    def _word_cache_blocker(self) -> str | None:
+        """Why encoding chunk by chunk could differ from `encode(text)`, or None when it cannot.
+
+        Exact when (1) the normalizer provably turns every text into '▁' + text with spaces as '▁'
+        (identity rules, no character map, dummy prefix, whitespace kept and not a suffix), so no
+        text needs a check of its own, and (2) no piece holds '▁' after a character other than '▁'
+        (Llama-2 and Mistral models): BPE then never merges across a space that follows another
+        character, so the text splits there into chunks whose encodings concatenate to the whole's.
+        """
+        from sentencepiece import sentencepiece_model_pb2
+
+        proto = sentencepiece_model_pb2.ModelProto.FromString(self._sp.serialized_model_proto())
+        spec = proto.normalizer_spec
+        if (spec.precompiled_charsmap or not spec.add_dummy_prefix or spec.remove_extra_whitespaces
+                or not spec.escape_whitespaces or proto.trainer_spec.treat_whitespace_as_suffix):
+            return f"the normalizer {spec.name!r} may change the text beyond spaces"
+        spanning = re.compile(f"[^{_META_SPACE}]{_META_SPACE}")
+        if any(map(spanning.search, self._sp.id_to_piece(list(range(self.vocab_size))))):
+            return "a piece spans a space"
+        return None
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenize_batch([text])[0]
@@ -111,25 +124,16 @@ class SentencePieceTokenizer:
         return [array(self.typecode, ids).tolist() for ids in self.tokenize_batch_bytes(texts)]
 
     def tokenize_batch_bytes(self, texts: Sequence[str]) -> list[bytes]:
-        """Same ids as `encode(text)` for each text (as `array(self.typecode)` bytes), computed word
-        by word with a cache.
-
-        Exact because (1) the text normalizes to '▁' + text with spaces as '▁' (checked per text:
-        identity normalizer, dummy prefix, no whitespace removal), and (2) no piece spans a space that
-        follows a character other than a space or '▁', so the text splits there into chunks whose
-        encodings concatenate to the whole's; each later chunk's dummy prefix stands for the space
-        it was split at. Other texts or models take the plain `encode` path.
+        """Same ids as `encode(text)` for each text (as `array(self.typecode)` bytes), computed chunk
+        by chunk with a cache: texts are cut at the spaces `_word_cache_blocker` proves to be
+        boundaries, and each later chunk's dummy prefix stands for the space it was cut at. Models
+        the cache cannot reproduce take the plain `encode` path.
         """
-        if not self._chunkable:
+        if self.fast_path_note is not None:
             return [array(self.typecode, ids).tobytes() for ids in self._sp.encode(list(texts), out_type=int)]
-        chunked = [
-            _CHUNK_BOUNDARY.split(t) if self._sp.normalize(t) == _META_SPACE + t.replace(" ", _META_SPACE) else None
-            for t in texts
-        ]
-        ids = encode_with_cache(self._cache, chunked, lambda chunks: self._sp.encode(chunks, out_type=int),
-                                self.typecode)
-        return [array(self.typecode, self._sp.encode_as_ids(t)).tobytes() if i is None else i
-                for t, i in zip(texts, ids)]
+        chunked = list(map(_CHUNK_BOUNDARY.split, texts))
+        return encode_with_cache(self._cache, chunked, lambda chunks: self._sp.encode(chunks, out_type=int),
+                                 self.typecode)
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self._sp.decode_ids([int(i) for i in ids])
