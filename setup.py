@@ -27,6 +27,7 @@ setup(
         "psutil",  # dist_checkpointing's async writer hangs without it
         "numpy",
         "sentencepiece",
+        "protobuf",  # reads SentencePiece model files (normalizer check, vocabulary extension)
         "nltk",
         "transformers",
         "safetensors",
