@@ -6,11 +6,10 @@ Other test files may import this module read-only.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import torch
-from _dist_helpers import REPO, free_port, run_subprocess, subprocess_env
+from _dist_helpers import REPO, run_ranks
 
 TINY_VOCAB = 512  # NullTokenizer --vocab-size 511 has 512 ids; pads to 512 at TP 1 and 2
 _SHAPE = dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
@@ -67,15 +66,12 @@ def hf_logits(folder: Path, tokens: torch.Tensor) -> torch.Tensor:
 
 def run_probe(nproc: int, out: Path, tokens: torch.Tensor | None, args: list[str],
               *, timeout: float = 600) -> dict:
-    """Launch tests/_convert_probe.py under torchrun; its record (and ``logits`` if asked)."""
+    """Launch tests/_convert_probe.py as ``nproc`` ranks; its record (and ``logits`` if asked)."""
     tokens_arg = "-"
     if tokens is not None:
         tokens_arg = str(out.with_suffix(".tokens.pt"))
         torch.save(tokens, tokens_arg)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(PROBE),
-           str(out), tokens_arg, *args]
-    proc = run_subprocess(cmd, env=subprocess_env(), timeout=timeout, cwd=REPO)
+    proc = run_ranks(nproc, [str(PROBE), str(out), tokens_arg, *args], timeout=timeout)
     assert proc.returncode == 0, f"probe failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     record = torch.load(out, weights_only=True)
     logits_path = Path(str(out) + ".logits")

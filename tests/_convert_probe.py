@@ -1,6 +1,6 @@
-"""Run under torchrun by tests/test_convert_*.py: the trainer's own setup + first iteration.
+"""Run as torchrun ranks by tests/test_convert_*.py: the trainer's own setup + first iteration.
 
-``python -m torch.distributed.run ... tests/_convert_probe.py OUT.pt TOKENS.pt|- <pretrain flags>``
+``tests/_convert_probe.py OUT.pt TOKENS.pt|- <pretrain flags>`` (each rank, via ``run_ranks``)
 builds the run exactly as ``megatron_telecom.pretrain`` does (so ``--load`` adopts the
 checkpoint's model), computes the logits of TOKENS.pt through megatron-core's forward-only
 schedule (gathered over TP, from the last pipeline stage), then runs the first training

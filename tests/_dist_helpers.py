@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -98,22 +99,54 @@ def run_script_for_record(script: str, out: Path, *, timeout: float = 180) -> di
     return json.loads(out.read_text())
 
 
+def run_ranks(nproc: int, target: list[str], *, timeout: float, env: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess:
+    """``python TARGET`` as ``nproc`` local ranks with the variables torchrun gives its workers,
+    without the launcher: its start-up (~2 CPU-s of importing torch) is spared on every run.
+
+    As under torchrun, the first rank that fails ends the others (SIGKILL) and sets the return
+    code. stdout and stderr are the ranks' outputs one after the other, in rank order. On
+    timeout every rank is killed and subprocess.TimeoutExpired carries the outputs.
+    """
+    base, port = env if env is not None else subprocess_env(), str(free_port())
+    with tempfile.TemporaryDirectory(prefix="ranks") as logs:
+        procs = []
+        for rank in range(nproc):
+            with open(f"{logs}/{rank}.out", "w") as out, open(f"{logs}/{rank}.err", "w") as err:
+                procs.append(subprocess.Popen(  # the child keeps its own copies of the files
+                    [sys.executable, *target], cwd=REPO, stdout=out, stderr=err,
+                    start_new_session=True,
+                    env={**base, "RANK": str(rank), "LOCAL_RANK": str(rank),
+                         "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0",
+                         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}))
+        deadline, code, timed_out = time.monotonic() + timeout, 0, False
+        while True:
+            codes = [p.poll() for p in procs]
+            code = next((c for c in codes if c), 0)  # the first failure (negative: a signal)
+            if code or all(c == 0 for c in codes):
+                break
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
+            time.sleep(0.05)
+        for proc in procs:
+            if proc.poll() is None:
+                kill_job(proc)
+        stdout, stderr = ("".join(Path(logs, f"{rank}.{kind}").read_text(errors="replace")
+                                  for rank in range(nproc)) for kind in ("out", "err"))
+    command = [sys.executable, *target]
+    if timed_out:
+        raise subprocess.TimeoutExpired(command, timeout, output=stdout, stderr=stderr)
+    return subprocess.CompletedProcess(command, code, stdout, stderr)
+
+
 def run_torchrun(nproc: int, args: list[str], *, module: str = "megatron_telecom.pretrain",
                  timeout: float = DEFAULT_TIMEOUT_S, check: bool = True,
                  ) -> subprocess.CompletedProcess:
-    """Run to completion; on failure (or timeout) the assertion shows the output's tail.
-
-    One process needs no launcher: it starts with the variables torchrun would give it, which
-    spares the launcher's own start-up (~2.5 CPU-s of importing torch) on every such run.
-    """
-    if nproc == 1:
-        cmd = [sys.executable, "-m", module, *args]
-        env = subprocess_env(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-                             MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
-    else:
-        cmd, env = torchrun_cmd(nproc, module, args), subprocess_env()
+    """Run ``-m module`` as ``nproc`` ranks to completion (``run_ranks``); on failure (or
+    timeout) the assertion shows the output's tail."""
     try:
-        proc = run_subprocess(cmd, env=env, timeout=timeout, cwd=REPO)
+        proc = run_ranks(nproc, ["-m", module, *args], timeout=timeout)
     except subprocess.TimeoutExpired as err:
         raise AssertionError(f"torchrun timed out after {timeout}s: {args}\n"
                              f"{(err.stdout or '')[-2000:]}\n{(err.stderr or '')[-4000:]}") from err

@@ -1,6 +1,6 @@
-"""Run under torchrun by tests/test_training_sft.py: per-token losses of every trained token.
+"""Run as torchrun ranks by tests/test_training_sft.py: per-token losses of every trained token.
 
-``python -m torch.distributed.run ... tests/_sft_probe.py OUT.json <pretrain flags, --stage sft>``
+``tests/_sft_probe.py OUT.json <pretrain flags, --stage sft>`` (each rank, via ``run_ranks``)
 builds the run as ``megatron_telecom.pretrain`` does, then pushes the first global batch through
 megatron-core's forward-only schedule with the trainer's SFT forward step. The last pipeline
 stage's TP/DP rank 0 writes {conversation tokens: losses at its loss-mask positions} to OUT.json.

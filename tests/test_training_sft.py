@@ -15,8 +15,8 @@ import pytest
 import torch
 from _convert_helpers import write_tiny_hf_model
 from _dist_helpers import (
-    free_port,
     kill_and_resume,
+    run_ranks,
     run_script_for_record,
     run_subprocess,
     run_torchrun,
@@ -56,11 +56,8 @@ def _args(prefix, sequences: int, **flags) -> list[str]:
 
 
 def _probe(nproc: int, args: list[str], out) -> dict[str, list[float]]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(PROBE), str(out),
-           *args]
     try:
-        proc = run_subprocess(cmd, env=subprocess_env(), timeout=240, cwd=REPO)
+        proc = run_ranks(nproc, [str(PROBE), str(out), *args], timeout=240)
     except subprocess.TimeoutExpired as err:
         raise AssertionError(f"probe timed out: {(err.stderr or '')[-3000:]}") from err
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-5000:]
