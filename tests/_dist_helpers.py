@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
+import _preloaded as preloaded
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +78,11 @@ def run_subprocess(cmd: list[str], *, env: dict[str, str], timeout: float,
     The command runs in a session of its own; on timeout that process group and every
     descendant (torchrun's workers sit in sessions of their own) get SIGKILL, so a hung test
     leaves nothing busy on the CI cores. Raises subprocess.TimeoutExpired with the output.
+    ``python SCRIPT|-m MODULE|-c CODE ...`` runs in a process from the preloaded interpreter
+    (``_preloaded.py``); tests of imports or memory use ``subprocess`` directly.
     """
+    if cmd[0] == sys.executable and len(cmd) > 1 and (cmd[1] in ("-m", "-c") or not cmd[1].startswith("-")):
+        return _run_python([(cmd[1:], env)], cwd=cwd or Path.cwd(), timeout=timeout)
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -92,33 +97,24 @@ def run_subprocess(cmd: list[str], *, env: dict[str, str], timeout: float,
 def run_script_for_record(script: str, out: Path, *, timeout: float = 180) -> dict:
     """Run a test module as a fresh single-process script (`python script OUT`) and return the
     JSON record it writes: for checks that need a process of their own (the CPU shim is global)."""
-    env = subprocess_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    env = subprocess_env()
     env.pop("SLURM_PROCID", None)
-    proc = run_subprocess([sys.executable, script, str(out)], env=env, timeout=timeout)
+    proc = run_ranks(1, [script, str(out)], env=env, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return json.loads(out.read_text())
 
 
-def run_ranks(nproc: int, target: list[str], *, timeout: float, env: dict[str, str] | None = None,
-              ) -> subprocess.CompletedProcess:
-    """``python TARGET`` as ``nproc`` local ranks with the variables torchrun gives its workers,
-    without the launcher: its start-up (~2 CPU-s of importing torch) is spared on every run.
+def _run_python(jobs: list[tuple[list[str], dict[str, str]]], *, cwd: Path, timeout: float,
+                ) -> subprocess.CompletedProcess:
+    """``python TARGET`` under ENV for each (TARGET, ENV) of ``jobs``, at once, to completion.
 
-    As under torchrun, the first rank that fails ends the others (SIGKILL) and sets the return
-    code. stdout and stderr are the ranks' outputs one after the other, in rank order. On
-    timeout every rank is killed and subprocess.TimeoutExpired carries the outputs.
+    The first process that fails ends the others (SIGKILL) and sets the return code; stdout and
+    stderr are the processes' outputs one after the other. On timeout every process is killed
+    and subprocess.TimeoutExpired carries the outputs.
     """
-    base, port = env if env is not None else subprocess_env(), str(free_port())
-    with tempfile.TemporaryDirectory(prefix="ranks") as logs:
-        procs = []
-        for rank in range(nproc):
-            with open(f"{logs}/{rank}.out", "w") as out, open(f"{logs}/{rank}.err", "w") as err:
-                procs.append(subprocess.Popen(  # the child keeps its own copies of the files
-                    [sys.executable, *target], cwd=REPO, stdout=out, stderr=err,
-                    start_new_session=True,
-                    env={**base, "RANK": str(rank), "LOCAL_RANK": str(rank),
-                         "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0",
-                         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}))
+    with tempfile.TemporaryDirectory(prefix="python") as logs:
+        procs = [preloaded.start(target, env=env, cwd=cwd, stdout=Path(logs, f"{i}.out"),
+                                 stderr=Path(logs, f"{i}.err")) for i, (target, env) in enumerate(jobs)]
         deadline, code, timed_out = time.monotonic() + timeout, 0, False
         while True:
             codes = [p.poll() for p in procs]
@@ -132,12 +128,24 @@ def run_ranks(nproc: int, target: list[str], *, timeout: float, env: dict[str, s
         for proc in procs:
             if proc.poll() is None:
                 kill_job(proc)
-        stdout, stderr = ("".join(Path(logs, f"{rank}.{kind}").read_text(errors="replace")
-                                  for rank in range(nproc)) for kind in ("out", "err"))
-    command = [sys.executable, *target]
+        stdout, stderr = ("".join(Path(logs, f"{i}.{kind}").read_text(errors="replace")
+                                  for i in range(len(jobs))) for kind in ("out", "err"))
+    command = [sys.executable, *jobs[0][0]]
     if timed_out:
         raise subprocess.TimeoutExpired(command, timeout, output=stdout, stderr=stderr)
     return subprocess.CompletedProcess(command, code, stdout, stderr)
+
+
+def run_ranks(nproc: int, target: list[str], *, timeout: float, env: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess:
+    """``python TARGET`` as ``nproc`` local ranks with the variables torchrun gives its workers,
+    without the launcher (``_run_python``: as under torchrun, the first rank that fails ends the
+    others; the outputs come in rank order)."""
+    base, port = env if env is not None else subprocess_env(), str(free_port())
+    return _run_python([(target, {**base, "RANK": str(rank), "LOCAL_RANK": str(rank),
+                                  "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
+                                  "GROUP_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port})
+                         for rank in range(nproc)], cwd=REPO, timeout=timeout)
 
 
 def run_torchrun(nproc: int, args: list[str], *, module: str = "megatron_telecom.pretrain",
@@ -167,21 +175,18 @@ def start_torchrun(nproc: int, args: list[str], log_path: Path,
 
 
 def start_ranks(nproc: int, args: list[str], log_dir: Path,
-                *, module: str = "megatron_telecom.pretrain") -> list[subprocess.Popen]:
-    """Start ``nproc`` processes with torchrun's variables set, as srun starts SLURM tasks.
+                *, module: str = "megatron_telecom.pretrain") -> list:
+    """Start ``nproc`` processes with torchrun's variables set, as srun starts SLURM tasks, each
+    in a session of its own, output in ``log_dir/rank{N}.log`` (processes from ``_preloaded``).
 
-    Used where a test signals every task itself (SLURM delivers SIGTERM to each task).
+    Used where a test signals or kills every task itself (SLURM delivers SIGTERM to each task).
     """
     port = str(free_port())
-    procs = []
-    for rank in range(nproc):
-        env = subprocess_env(RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank),
-                             MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        with open(log_dir / f"rank{rank}.log", "w") as log:
-            procs.append(subprocess.Popen([sys.executable, "-m", module, *args], env=env,
-                                          stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                          start_new_session=True))
-    return procs
+    return [preloaded.start(["-m", module, *args], cwd=REPO, stdout=log_dir / f"rank{rank}.log",
+                            stderr=log_dir / f"rank{rank}.log",
+                            env=subprocess_env(RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank),
+                                               MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+            for rank in range(nproc)]
 
 
 def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, poll: float = 0.2,
@@ -339,12 +344,15 @@ def kill_and_resume(nproc: int, args_of: Callable[[str], list[str]], root: Path,
     run_torchrun(nproc, args_of("a"))
     losses_a = train_losses(root / "a.jsonl")
     assert sorted(losses_a) == list(range(1, iters + 1))
-    job = start_torchrun(nproc, args_of("b"), root / "b.log")
+    (root / "b_logs").mkdir()
+    ranks = start_ranks(nproc, args_of("b"), root / "b_logs")
     try:
         wait_for(lambda: (read_tracker(root / "b") or 0) >= first_save, timeout=240,
                  what="run B's first checkpoint")
     finally:
-        kill_job(job, signal.SIGKILL)
+        signal_tree([rank.pid for rank in ranks], signal.SIGKILL, process_groups=True)
+        for rank in ranks:
+            rank.wait(timeout=60)
     resumed_at = read_tracker(root / "b")
     assert first_save <= resumed_at < iters, f"run B was not killed before its end ({resumed_at})"
     (root / "b.jsonl").write_text("")

@@ -16,6 +16,7 @@ is complete and tracked (``training/retention.py``).
 from __future__ import annotations
 
 import errno
+import multiprocessing
 import random
 import shutil
 import sys
@@ -30,6 +31,7 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+from megatron.core.dist_checkpointing.strategies import filesystem_async
 from megatron.core.dist_checkpointing.strategies.fully_parallel import (
     FullyParallelSaveStrategyWrapper,
 )
@@ -129,6 +131,22 @@ def _sharded_state(model: list, optimizer: Any, *, with_optim: bool, with_rng: b
     if with_rng:
         state["rng_state"] = _rng_state()
     return state
+
+
+def start_write_results_queue() -> None:
+    """Serve megatron-core's write-results queue from a process forked now, not spawned at the first save.
+
+    torch_dist's writer (``filesystem_async``) collects its results through one module-global
+    multiprocessing queue, whose Manager it *spawns* at the first save: a new interpreter that
+    imports torch when the first result reaches it, ~2.5 CPU-seconds and a few hundred MB on every
+    rank of every run. Forked instead, it has those modules already. Call it while the process is
+    still single-threaded and without a CUDA context (before ``initialize_distributed``). Like the
+    helpers of a save (``exit_signals_blocked``), it starts with SIGTERM/SIGUSR1 blocked, so it
+    outlives SLURM's signals and the save that follows one still works.
+    """
+    if getattr(filesystem_async, "_results_queue", False) is None:  # unset, in this megatron-core
+        with exit_signals_blocked():
+            filesystem_async._results_queue = multiprocessing.get_context("fork").Manager().Queue()
 
 
 def save_checkpoint(root: str | Path, state: TrainState, *, model: list, optimizer: Any,

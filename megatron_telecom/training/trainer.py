@@ -103,6 +103,8 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     backends = choose_backends(transformer_impl=cfg.model.transformer_impl,
                                attention_backend=cfg.model.attention_backend,
                                packed_documents=stage.needs.packed_documents)
+    if cfg.checkpoint.save:
+        checkpointing.start_write_results_queue()  # forked while this process is single-threaded
     initialize_distributed(layout, seed=cfg.training.seed,
                            timeout_minutes=cfg.parallel.distributed_timeout_minutes)
     exits.synchronize_start()
