@@ -175,7 +175,7 @@ def start_torchrun(nproc: int, args: list[str], log_path: Path,
 
 
 def start_ranks(nproc: int, args: list[str], log_dir: Path,
-                *, module: str = "megatron_telecom.pretrain") -> list:
+                *, module: str = "megatron_telecom.pretrain") -> list[preloaded.Process]:
     """Start ``nproc`` processes with torchrun's variables set, as srun starts SLURM tasks, each
     in a session of its own, output in ``log_dir/rank{N}.log`` (processes from ``_preloaded``).
 

@@ -1,8 +1,8 @@
 """Test processes forked from an interpreter that has already imported torch and megatron-core.
 
 A trainer or probe process spends ~3.5 of its ~5 CPU-seconds importing torch, megatron-core and
-transformers; the suite starts hundreds of them. ``start`` runs ``python TARGET`` (a script or
-``-m module``) in a fresh process forked from multiprocessing's fork server, which imported the
+transformers; the suite starts hundreds of them. ``start`` runs ``python TARGET`` (a script,
+``-m module`` or ``-c code``) in a new process forked from multiprocessing's fork server, which imported the
 PRELOAD modules once per pytest worker. The child then becomes what a new interpreter would be:
 its own session, its stdout/stderr in files, the given environment, working directory, argv and
 sys.path, and a fresh numpy seed; the target runs as ``__main__``. Exit codes follow Python's
@@ -35,6 +35,8 @@ PRELOAD = ["megatron_telecom", "numpy", "torch", "torch.distributed", "torch.opt
            "torch.distributed.checkpoint", "megatron.core", "megatron.core.models.gpt",
            "megatron.core.optimizer", "megatron.core.dist_checkpointing", "megatron.core.pipeline_parallel",
            "transformers", "safetensors", "tokenizers"]
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR",
+                  "MASTER_PORT")
 FRESH = os.environ.get("MEGATRON_TELECOM_TEST_FRESH") == "1"
 
 _context: multiprocessing.context.ForkServerContext | None = None
@@ -52,14 +54,15 @@ def _fresh_path_tail(env: dict[str, str]) -> list[str]:
 
 
 def _server(env: dict[str, str]) -> multiprocessing.context.ForkServerContext:
-    """The fork server, started once per pytest process under ``env`` (one OpenMP thread...)."""
+    """The fork server, started once per pytest process under ``env`` (one OpenMP thread...) less
+    any rank's variables."""
     global _context
     if _context is None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
         saved = dict(os.environ)
         os.environ.clear()
-        os.environ.update(env)
+        os.environ.update({k: v for k, v in env.items() if k not in RANK_VARIABLES})
         try:
             from multiprocessing import forkserver
 
@@ -124,10 +127,12 @@ class PreloadedProcess:
         return self._process.exitcode
 
 
-def start(target: list[str], *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path,
-          ) -> PreloadedProcess | subprocess.Popen:
-    """Start ``python TARGET`` (``SCRIPT ARGS``, ``-m MODULE ARGS`` or ``-c CODE ARGS``) with output appended to the two files (a new interpreter under
-    MEGATRON_TELECOM_TEST_FRESH=1)."""
+Process = PreloadedProcess | subprocess.Popen  # what ``start`` gives
+
+
+def start(target: list[str], *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path) -> Process:
+    """Start ``python TARGET`` (``SCRIPT ARGS``, ``-m MODULE ARGS`` or ``-c CODE ARGS``), its output
+    appended to the two files (a new interpreter under MEGATRON_TELECOM_TEST_FRESH=1)."""
     stdout.touch(), stderr.touch()
     if FRESH:
         with open(stdout, "a") as out, open(stderr, "a") as err:
