@@ -122,18 +122,7 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
     train, valid_data = stage.datasets(layout=layout, tokenizer=tokenizer, seq_length=seq_length,
                                        stored=stored)
     train_data = _batches(cfg, layout, train, state.consumed_train_samples)
-    num_params = sum(param.numel() for chunk in model for param in chunk.parameters())
-    trainable = sum(param.numel() for chunk in model for param in chunk.parameters() if param.requires_grad)
-    print_rank_0(f"> {preset.name}: {num_params:,} parameters on rank 0"
-                 + (f" ({trainable:,} trainable)" if trainable != num_params else "")
-                 + f"; world {layout.world_size}"
-                 f" = TP {layout.tensor_model_parallel_size} x PP "
-                 f"{layout.pipeline_model_parallel_size} x DP {layout.data_parallel_size}; "
-                 f"{layout.num_microbatches} microbatches of {layout.micro_batch_size}; "
-                 f"vocabulary {tokenizer.vocab_size} padded to {vocab}")
-    if tokenizer.vocab_size != preset.vocab_size:
-        print_rank_0(f"note: the tokenizer has {tokenizer.vocab_size} ids, preset {preset.name} "
-                     f"{preset.vocab_size}: fine from scratch, not for the base model's weights")
+    _print_model_summary(preset, model, layout, tokenizer.vocab_size, vocab)
     return Run(
         cfg=cfg, layout=layout, preset=preset, model=model, optimizer=optimizer, scheduler=scheduler,
         seq_length=seq_length, padded_vocab_size=vocab, train_data=train_data,
@@ -150,6 +139,24 @@ def setup(cfg: PretrainConfig, *, start_time: float | None = None) -> Run:
         forward_step=stage.forward_step(use_transformer_engine=backends.use_transformer_engine),
         tokenizer_record=tokenizer_record(tokenizer),
     )
+
+
+def _print_model_summary(preset: ModelPreset, model: list, layout: ParallelLayout, vocab_size: int,
+                         padded_vocab_size: int) -> None:
+    """Rank 0: parameters, layout, micro-batches and vocabulary, and a note when the tokenizer
+    does not match the preset."""
+    num_params = sum(param.numel() for chunk in model for param in chunk.parameters())
+    trainable = sum(param.numel() for chunk in model for param in chunk.parameters() if param.requires_grad)
+    print_rank_0(f"> {preset.name}: {num_params:,} parameters on rank 0"
+                 + (f" ({trainable:,} trainable)" if trainable != num_params else "")
+                 + f"; world {layout.world_size}"
+                 f" = TP {layout.tensor_model_parallel_size} x PP "
+                 f"{layout.pipeline_model_parallel_size} x DP {layout.data_parallel_size}; "
+                 f"{layout.num_microbatches} microbatches of {layout.micro_batch_size}; "
+                 f"vocabulary {vocab_size} padded to {padded_vocab_size}")
+    if vocab_size != preset.vocab_size:
+        print_rank_0(f"note: the tokenizer has {vocab_size} ids, preset {preset.name} "
+                     f"{preset.vocab_size}: fine from scratch, not for the base model's weights")
 
 
 def _benchmark_evaluation(cfg: PretrainConfig, seq_length: int) -> Any:
